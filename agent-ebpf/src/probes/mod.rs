@@ -1,0 +1,9 @@
+//! One probe per file; each entry is thin and calls a `try_...` function.
+
+mod fentry_file_open;
+mod file_open;
+mod lsm_file_open;
+mod sock_state;
+mod syscall_open;
+mod tp_openat;
+mod tp_openat2;

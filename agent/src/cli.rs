@@ -1,0 +1,264 @@
+//! The `credtrail-agent` command line. Every flag has an environment
+//! variable (names in [`crate::config`]), so a DaemonSet can set either.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::config as c;
+use crate::run::HookMode;
+
+/// credtrail node agent: reports, with eBPF, which process opens which
+/// Kubernetes credential file and which process connects to the API server.
+///
+/// Needs root (or CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE, CAP_DAC_READ_SEARCH).
+/// Output goes to the aggregator (`--aggregator`) or to a JSON-lines file
+/// (`--output jsonl PATH|-`, one observation per line, format in
+/// docs/OBSERVATIONS.md). Precedence: flags, then environment, then the
+/// `--config` file, then the built-in defaults (`--print-config`).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "credtrail-agent", version, max_term_width = 100)]
+pub struct Cli {
+    /// YAML configuration file (keys as printed by --print-config).
+    #[arg(long, env = c::ENV_CONFIG, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Print the configuration file's defaults, commented, and exit.
+    #[arg(long)]
+    pub print_config: bool,
+
+    /// Write observations as JSON lines: `--output jsonl PATH` appends to
+    /// PATH, `--output jsonl -` writes to standard output. In the
+    /// environment: `CREDTRAIL_OUTPUT="jsonl PATH"`.
+    #[arg(long, env = c::ENV_OUTPUT, num_args = 1..=2, value_names = ["FORMAT", "PATH"])]
+    pub output: Vec<String>,
+
+    /// This node's name (the downward API's `NODE_NAME`); default: the hostname.
+    #[arg(long, env = c::ENV_NODE_NAME, value_name = "NAME")]
+    pub node_name: Option<String>,
+
+    /// Kernel hook for credential opens. `auto` tries the BPF LSM
+    /// `file_open` hook, then fentry on `security_file_open`, then the
+    /// `sys_enter_openat`/`openat2` tracepoints, logging why each was
+    /// refused. Forcing one fails if the kernel refuses it.
+    #[arg(long, visible_alias = "hook-mode", env = c::ENV_HOOK_MODE, value_enum, value_name = "HOOK")]
+    pub hook: Option<HookMode>,
+
+    /// API-server endpoint (`IP:PORT`, IPv4 or IPv6 `[addr]:port`) whose
+    /// TCP connects are reported with both ends, e.g. the `kubernetes`
+    /// Service ClusterIP:443 and the real endpoints :6443. Repeatable; in
+    /// the environment, comma-separated.
+    #[arg(long = "api-endpoint", env = c::ENV_API_ENDPOINTS, value_delimiter = ',', value_name = "ADDR:PORT")]
+    pub api_endpoints: Vec<SocketAddr>,
+
+    /// Extra watched path pattern (absolute; `*` and `?` match within one
+    /// path component, `{a,b}` lists alternatives). Repeatable; in the
+    /// environment, colon-separated.
+    #[arg(long, env = c::ENV_WATCH, value_delimiter = ':', value_name = "PATTERN")]
+    pub watch: Vec<String>,
+
+    /// Do not watch the built-in credential paths (service-account tokens,
+    /// kubelet projected tokens, kubeconfigs, kubelet client certificates).
+    #[arg(long, env = c::ENV_NO_DEFAULT_WATCH)]
+    pub no_default_watch: bool,
+
+    /// cgroup v2 root, to name the cgroup, container and pod of a process.
+    /// [default: /sys/fs/cgroup]
+    #[arg(long, env = c::ENV_CGROUP_ROOT, value_name = "PATH")]
+    pub cgroup_root: Option<PathBuf>,
+
+    /// The host's /proc (e.g. /host/proc in a container), for process
+    /// details and to read credentials through each process's root.
+    /// [default: /proc]
+    #[arg(long, env = c::ENV_PROC_ROOT, value_name = "PATH")]
+    pub proc_root: Option<PathBuf>,
+
+    /// The kubelet's pods folder, to name pods from their uid and to scan
+    /// projected tokens. [default: /var/lib/kubelet/pods]
+    #[arg(long, env = c::ENV_KUBELET_PODS_DIR, value_name = "PATH")]
+    pub kubelet_pods_dir: Option<PathBuf>,
+
+    /// Repeated reads of one file by one process are reported once per
+    /// interval, with a count (`60s`, `5m`, `250ms`). [default: 60s]
+    #[arg(long, env = c::ENV_REPORT_INTERVAL, value_name = "DURATION")]
+    pub report_interval: Option<String>,
+
+    /// Skip the start-up scan of credential files already on the node.
+    #[arg(long, env = c::ENV_NO_SCAN)]
+    pub no_scan: bool,
+
+    /// Extra address of this node to report (beside its interface
+    /// addresses). Repeatable; in the environment, comma-separated.
+    #[arg(long = "node-address", env = c::ENV_NODE_ADDRESSES, value_delimiter = ',', value_name = "IP")]
+    pub node_addresses: Vec<IpAddr>,
+
+    /// Pod CIDR of this node. Repeatable; in the environment, comma-separated.
+    #[arg(long = "pod-cidr", env = c::ENV_POD_CIDRS, value_delimiter = ',', value_name = "CIDR")]
+    pub pod_cidrs: Vec<String>,
+
+    /// Bound of the queue between the event loop and the output; overflow
+    /// is counted and reported as a `loss` observation. [default: 4096]
+    #[arg(long, env = c::ENV_CHANNEL_CAPACITY, value_name = "N")]
+    pub channel_capacity: Option<usize>,
+
+    /// Log format on standard error (level from RUST_LOG, default info).
+    #[arg(long, env = c::ENV_LOG_FORMAT, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(flatten)]
+    pub stream: StreamArgs,
+}
+
+/// Streaming to the aggregator (gRPC, mTLS).
+#[derive(Debug, Clone, clap::Args)]
+pub struct StreamArgs {
+    /// Aggregator agent endpoint, `https://host:port`; observations are
+    /// streamed there (with acks, resume and a bounded spool).
+    #[arg(long, env = c::ENV_AGGREGATOR, value_name = "URL")]
+    pub aggregator: Option<String>,
+
+    /// CA certificate (PEM) that signed the aggregator's certificate.
+    #[arg(long, env = c::ENV_TLS_CA, value_name = "PATH", requires = "aggregator")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// This agent's client certificate (PEM, CN `system:node:<node>`).
+    #[arg(long, env = c::ENV_TLS_CERT, value_name = "PATH", requires = "aggregator")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// This agent's private key (PEM).
+    #[arg(long, env = c::ENV_TLS_KEY, value_name = "PATH", requires = "aggregator")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Mirror the unacknowledged spool to this folder (survives restarts).
+    #[arg(long, env = c::ENV_SPOOL_DIR, value_name = "PATH")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// Spool bound in observations; beyond it the oldest are dropped and
+    /// reported. [default: 100000]
+    #[arg(long, env = c::ENV_SPOOL_CAPACITY, value_name = "N")]
+    pub spool_capacity: Option<usize>,
+}
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where observations go locally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputTarget {
+    Stdout,
+    File(PathBuf),
+}
+
+impl Cli {
+    /// The `--output` choice, if any; an error names what was wrong.
+    pub fn output_target(&self) -> Result<Option<OutputTarget>, String> {
+        let words: Vec<&str> = self
+            .output
+            .iter()
+            .flat_map(|s| s.split_whitespace())
+            .collect();
+        match words.as_slice() {
+            [] => Ok(None),
+            ["jsonl", "-"] => Ok(Some(OutputTarget::Stdout)),
+            ["jsonl", path] => Ok(Some(OutputTarget::File(PathBuf::from(path)))),
+            [fmt, _] => Err(format!("--output: unknown format {fmt:?} (only jsonl)")),
+            _ => Err("--output takes a format and a path: `--output jsonl PATH|-`".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_forms() {
+        let cli = Cli::try_parse_from(["a", "--output", "jsonl", "-"]).unwrap();
+        assert_eq!(cli.output_target(), Ok(Some(OutputTarget::Stdout)));
+        let cli = Cli::try_parse_from(["a", "--output", "jsonl", "/tmp/o.jsonl"]).unwrap();
+        assert_eq!(
+            cli.output_target(),
+            Ok(Some(OutputTarget::File("/tmp/o.jsonl".into())))
+        );
+        let cli = Cli::try_parse_from(["a", "--output", "jsonl /tmp/x"]).unwrap();
+        assert_eq!(
+            cli.output_target(),
+            Ok(Some(OutputTarget::File("/tmp/x".into())))
+        );
+        let cli = Cli::try_parse_from(["a", "--output", "csv", "-"]).unwrap();
+        assert!(cli.output_target().unwrap_err().contains("csv"));
+        let cli = Cli::try_parse_from(["a", "--output", "jsonl"]).unwrap();
+        assert!(cli.output_target().is_err());
+    }
+
+    #[test]
+    fn every_option_is_explained_in_help() {
+        let help = <Cli as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
+        for flag in [
+            "--config",
+            "--output",
+            "--node-name",
+            "--hook",
+            "--api-endpoint",
+            "--watch",
+            "--no-default-watch",
+            "--cgroup-root",
+            "--proc-root",
+            "--kubelet-pods-dir",
+            "--report-interval",
+            "--no-scan",
+            "--node-address",
+            "--pod-cidr",
+            "--channel-capacity",
+            "--log-format",
+            "--aggregator",
+            "--tls-ca",
+            "--tls-cert",
+            "--tls-key",
+            "--spool-dir",
+            "--spool-capacity",
+            "--print-config",
+        ] {
+            let line = help.lines().position(|l| l.trim_start().starts_with(flag));
+            let line = line.unwrap_or_else(|| panic!("{flag} missing from --help"));
+            let explained = help
+                .lines()
+                .nth(line + 1)
+                .is_some_and(|l| l.trim().len() > 10);
+            assert!(explained, "{flag} has no explanation in --help");
+        }
+        for env in [
+            c::ENV_NODE_NAME,
+            c::ENV_HOOK_MODE,
+            c::ENV_API_ENDPOINTS,
+            c::ENV_AGGREGATOR,
+        ] {
+            assert!(help.contains(env), "{env} missing from --help");
+        }
+    }
+
+    #[test]
+    fn hook_and_endpoints_parse() {
+        let cli = Cli::try_parse_from([
+            "a",
+            "--hook-mode",
+            "tracepoint",
+            "--api-endpoint",
+            "[::1]:6443",
+            "--api-endpoint",
+            "127.0.0.1:443",
+        ])
+        .unwrap();
+        assert_eq!(cli.hook, Some(HookMode::Tracepoint));
+        assert_eq!(cli.api_endpoints.len(), 2);
+        assert!(Cli::try_parse_from(["a", "--hook", "kprobe"]).is_err());
+        assert!(Cli::try_parse_from(["a", "--api-endpoint", "localhost"]).is_err());
+    }
+}

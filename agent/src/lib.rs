@@ -1,0 +1,21 @@
+//! credtrail node agent library.
+//!
+//! [`run::start`] is the entry point; the `credtrail-agent` binary is a thin
+//! CLI around it.
+
+pub mod attribution;
+pub mod cli;
+pub mod config;
+pub mod dedupe;
+pub mod enrich;
+pub mod identity;
+pub mod loader;
+pub mod node;
+pub mod output;
+pub mod patterns;
+pub mod redact;
+pub mod run;
+pub mod scan;
+pub mod stream;
+
+pub use run::{AgentConfig, AgentError, HookMode, RunningAgent, start};

@@ -1,0 +1,124 @@
+//! `credtrail-agent`: a thin CLI around [`credtrail_agent::start`].
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Parser as _;
+use credtrail_agent::cli::{Cli, LogFormat};
+use credtrail_agent::output::JsonlWriter;
+use credtrail_agent::stream::{self, HelloInfo, StreamConfig};
+use credtrail_proto::model::{Observation, ObservationEvent};
+use tokio::sync::mpsc;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if cli.print_config {
+        print!("{}", credtrail_agent::config::default_yaml());
+        return Ok(());
+    }
+    init_logging(cli.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(cli))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let output = cli.output_target().map_err(anyhow::Error::msg)?;
+    let cfg = credtrail_agent::config::resolve(&cli)?;
+    if output.is_none() && cli.stream.aggregator.is_none() {
+        bail!("nowhere to send observations: give --output jsonl PATH|- or --aggregator URL");
+    }
+    let mut writer = match &output {
+        Some(t) => Some(JsonlWriter::open(t).with_context(|| format!("opening output {t:?}"))?),
+        None => None,
+    };
+    let mut agent = credtrail_agent::start(cfg)
+        .await
+        .context("starting the eBPF agent")?;
+    tracing::info!(hooks = ?agent.hooks(), "agent running");
+
+    let mut stream = None;
+    let mut stream_tx = None;
+    if let Some(url) = &cli.stream.aggregator {
+        let (Some(ca), Some(cert), Some(key)) = (
+            &cli.stream.tls_ca,
+            &cli.stream.tls_cert,
+            &cli.stream.tls_key,
+        ) else {
+            bail!("--aggregator needs --tls-ca, --tls-cert and --tls-key");
+        };
+        // The first observation is the node info: it makes the stream's Hello.
+        let first = agent
+            .observations
+            .recv()
+            .await
+            .context("agent stopped at once")?;
+        let ObservationEvent::NodeInfo(info) = &first.event else {
+            bail!("the agent's first observation is not its node info");
+        };
+        let mut scfg = StreamConfig::new(url.clone(), ca.clone(), cert.clone(), key.clone());
+        scfg.spool_dir = cli.stream.spool_dir.clone();
+        if let Some(n) = cli.stream.spool_capacity {
+            scfg.spool_capacity = n;
+        }
+        let (tx, rx) = mpsc::channel::<Observation>(4096);
+        stream = Some(
+            stream::spawn(scfg, HelloInfo::from(info), rx, Duration::from_secs(10))
+                .context("starting the aggregator stream")?,
+        );
+        write_local(&mut writer, &first)?;
+        tx.send(first).await.ok();
+        stream_tx = Some(tx);
+    }
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = sigterm.recv() => break,
+            obs = agent.observations.recv() => {
+                let Some(obs) = obs else { break };
+                write_local(&mut writer, &obs)?;
+                if let Some(tx) = &stream_tx
+                    && tx.send(obs).await.is_err()
+                {
+                    bail!("the aggregator stream stopped");
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down");
+    agent.shutdown().await;
+    drop(stream_tx);
+    if let Some(s) = stream {
+        s.join().await;
+    }
+    if let Some(w) = &mut writer {
+        w.flush().context("flushing output")?;
+    }
+    Ok(())
+}
+
+fn write_local(writer: &mut Option<JsonlWriter>, obs: &Observation) -> anyhow::Result<()> {
+    if let Some(w) = writer {
+        w.write(obs).context("writing output")?;
+        w.flush().context("flushing output")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! The bounded spool: every observation waits here, with its sequence
+//! number, until the aggregator acknowledges it.
+//!
+//! - Bounded: at `capacity` observations the **oldest** is dropped and
+//!   counted; the count goes out as a `Loss { stage: "spool" }` observation
+//!   and in every heartbeat. Never silent.
+//! - Sequence numbers are consecutive within the stream epoch; the spool is
+//!   always a consecutive run `first_seq..=last_seq`.
+//! - `sent` marks how far the current connection has sent; after a
+//!   reconnect it is rewound to the aggregator's resume point.
+//! - Observations are held encoded (protobuf): a batch shares their bytes
+//!   instead of copying them, and the disk mirror writes the same bytes.
+//! - Optionally mirrored to disk ([`super::disk::DiskLog`]) so that a
+//!   restarted agent resends what the aggregator never acknowledged.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use credtrail_proto::pb::agent as pb;
+
+use super::disk::{DiskError, DiskLog};
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct Spool {
+    items: VecDeque<Bytes>,
+    /// Sequence number of `items[0]` (or of the next push when empty).
+    first_seq: u64,
+    capacity: usize,
+    /// Highest sequence number sent on the current connection.
+    sent: u64,
+    /// Highest sequence number acknowledged.
+    acked: u64,
+    dropped_total: u64,
+    dropped_unreported: u64,
+    disk: Option<DiskLog>,
+}
+
+impl Spool {
+    /// An empty in-memory spool starting at sequence number 1.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            items: VecDeque::new(),
+            first_seq: 1,
+            capacity: capacity.max(2),
+            sent: 0,
+            acked: 0,
+            dropped_total: 0,
+            dropped_unreported: 0,
+            disk: None,
+        }
+    }
+
+    /// A spool mirrored to `disk`, starting with what the log still holds.
+    pub fn with_disk(capacity: usize, mut disk: DiskLog) -> Result<Self, DiskError> {
+        let mut s = Self::new(capacity);
+        let (acked, records) = disk.load()?;
+        s.acked = acked;
+        s.sent = acked;
+        s.first_seq = acked + 1;
+        for (seq, obs) in records {
+            if seq != s.first_seq + s.items.len() as u64 {
+                // A torn tail or a hole: keep only the consecutive run.
+                break;
+            }
+            s.items.push_back(obs);
+        }
+        while s.items.len() > s.capacity {
+            s.items.pop_front();
+            s.first_seq += 1;
+            s.dropped_total += 1;
+            s.dropped_unreported += 1;
+        }
+        s.disk = Some(disk);
+        Ok(s)
+    }
+
+    /// Appends `obs`, returning its sequence number. Drops the oldest
+    /// observation first when the spool is full.
+    pub fn push(&mut self, obs: Bytes) -> u64 {
+        if self.items.len() >= self.capacity {
+            self.items.pop_front();
+            self.first_seq += 1;
+            self.dropped_total += 1;
+            self.dropped_unreported += 1;
+            // A dropped observation can no longer be sent or acknowledged.
+            self.sent = self.sent.max(self.first_seq - 1);
+        }
+        let seq = self.next_seq();
+        if let Some(d) = &mut self.disk
+            && let Err(e) = d.append(seq, &obs)
+        {
+            tracing::warn!("spool disk log: {e}; continuing in memory only");
+            self.disk = None;
+        }
+        self.items.push_back(obs);
+        seq
+    }
+
+    /// Writes buffered disk records out (called after each chunk of input).
+    pub fn flush_disk(&mut self) {
+        if let Some(d) = &mut self.disk
+            && let Err(e) = d.flush()
+        {
+            tracing::warn!("spool disk log: {e}; continuing in memory only");
+            self.disk = None;
+        }
+    }
+
+    /// The number the next push gets.
+    pub fn next_seq(&self) -> u64 {
+        self.first_seq + self.items.len() as u64
+    }
+
+    /// Highest sequence number assigned so far.
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq() - 1
+    }
+
+    pub fn acked(&self) -> u64 {
+        self.acked
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Lowest sequence number still held (what a reconnect can resend).
+    pub fn first_seq(&self) -> u64 {
+        self.first_seq
+    }
+
+    /// Observations dropped because the bound was hit, since start.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped_total
+    }
+
+    /// Drops not yet reported in a Loss observation; resets the count.
+    pub fn take_unreported_drops(&mut self) -> u64 {
+        std::mem::take(&mut self.dropped_unreported)
+    }
+
+    /// Everything up to `seq` is stored by the aggregator.
+    pub fn ack(&mut self, seq: u64) {
+        let seq = seq.min(self.last_seq());
+        if seq <= self.acked {
+            return;
+        }
+        while self.first_seq <= seq && self.items.pop_front().is_some() {
+            self.first_seq += 1;
+        }
+        self.acked = seq;
+        self.first_seq = self.first_seq.max(seq + 1);
+        self.sent = self.sent.max(seq);
+        if let Some(d) = &mut self.disk
+            && let Err(e) = d.ack(seq, self.items.is_empty())
+        {
+            tracing::warn!("spool disk log: {e}; continuing in memory only");
+            self.disk = None;
+        }
+    }
+
+    /// A new connection: resend everything after `acked` (the aggregator's
+    /// resume point, which may be ahead of ours).
+    pub fn rewind(&mut self, acked: u64) {
+        self.ack(acked);
+        self.sent = self.acked.max(self.first_seq - 1);
+    }
+
+    /// Observations sent and not yet acknowledged.
+    pub fn in_flight(&self) -> u64 {
+        self.sent.saturating_sub(self.acked.max(self.first_seq - 1))
+    }
+
+    /// Whether anything waits to be sent on the current connection.
+    pub fn has_unsent(&self) -> bool {
+        self.sent < self.last_seq()
+    }
+
+    /// The next batch to send (at most `max` observations), marking it sent.
+    pub fn next_batch(&mut self, max: usize) -> Option<pb::EncodedObservationBatch> {
+        if !self.has_unsent() {
+            return None;
+        }
+        let from = self.sent.max(self.first_seq - 1) + 1;
+        let start = (from - self.first_seq) as usize;
+        let end = (start + max.max(1)).min(self.items.len());
+        let observations: Vec<Bytes> = self.items.range(start..end).cloned().collect();
+        self.sent = from + observations.len() as u64 - 1;
+        Some(pb::EncodedObservationBatch {
+            first_seq: from,
+            observations,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use prost::Message as _;
+
+    fn obs(id: &str) -> Bytes {
+        pb::Observation {
+            id: id.into(),
+            ..Default::default()
+        }
+        .encode_to_vec()
+        .into()
+    }
+
+    fn strs(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn ids(b: &pb::EncodedObservationBatch) -> Vec<String> {
+        b.observations
+            .iter()
+            .map(|o| pb::Observation::decode(o.as_ref()).unwrap().id)
+            .collect()
+    }
+
+    #[test]
+    fn batches_acks_and_rewinds() {
+        let mut s = Spool::new(100);
+        for i in 1..=5 {
+            assert_eq!(s.push(obs(&i.to_string())), i);
+        }
+        let b = s.next_batch(3).unwrap();
+        assert_eq!((b.first_seq, ids(&b)), (1, strs(&["1", "2", "3"])));
+        let b = s.next_batch(3).unwrap();
+        assert_eq!((b.first_seq, ids(&b)), (4, strs(&["4", "5"])));
+        assert!(s.next_batch(3).is_none());
+        assert_eq!(s.in_flight(), 5);
+        s.ack(3);
+        assert_eq!((s.len(), s.first_seq(), s.in_flight()), (2, 4, 2));
+        // Reconnect: the aggregator had stored up to 4 only.
+        s.rewind(4);
+        let b = s.next_batch(10).unwrap();
+        assert_eq!((b.first_seq, ids(&b)), (5, strs(&["5"])));
+        s.ack(5);
+        assert!(s.is_empty());
+        assert_eq!(s.push(obs("6")), 6);
+    }
+
+    #[test]
+    fn full_spool_drops_oldest_and_counts() {
+        let mut s = Spool::new(3);
+        for i in 1..=5 {
+            s.push(obs(&i.to_string()));
+        }
+        assert_eq!(s.dropped_total(), 2);
+        assert_eq!(s.take_unreported_drops(), 2);
+        assert_eq!(s.take_unreported_drops(), 0);
+        let b = s.next_batch(10).unwrap();
+        assert_eq!((b.first_seq, ids(&b)), (3, strs(&["3", "4", "5"])));
+        // Dropping what was in flight moves the sent mark with it.
+        s.push(obs("6"));
+        assert_eq!(s.first_seq(), 4);
+        let b = s.next_batch(10).unwrap();
+        assert_eq!((b.first_seq, ids(&b)), (6, strs(&["6"])));
+        // An ack beyond what was assigned is clamped.
+        s.ack(99);
+        assert!(s.is_empty());
+        assert_eq!(s.next_seq(), 7);
+    }
+
+    #[test]
+    fn disk_spool_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = Spool::with_disk(10, DiskLog::open(dir.path()).unwrap()).unwrap();
+            for i in 1..=4 {
+                s.push(obs(&i.to_string()));
+            }
+            s.next_batch(10);
+            s.ack(2);
+        }
+        let mut s = Spool::with_disk(10, DiskLog::open(dir.path()).unwrap()).unwrap();
+        assert_eq!((s.acked(), s.first_seq(), s.len()), (2, 3, 2));
+        let b = s.next_batch(10).unwrap();
+        assert_eq!((b.first_seq, ids(&b)), (3, strs(&["3", "4"])));
+        assert_eq!(s.push(obs("5")), 5);
+        s.ack(5);
+        drop(s);
+        let s = Spool::with_disk(10, DiskLog::open(dir.path()).unwrap()).unwrap();
+        assert!(s.is_empty());
+        assert_eq!(s.next_seq(), 6);
+    }
+}

@@ -1,0 +1,219 @@
+//! The gRPC `credtrail.query.v1.QueryService`. Each method converts its
+//! request at the edge ([`super::convert`]), runs the shared operation in
+//! [`super::ops`] and maps [`ApiError`] to a deliberate `Status` code.
+
+use std::pin::Pin;
+
+use credtrail_proto::pb::query as pb;
+use credtrail_proto::pb::query::query_service_server::{QueryService, QueryServiceServer};
+use futures::{Stream, StreamExt as _};
+use tonic::{Request, Response, Status};
+
+use super::live::{self, LiveEvent};
+use super::{ApiError, ops};
+use crate::state::AppState;
+use crate::store::query::inventory::{BindingQuery, CredentialQuery};
+use crate::store::query::suppressions::NewSuppression;
+use crate::store::query::{AlertFilter, PageToken};
+
+/// The service implementation.
+#[derive(Clone)]
+pub struct QueryApi {
+    state: AppState,
+}
+
+/// The tonic service, ready for `tonic::transport::Server::add_service`.
+pub fn service(state: AppState) -> QueryServiceServer<QueryApi> {
+    QueryServiceServer::new(QueryApi { state })
+}
+
+/// Serves the `QueryService` on `listener` until `shutdown` resolves, with
+/// `TCP_NODELAY` on every connection (streamed alerts are small writes).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+        conn.inspect(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set on a gRPC connection");
+            }
+        })
+    });
+    tonic::transport::Server::builder()
+        .add_service(service(state))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+impl QueryApi {
+    /// Counts the call by outcome and maps the error.
+    fn done<T>(&self, method: &str, r: Result<T, ApiError>) -> Result<Response<T>, Status> {
+        let code = match &r {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        };
+        self.state.metrics.api_request("grpc", method, code);
+        r.map(Response::new).map_err(Status::from)
+    }
+}
+
+fn filter(f: Option<pb::AlertFilter>) -> Result<AlertFilter, ApiError> {
+    Ok(AlertFilter::try_from(f.unwrap_or_default())?)
+}
+
+type AlertStream = Pin<Box<dyn Stream<Item = Result<pb::StreamAlertsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl QueryService for QueryApi {
+    async fn list_alerts(
+        &self,
+        req: Request<pb::ListAlertsRequest>,
+    ) -> Result<Response<pb::ListAlertsResponse>, Status> {
+        let r = req.into_inner();
+        let out = async {
+            let f = filter(r.filter)?;
+            let page = ops::list_alerts(&self.state, f, r.page_size, &r.page_token).await?;
+            Ok(pb::ListAlertsResponse {
+                alerts: page.alerts.iter().map(Into::into).collect(),
+                next_page_token: page
+                    .next
+                    .as_ref()
+                    .map(PageToken::encode)
+                    .unwrap_or_default(),
+            })
+        }
+        .await;
+        self.done("ListAlerts", out)
+    }
+
+    async fn get_alert(
+        &self,
+        req: Request<pb::GetAlertRequest>,
+    ) -> Result<Response<pb::Alert>, Status> {
+        let out = ops::get_alert(&self.state, req.into_inner().id)
+            .await
+            .map(|a| pb::Alert::from(&a));
+        self.done("GetAlert", out)
+    }
+
+    type StreamAlertsStream = AlertStream;
+
+    async fn stream_alerts(
+        &self,
+        req: Request<pb::StreamAlertsRequest>,
+    ) -> Result<Response<AlertStream>, Status> {
+        let out = filter(req.into_inner().filter).map(|f| {
+            let s = live::subscribe(&self.state, f).map(|ev| {
+                Ok(pb::StreamAlertsResponse {
+                    event: Some(match ev {
+                        LiveEvent::Alert(a) => {
+                            pb::stream_alerts_response::Event::Alert(pb::Alert::from(&*a))
+                        }
+                        LiveEvent::Skipped(count) => {
+                            pb::stream_alerts_response::Event::Skipped(pb::Skipped { count })
+                        }
+                    }),
+                })
+            });
+            Box::pin(s) as AlertStream
+        });
+        self.done("StreamAlerts", out)
+    }
+
+    async fn list_credentials(
+        &self,
+        req: Request<pb::ListCredentialsRequest>,
+    ) -> Result<Response<pb::ListCredentialsResponse>, Status> {
+        let r = req.into_inner();
+        let q = CredentialQuery {
+            credential_id: r.credential_id.filter(|s| !s.is_empty()),
+            node: r.node.filter(|s| !s.is_empty()),
+            identity: r.identity.filter(|s| !s.is_empty()),
+            limit: r.limit,
+        };
+        let out =
+            ops::list_credentials(&self.state, q)
+                .await
+                .map(|c| pb::ListCredentialsResponse {
+                    credentials: c.iter().map(Into::into).collect(),
+                });
+        self.done("ListCredentials", out)
+    }
+
+    async fn list_nodes(
+        &self,
+        _req: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        let out = ops::list_nodes(&self.state)
+            .await
+            .map(|n| pb::ListNodesResponse {
+                nodes: n.iter().map(Into::into).collect(),
+            });
+        self.done("ListNodes", out)
+    }
+
+    async fn list_bindings(
+        &self,
+        req: Request<pb::ListBindingsRequest>,
+    ) -> Result<Response<pb::ListBindingsResponse>, Status> {
+        let r = req.into_inner();
+        let q = BindingQuery {
+            namespace: r.namespace,
+            high_privilege_only: r.high_privilege_only,
+            include_deleted: r.include_deleted,
+        };
+        let out = ops::list_bindings(&self.state, q)
+            .await
+            .map(|b| pb::ListBindingsResponse {
+                bindings: b.iter().map(Into::into).collect(),
+            });
+        self.done("ListBindings", out)
+    }
+
+    async fn get_coverage(
+        &self,
+        req: Request<pb::GetCoverageRequest>,
+    ) -> Result<Response<pb::Coverage>, Status> {
+        let out = ops::coverage(&self.state, req.into_inner().freshness_seconds)
+            .await
+            .map(|c| pb::Coverage::from(&c));
+        self.done("GetCoverage", out)
+    }
+
+    async fn list_suppressions(
+        &self,
+        req: Request<pb::ListSuppressionsRequest>,
+    ) -> Result<Response<pb::ListSuppressionsResponse>, Status> {
+        let out = ops::list_suppressions(&self.state, req.into_inner().include_expired)
+            .await
+            .map(|s| pb::ListSuppressionsResponse {
+                suppressions: s.iter().map(Into::into).collect(),
+            });
+        self.done("ListSuppressions", out)
+    }
+
+    async fn create_suppression(
+        &self,
+        req: Request<pb::CreateSuppressionRequest>,
+    ) -> Result<Response<pb::Suppression>, Status> {
+        let out = async {
+            let new = NewSuppression::try_from(req.into_inner())?;
+            let s = ops::create_suppression(&self.state, new).await?;
+            Ok(pb::Suppression::from(&s))
+        }
+        .await;
+        self.done("CreateSuppression", out)
+    }
+
+    async fn delete_suppression(
+        &self,
+        req: Request<pb::DeleteSuppressionRequest>,
+    ) -> Result<Response<pb::DeleteSuppressionResponse>, Status> {
+        let out = ops::delete_suppression(&self.state, req.into_inner().id)
+            .await
+            .map(|()| pb::DeleteSuppressionResponse {});
+        self.done("DeleteSuppression", out)
+    }
+}

@@ -1,0 +1,378 @@
+//! HTTP/JSON API under `/api/v1/`, the web page at `/`, `/metrics`,
+//! `/healthz` and `/readyz`. Routes and formats: `docs/API.md`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use futures::StreamExt as _;
+use serde::{Deserialize, Serialize};
+
+use super::export::Format;
+use super::live::{self, LiveEvent};
+use super::params::{self, ALERT_FILTER_KEYS};
+use super::{ApiError, ops, web};
+use crate::alert::Alert;
+use crate::policy::SuppressionMatch;
+use crate::state::AppState;
+use crate::store::query::filter::parse_time;
+use crate::store::query::suppressions::NewSuppression;
+use crate::store::query::{FilterError, PageToken, StoredAlert};
+
+/// Serves the API on `listener` until `shutdown` resolves.
+///
+/// `TCP_NODELAY` is set on every connection: the live stream writes small
+/// events one at a time, and Nagle's algorithm would hold each one back until
+/// the previous was acknowledged (up to the client's delayed-ACK timer, 40 ms
+/// on Linux).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set on an API connection");
+        }
+    });
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The API router (see [`serve`]).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(web::index))
+        .route("/app.js", get(web::script))
+        .route("/style.css", get(web::style))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/alerts", get(list_alerts))
+        .route("/api/v1/alerts/stream", get(stream_alerts))
+        .route("/api/v1/alerts/{id}", get(get_alert))
+        .route("/api/v1/credentials", get(list_credentials))
+        .route("/api/v1/nodes", get(list_nodes))
+        .route("/api/v1/bindings", get(list_bindings))
+        .route("/api/v1/coverage", get(coverage))
+        .route(
+            "/api/v1/suppressions",
+            get(list_suppressions).post(create_suppression),
+        )
+        .route("/api/v1/suppressions/{id}", delete(delete_suppression))
+        .route("/api/v1/export/alerts", get(export_alerts))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .with_state(state)
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: String,
+    code: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            ApiError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::FailedPrecondition(_) => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::DataLoss(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let body = ErrorBody {
+            error: self.to_string(),
+            code: self.code(),
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let resp = next.run(req).await;
+    state
+        .metrics
+        .api_request("http", &endpoint, resp.status().as_str());
+    resp
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route; see docs/API.md".into())
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AppState>) -> ApiResult<&'static str> {
+    ops::ready(&state).await?;
+    Ok("ready\n")
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}
+
+/// An alert as JSON: the domain alert plus `suppressed_by` when set.
+#[derive(Serialize)]
+struct AlertView<'a> {
+    #[serde(flatten)]
+    alert: &'a Alert,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suppressed_by: Option<&'a str>,
+}
+
+impl<'a> From<&'a StoredAlert> for AlertView<'a> {
+    fn from(s: &'a StoredAlert) -> Self {
+        AlertView {
+            alert: &s.alert,
+            suppressed_by: s.suppressed_by.as_deref(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct AlertList<'a> {
+    alerts: Vec<AlertView<'a>>,
+    /// Pass as `page_token` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page_token: Option<String>,
+}
+
+async fn list_alerts(
+    State(state): State<AppState>,
+    Query(q): Query<params::Query>,
+) -> ApiResult<Response> {
+    params::check_known(&q, &[ALERT_FILTER_KEYS, &["page_size", "page_token"]])?;
+    let filter = params::alert_filter(&q)?;
+    let size = params::number(&q, "page_size")?.unwrap_or(0);
+    let token = q.get("page_token").cloned().unwrap_or_default();
+    let page = ops::list_alerts(&state, filter, size, &token).await?;
+    Ok(Json(AlertList {
+        alerts: page.alerts.iter().map(Into::into).collect(),
+        next_page_token: page.next.as_ref().map(PageToken::encode),
+    })
+    .into_response())
+}
+
+async fn get_alert(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+    let a = ops::get_alert(&state, id).await?;
+    Ok(Json(AlertView::from(&a)).into_response())
+}
+
+/// Server-sent events: `event: alert` (data: the alert JSON) and
+/// `event: skipped` (data: `{"count": N}`).
+async fn stream_alerts(
+    State(state): State<AppState>,
+    Query(q): Query<params::Query>,
+) -> ApiResult<Response> {
+    params::check_known(&q, &[ALERT_FILTER_KEYS])?;
+    let filter = params::alert_filter(&q)?;
+    let events = live::subscribe(&state, filter).map(|ev| {
+        let event = match ev {
+            LiveEvent::Alert(a) => Event::default()
+                .event("alert")
+                .id(a.id.clone())
+                .data(serde_json::to_string(&*a).unwrap_or_default()),
+            LiveEvent::Skipped(n) => Event::default()
+                .event("skipped")
+                .data(serde_json::json!({ "count": n }).to_string()),
+        };
+        Ok::<_, Infallible>(event)
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+async fn list_credentials(
+    State(state): State<AppState>,
+    Query(q): Query<params::Query>,
+) -> ApiResult<Response> {
+    let query = params::credential_query(&q)?;
+    let creds = ops::list_credentials(&state, query).await?;
+    Ok(Json(serde_json::json!({ "credentials": creds })).into_response())
+}
+
+async fn list_nodes(
+    State(state): State<AppState>,
+    Query(q): Query<params::Query>,
+) -> ApiResult<Response> {
+    params::check_known(&q, &[])?;
+    let nodes = ops::list_nodes(&state).await?;
+    Ok(Json(serde_json::json!({ "nodes": nodes })).into_response())
+}
+
+async fn list_bindings(
+    State(state): State<AppState>,
+    Query(q): Query<params::Query>,
+) -> ApiResult<Response> {
+    let query = params::binding_query(&q)?;
+    let b = ops::list_bindings(&state, query).await?;
+    Ok(Json(serde_json::json!({ "bindings": b })).into_response())
+}
+
+async fn coverage(
+    State(state): State<AppState>,
+    Query(q): Query<params::Query>,
+) -> ApiResult<Response> {
+    params::check_known(&q, &[&["freshness_seconds"]])?;
+    let fresh = params::number(&q, "freshness_seconds")?.unwrap_or(0.0);
+    Ok(Json(ops::coverage(&state, fresh).await?).into_response())
+}
+
+async fn list_suppressions(
+    State(state): State<AppState>,
+    Query(q): Query<params::Query>,
+) -> ApiResult<Response> {
+    params::check_known(&q, &[&["include_expired"]])?;
+    let s = ops::list_suppressions(&state, params::boolean(&q, "include_expired")?).await?;
+    Ok(Json(serde_json::json!({ "suppressions": s })).into_response())
+}
+
+/// Body of `POST /api/v1/suppressions`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateSuppressionBody {
+    owner: String,
+    reason: String,
+    /// RFC 3339.
+    expires: String,
+    #[serde(rename = "match")]
+    matcher: SuppressionMatch,
+}
+
+async fn create_suppression(State(state): State<AppState>, body: Bytes) -> ApiResult<Response> {
+    let b: CreateSuppressionBody = serde_json::from_slice(&body)
+        .map_err(|e| FilterError::new("body", format!("not a suppression: {e}")))?;
+    let new = NewSuppression {
+        owner: b.owner,
+        reason: b.reason,
+        expires: parse_time("expires", &b.expires)?,
+        matcher: b.matcher,
+    };
+    let entry = ops::create_suppression(&state, new).await?;
+    Ok((StatusCode::CREATED, Json(entry)).into_response())
+}
+
+async fn delete_suppression(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    ops::delete_suppression(&state, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Default and maximum number of alerts in one export.
+const EXPORT_DEFAULT_LIMIT: u64 = 10_000;
+const EXPORT_MAX_LIMIT: u64 = 1_000_000;
+/// Alerts fetched per store read while exporting.
+const EXPORT_CHUNK: u32 = 500;
+
+/// `GET /api/v1/export/alerts?format=jsonl|cef&limit=N&<alert filters>`:
+/// newest first, streamed page by page.
+async fn export_alerts(
+    State(state): State<AppState>,
+    Query(q): Query<params::Query>,
+) -> ApiResult<Response> {
+    params::check_known(&q, &[ALERT_FILTER_KEYS, &["format", "limit"]])?;
+    let format_name = q.get("format").map_or("jsonl", String::as_str);
+    let format = Format::parse(format_name).ok_or_else(|| {
+        FilterError::new(
+            "format",
+            format!("{format_name:?} is not one of jsonl, cef"),
+        )
+    })?;
+    let limit: u64 = params::number(&q, "limit")?.unwrap_or(EXPORT_DEFAULT_LIMIT);
+    if limit == 0 || limit > EXPORT_MAX_LIMIT {
+        return Err(FilterError::new("limit", format!("must be 1..={EXPORT_MAX_LIMIT}")).into());
+    }
+    let filter = params::alert_filter(&q)?;
+    // Check the filter against the store before committing to a 200.
+    let first = ops::list_alerts(&state, filter.clone(), EXPORT_CHUNK, "").await?;
+    struct Cursor {
+        state: AppState,
+        filter: crate::store::query::AlertFilter,
+        page: Option<crate::store::query::AlertPage>,
+        failed: Option<ApiError>,
+        left: u64,
+    }
+    let start = Cursor {
+        state,
+        filter,
+        page: Some(first),
+        failed: None,
+        left: limit,
+    };
+    let body = futures::stream::unfold(start, move |mut c| async move {
+        if let Some(e) = c.failed.take() {
+            // The status line is already sent: abort the body so the client
+            // sees a broken transfer, never a silently short export.
+            tracing::warn!(error = %e, "alert export aborted");
+            return Some((Err(std::io::Error::other(e.to_string())), c));
+        }
+        let page = c.page.take()?;
+        if c.left == 0 || page.alerts.is_empty() {
+            return None;
+        }
+        let mut chunk = String::new();
+        for a in page
+            .alerts
+            .iter()
+            .take(usize::try_from(c.left).unwrap_or(usize::MAX))
+        {
+            chunk.push_str(&format.line(&a.alert));
+            c.left -= 1;
+        }
+        if c.left > 0
+            && let Some(tok) = page.next
+        {
+            match ops::list_alerts(&c.state, c.filter.clone(), EXPORT_CHUNK, &tok.encode()).await {
+                Ok(p) => c.page = Some(p),
+                Err(e) => c.failed = Some(e),
+            }
+        }
+        Some((Ok(Bytes::from(chunk)), c))
+    });
+    let ext = match format {
+        Format::Jsonl => "jsonl",
+        Format::Cef => "cef",
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.content_type().to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"credtrail-alerts.{ext}\""),
+            ),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}

@@ -1,0 +1,97 @@
+//! The query API: HTTP/JSON under `/api/v1/` (plus the web page, `/metrics`,
+//! `/healthz`, `/readyz`) and the gRPC `QueryService`. Both call the same
+//! operations in [`ops`], so they answer the same questions the same way.
+//! Documented in `docs/API.md`.
+
+pub mod convert;
+pub mod convert_inventory;
+pub mod export;
+pub mod grpc;
+pub mod http;
+pub mod live;
+pub mod ops;
+mod params;
+pub mod web;
+
+use crate::pipeline::PipelineError;
+use crate::store::StoreError;
+use crate::store::query::{FilterError, QueryError};
+
+/// Why an API call failed; each maps to one deliberate gRPC code and HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A bad filter, page token, parameter or body: the caller's fault.
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is well formed but the object's state forbids it.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The store is busy or its task failed: retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A stored row does not decode.
+    #[error("{0}")]
+    DataLoss(String),
+}
+
+impl ApiError {
+    /// Stable short name, used in JSON error bodies and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidArgument(_) => "invalid_argument",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::FailedPrecondition(_) => "failed_precondition",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::DataLoss(_) => "data_loss",
+        }
+    }
+}
+
+impl From<FilterError> for ApiError {
+    fn from(e: FilterError) -> Self {
+        ApiError::InvalidArgument(e.to_string())
+    }
+}
+
+impl From<convert::ConvertError> for ApiError {
+    fn from(e: convert::ConvertError) -> Self {
+        ApiError::InvalidArgument(e.to_string())
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::Filter(f) => f.into(),
+            QueryError::Sql(_) => ApiError::Unavailable(e.to_string()),
+            QueryError::Corrupt { .. } => ApiError::DataLoss(e.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
+impl From<PipelineError> for ApiError {
+    fn from(e: PipelineError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(e: ApiError) -> Self {
+        let msg = e.to_string();
+        match e {
+            ApiError::InvalidArgument(_) => tonic::Status::invalid_argument(msg),
+            ApiError::NotFound(_) => tonic::Status::not_found(msg),
+            ApiError::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
+            ApiError::Unavailable(_) => tonic::Status::unavailable(msg),
+            ApiError::DataLoss(_) => tonic::Status::data_loss(msg),
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Kubernetes audit events: the typed model and the parsers for every form
+//! they arrive in (webhook `EventList`, log JSON lines, single events,
+//! explicit cloud wrappers).
+
+mod model;
+mod parse;
+
+pub use model::*;
+pub use parse::{InputFormat, ParseError, Parsed, parse_document, parse_event, parse_webhook_body};

@@ -1,0 +1,341 @@
+//! Typed subset of `audit.k8s.io/v1` (and `v1beta1`) `Event`: only the fields
+//! detection and the store need; unknown fields are ignored (serde's default),
+//! so v1beta1-only fields (`timestamp`, `metadata`) and future fields pass.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+/// Audit level of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+pub enum Level {
+    None,
+    Metadata,
+    Request,
+    RequestResponse,
+    /// A level this version does not know.
+    #[serde(other)]
+    Other,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::None => "None",
+            Level::Metadata => "Metadata",
+            Level::Request => "Request",
+            Level::RequestResponse => "RequestResponse",
+            Level::Other => "Other",
+        }
+    }
+}
+
+/// Stage of the request an event was written at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+pub enum Stage {
+    RequestReceived,
+    ResponseStarted,
+    ResponseComplete,
+    Panic,
+    #[serde(other)]
+    Other,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::RequestReceived => "RequestReceived",
+            Stage::ResponseStarted => "ResponseStarted",
+            Stage::ResponseComplete => "ResponseComplete",
+            Stage::Panic => "Panic",
+            Stage::Other => "Other",
+        }
+    }
+
+    /// Whether detection judges events of this stage. Only the final stages
+    /// carry the response code and object; `ResponseStarted` (long-running
+    /// requests) is always followed by `ResponseComplete`.
+    pub fn is_final(self) -> bool {
+        matches!(self, Stage::ResponseComplete | Stage::Panic)
+    }
+}
+
+/// `user.extra` keys set by the API server for bound tokens and x509 clients.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct UserExtra {
+    #[serde(rename = "authentication.kubernetes.io/credential-id", default)]
+    pub credential_id: Vec<String>,
+    #[serde(rename = "authentication.kubernetes.io/node-name", default)]
+    pub node_name: Vec<String>,
+    #[serde(rename = "authentication.kubernetes.io/node-uid", default)]
+    pub node_uid: Vec<String>,
+    #[serde(rename = "authentication.kubernetes.io/pod-name", default)]
+    pub pod_name: Vec<String>,
+    #[serde(rename = "authentication.kubernetes.io/pod-uid", default)]
+    pub pod_uid: Vec<String>,
+}
+
+/// `user` / `impersonatedUser`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct UserInfo {
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub uid: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub extra: UserExtra,
+}
+
+/// `objectRef`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRef {
+    #[serde(default)]
+    pub resource: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub api_group: Option<String>,
+    #[serde(default)]
+    pub subresource: Option<String>,
+}
+
+/// `responseStatus` (a `metav1.Status`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ResponseStatus {
+    #[serde(default)]
+    pub code: Option<i32>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The annotations detection reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Annotations {
+    #[serde(rename = "authorization.k8s.io/decision", default)]
+    pub decision: Option<String>,
+    #[serde(rename = "authorization.k8s.io/reason", default)]
+    pub reason: Option<String>,
+}
+
+/// `metadata` of a request/response object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ObjectMeta {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+/// `roleRef` of a binding.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+pub struct RoleRef {
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+/// A binding subject.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
+)]
+pub struct Subject {
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// An RBAC `PolicyRule`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyRule {
+    #[serde(default)]
+    pub verbs: Vec<String>,
+    #[serde(default)]
+    pub api_groups: Vec<String>,
+    #[serde(default)]
+    pub resources: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource_names: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub non_resource_ur_ls: Vec<String>,
+}
+
+/// The parts of a request/response object that RBAC detection reads
+/// (bindings and roles); for any other object everything is skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct K8sObject {
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub role_ref: Option<RoleRef>,
+    #[serde(default)]
+    pub subjects: Option<Vec<Subject>>,
+    #[serde(default)]
+    pub rules: Option<Vec<PolicyRule>>,
+}
+
+/// One audit event (`audit.k8s.io/v1` or `v1beta1`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    pub level: Level,
+    #[serde(rename = "auditID")]
+    pub audit_id: String,
+    pub stage: Stage,
+    #[serde(rename = "requestURI", default)]
+    pub request_uri: String,
+    pub verb: String,
+    pub user: UserInfo,
+    #[serde(default)]
+    pub impersonated_user: Option<UserInfo>,
+    #[serde(rename = "sourceIPs", default)]
+    pub source_ips: Vec<String>,
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    #[serde(default)]
+    pub object_ref: Option<ObjectRef>,
+    #[serde(default)]
+    pub response_status: Option<ResponseStatus>,
+    #[serde(default)]
+    pub request_object: Option<K8sObject>,
+    #[serde(default)]
+    pub response_object: Option<K8sObject>,
+    #[serde(default)]
+    pub request_received_timestamp: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub stage_timestamp: Option<DateTime<Utc>>,
+    /// v1beta1 only.
+    #[serde(default)]
+    pub timestamp: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub annotations: Annotations,
+}
+
+impl AuditEvent {
+    /// When the request was received (falls back to the v1beta1 `timestamp`,
+    /// then the stage time; the Unix epoch if none is present).
+    pub fn time(&self) -> DateTime<Utc> {
+        self.request_received_timestamp
+            .or(self.timestamp)
+            .or(self.stage_timestamp)
+            .unwrap_or_default()
+    }
+
+    /// The last `sourceIPs` entry, the only one the client cannot forge.
+    pub fn source_ip(&self) -> Option<IpAddr> {
+        self.source_ips.last().and_then(|s| s.trim().parse().ok())
+    }
+
+    /// All but the last `sourceIPs` entry (client-set, X-Forwarded-For).
+    pub fn claimed_source_ips(&self) -> &[String] {
+        match self.source_ips.split_last() {
+            Some((_, rest)) => rest,
+            None => &[],
+        }
+    }
+
+    /// The response code, when logged.
+    pub fn code(&self) -> Option<i32> {
+        self.response_status.as_ref().and_then(|s| s.code)
+    }
+
+    /// Whether the request was allowed: the authorization annotation, else
+    /// the response code (401/403 are denials).
+    pub fn allowed(&self) -> bool {
+        match self.annotations.decision.as_deref() {
+            Some("forbid") => false,
+            Some("allow") => !matches!(self.code(), Some(401 | 403)),
+            _ => !matches!(self.code(), Some(401 | 403)),
+        }
+    }
+
+    /// Whether the request succeeded (2xx, or allowed with no code logged).
+    pub fn succeeded(&self) -> bool {
+        match self.code() {
+            Some(c) => (200..300).contains(&c),
+            None => self.allowed(),
+        }
+    }
+
+    /// `authentication.kubernetes.io/credential-id` of the authenticated user.
+    pub fn credential_id(&self) -> Option<&str> {
+        self.user.extra.credential_id.first().map(String::as_str)
+    }
+
+    pub fn resource(&self) -> Option<&str> {
+        self.object_ref.as_ref().and_then(|o| o.resource.as_deref())
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.object_ref
+            .as_ref()
+            .and_then(|o| o.namespace.as_deref())
+    }
+
+    pub fn name(&self) -> Option<&str> {
+        self.object_ref.as_ref().and_then(|o| o.name.as_deref())
+    }
+
+    pub fn subresource(&self) -> Option<&str> {
+        self.object_ref
+            .as_ref()
+            .and_then(|o| o.subresource.as_deref())
+    }
+
+    pub fn api_group(&self) -> Option<&str> {
+        self.object_ref
+            .as_ref()
+            .and_then(|o| o.api_group.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(extra: &str) -> AuditEvent {
+        let s = format!(
+            r#"{{"level":"Request","auditID":"a","stage":"ResponseComplete","verb":"get","user":{{"username":"u"}},"requestReceivedTimestamp":"2024-01-01T00:00:00Z"{extra}}}"#
+        );
+        serde_json::from_str(&s).unwrap()
+    }
+
+    #[test]
+    fn last_source_ip_is_judged_and_the_rest_are_claims() {
+        let e = ev(r#","sourceIPs":["1.2.3.4","10.0.0.1"]"#);
+        assert_eq!(e.source_ip(), Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(e.claimed_source_ips(), ["1.2.3.4"]);
+        assert_eq!(ev("").source_ip(), None);
+        assert_eq!(ev(r#","sourceIPs":["garbage"]"#).source_ip(), None);
+    }
+
+    #[test]
+    fn decision_from_annotation_or_code() {
+        assert!(ev(r#","responseStatus":{"code":200}"#).allowed());
+        assert!(!ev(r#","responseStatus":{"code":403}"#).allowed());
+        assert!(!ev(r#","annotations":{"authorization.k8s.io/decision":"forbid"}"#).allowed());
+        let conflict = ev(r#","responseStatus":{"code":409}"#);
+        assert!(conflict.allowed() && !conflict.succeeded());
+    }
+
+    #[test]
+    fn unknown_levels_and_stages_do_not_fail() {
+        let s = r#"{"level":"Future","auditID":"a","stage":"Later","verb":"get","user":{"username":"u"},"newField":{"x":1}}"#;
+        let e: AuditEvent = serde_json::from_str(s).unwrap();
+        assert_eq!((e.level, e.stage), (Level::Other, Stage::Other));
+        assert!(!e.stage.is_final());
+    }
+}

@@ -1,0 +1,382 @@
+//! What agents saw: credential reads, API-server connections, node
+//! addresses and pod addresses, held in memory for the join.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+
+use chrono::{DateTime, Duration, Utc};
+use credtrail_proto::model::{
+    ApiConnect, CredentialIdentity, CredentialRead, NodeInfo, Observation, Workload,
+};
+use ipnet::IpNet;
+
+use super::changes::{CredentialReadRow, NodeNetRow};
+
+/// Bound on read sightings kept per credential key.
+const READS_PER_KEY: usize = 64;
+/// Bound on connections kept per node.
+const CONNECTS_PER_NODE: usize = 8192;
+/// Connections older than this (relative to the newest) are forgotten.
+const CONNECT_HORIZON_MIN: i64 = 60;
+
+/// A process (or the start-up scan) read a credential on a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadSighting {
+    pub node: String,
+    /// 0 for the start-up scan.
+    pub tgid: u32,
+    pub comm: Option<String>,
+    pub exe: Option<String>,
+    pub container_id: Option<String>,
+    pub pod_uid: Option<String>,
+    /// `namespace/name`.
+    pub pod: Option<String>,
+    pub path: String,
+    pub time: DateTime<Utc>,
+    pub observation_id: String,
+}
+
+/// A process connected to the API server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectSighting {
+    pub node: String,
+    pub time: DateTime<Utc>,
+    pub local_ip: Option<IpAddr>,
+    pub tgid: u32,
+    pub comm: Option<String>,
+    pub exe: Option<String>,
+    pub container_id: Option<String>,
+    pub pod_uid: Option<String>,
+    pub pod: Option<String>,
+    pub observation_id: String,
+}
+
+/// What an address belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub node: String,
+    pub pod_uid: Option<String>,
+    pub pod: Option<String>,
+    /// `node address`, `pod address`, `node pod CIDR`.
+    pub via: &'static str,
+}
+
+#[derive(Debug, Clone, Default)]
+struct NodeNet {
+    pod_cidrs: Vec<IpNet>,
+}
+
+/// Agents' view of the cluster.
+#[derive(Debug, Default)]
+pub struct Sightings {
+    by_key: HashMap<String, Vec<ReadSighting>>,
+    by_user: HashMap<String, Vec<ReadSighting>>,
+    connects: HashMap<String, VecDeque<ConnectSighting>>,
+    nodes: HashMap<String, NodeNet>,
+    node_ips: HashMap<IpAddr, String>,
+    pod_ips: HashMap<IpAddr, Location>,
+    /// Processes (node, tgid) and containers (node, id) that read any credential.
+    reader_procs: HashSet<(String, u32)>,
+    reader_ctrs: HashSet<(String, String)>,
+}
+
+fn pod_of(w: Option<&Workload>) -> (Option<String>, Option<String>, Option<String>) {
+    match w {
+        Some(w) => (
+            w.container_id.clone(),
+            w.pod_uid.clone(),
+            match (&w.pod_namespace, &w.pod_name) {
+                (Some(ns), Some(n)) => Some(format!("{ns}/{n}")),
+                _ => None,
+            },
+        ),
+        None => (None, None, None),
+    }
+}
+
+/// Identities (usernames) a credential carries: token subject, certificate CN.
+pub fn credential_usernames(c: &CredentialIdentity) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(u) = c
+        .token
+        .as_ref()
+        .and_then(|t| t.claims.as_ref())
+        .and_then(|c| c.username())
+    {
+        out.push(u);
+    }
+    if let Some(cn) = c.certificate.as_ref().and_then(|c| c.subject_cn.clone()) {
+        out.push(cn);
+    }
+    if let Some(k) = &c.kubeconfig {
+        for u in &k.users {
+            if let Some(cn) = u
+                .client_certificate
+                .as_ref()
+                .and_then(|c| c.subject_cn.clone())
+            {
+                out.push(cn);
+            }
+            if let Some(n) = u
+                .token
+                .as_ref()
+                .and_then(|t| t.claims.as_ref())
+                .and_then(|c| c.username())
+            {
+                out.push(n);
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Inventory keys of a credential: its credential-ids, else its fingerprint.
+pub fn credential_keys(c: &CredentialIdentity) -> Vec<String> {
+    let mut keys = c.credential_ids();
+    if keys.is_empty()
+        && let Some(fp) = c.token.as_ref().map(|t| &t.sha256).or(c.sha256.as_ref())
+    {
+        keys.push(format!("sha256:{fp}"));
+    }
+    keys
+}
+
+fn push_bounded(v: &mut Vec<ReadSighting>, s: ReadSighting) {
+    if let Some(old) = v
+        .iter_mut()
+        .find(|o| o.node == s.node && o.tgid == s.tgid && o.path == s.path)
+    {
+        *old = s;
+        return;
+    }
+    if v.len() >= READS_PER_KEY {
+        v.remove(0);
+    }
+    v.push(s);
+}
+
+impl Sightings {
+    /// Takes in one observation; returns inventory rows to store.
+    pub fn observe(
+        &mut self,
+        obs: &Observation,
+        reads: &mut Vec<CredentialReadRow>,
+        nets: &mut Vec<NodeNetRow>,
+    ) {
+        use credtrail_proto::model::ObservationEvent as E;
+        match &obs.event {
+            E::NodeInfo(n) => nets.push(self.node_info(&obs.node, n, obs.time)),
+            E::CredentialRead(r) => self.read(obs, r, reads),
+            E::ApiConnect(c) => self.connect(obs, c),
+            E::Loss(_) => {}
+        }
+    }
+
+    fn node_info(&mut self, node: &str, n: &NodeInfo, time: DateTime<Utc>) -> NodeNetRow {
+        let name = if n.name.is_empty() { node } else { &n.name };
+        let pod_cidrs = n.pod_cidrs.iter().filter_map(|c| c.parse().ok()).collect();
+        self.set_node(name, n.addresses.clone(), pod_cidrs);
+        NodeNetRow {
+            node: name.to_owned(),
+            addresses: n.addresses.iter().map(ToString::to_string).collect(),
+            pod_cidrs: n.pod_cidrs.clone(),
+            time_ms: time.timestamp_millis(),
+        }
+    }
+
+    /// Records a node's addresses and pod CIDRs (also used when restoring).
+    pub fn set_node(&mut self, node: &str, addresses: Vec<IpAddr>, pod_cidrs: Vec<IpNet>) {
+        for a in &addresses {
+            self.node_ips.insert(*a, node.to_owned());
+        }
+        self.nodes.insert(node.to_owned(), NodeNet { pod_cidrs });
+    }
+
+    fn read(&mut self, obs: &Observation, r: &CredentialRead, rows: &mut Vec<CredentialReadRow>) {
+        let (container_id, pod_uid, pod) = pod_of(r.workload.as_ref());
+        let p = r.process.as_ref();
+        let s = ReadSighting {
+            node: obs.node.clone(),
+            tgid: p.map_or(0, |p| p.tgid),
+            comm: p.map(|p| p.comm.clone()),
+            exe: p.and_then(|p| p.exe.clone()),
+            container_id,
+            pod_uid,
+            pod,
+            path: r.path.clone(),
+            time: obs.time,
+            observation_id: obs.id.clone(),
+        };
+        let users = credential_usernames(&r.credential);
+        let keys = credential_keys(&r.credential);
+        let fingerprint = r
+            .credential
+            .token
+            .as_ref()
+            .map(|t| t.sha256.clone())
+            .or_else(|| r.credential.sha256.clone());
+        let kind = serde_json::to_value(r.credential.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.note_reader(&s);
+        let w = r.workload.as_ref();
+        for key in &keys {
+            rows.push(CredentialReadRow {
+                key: key.clone(),
+                kind: kind.clone(),
+                username: users.first().cloned(),
+                fingerprint: fingerprint.clone(),
+                node: s.node.clone(),
+                pod_namespace: w.and_then(|w| w.pod_namespace.clone()),
+                pod_name: w.and_then(|w| w.pod_name.clone()),
+                pod_uid: s.pod_uid.clone(),
+                container_id: s.container_id.clone(),
+                tgid: s.tgid,
+                comm: s.comm.clone(),
+                exe: s.exe.clone(),
+                path: s.path.clone(),
+                time_ms: obs.time.timestamp_millis(),
+                reads: r.reads.max(1),
+                observation_id: obs.id.clone(),
+            });
+            push_bounded(self.by_key.entry(key.clone()).or_default(), s.clone());
+        }
+        for u in users {
+            push_bounded(self.by_user.entry(u).or_default(), s.clone());
+        }
+    }
+
+    fn note_reader(&mut self, s: &ReadSighting) {
+        if s.tgid != 0 {
+            self.reader_procs.insert((s.node.clone(), s.tgid));
+        }
+        if let Some(c) = &s.container_id {
+            self.reader_ctrs.insert((s.node.clone(), c.clone()));
+        }
+    }
+
+    /// Whether this connecting process (or its container) read any credential:
+    /// then it presumably used its own.
+    pub fn read_any(&self, c: &ConnectSighting) -> bool {
+        (c.tgid != 0 && self.reader_procs.contains(&(c.node.clone(), c.tgid)))
+            || c.container_id
+                .as_ref()
+                .is_some_and(|id| self.reader_ctrs.contains(&(c.node.clone(), id.clone())))
+    }
+
+    /// Restores one stored read sighting.
+    pub fn restore_read(&mut self, key: String, username: Option<String>, s: ReadSighting) {
+        self.note_reader(&s);
+        if let Some(u) = username {
+            push_bounded(self.by_user.entry(u).or_default(), s.clone());
+        }
+        push_bounded(self.by_key.entry(key).or_default(), s);
+    }
+
+    fn connect(&mut self, obs: &Observation, c: &ApiConnect) {
+        let (container_id, pod_uid, pod) = pod_of(c.workload.as_ref());
+        let local_ip = c.local.map(|a| a.ip());
+        if let Some(ip) = local_ip {
+            // A hostNetwork pod connects from its node's address: that stays a node address.
+            if pod_uid.is_some() && !self.node_ips.contains_key(&ip) {
+                self.pod_ips.insert(
+                    ip,
+                    Location {
+                        node: obs.node.clone(),
+                        pod_uid: pod_uid.clone(),
+                        pod: pod.clone(),
+                        via: "pod address",
+                    },
+                );
+            } else if pod_uid.is_none() {
+                // Only host processes connect from a node address.
+                self.pod_ips.remove(&ip);
+                self.node_ips.entry(ip).or_insert_with(|| obs.node.clone());
+            }
+        }
+        let p = c.process.as_ref();
+        let q = self.connects.entry(obs.node.clone()).or_default();
+        q.push_back(ConnectSighting {
+            node: obs.node.clone(),
+            time: obs.time,
+            local_ip,
+            tgid: p.map_or(0, |p| p.tgid),
+            comm: p.map(|p| p.comm.clone()),
+            exe: p.and_then(|p| p.exe.clone()),
+            container_id,
+            pod_uid,
+            pod,
+            observation_id: obs.id.clone(),
+        });
+        let horizon = obs.time - Duration::minutes(CONNECT_HORIZON_MIN);
+        while q.len() > CONNECTS_PER_NODE || q.front().is_some_and(|f| f.time < horizon) {
+            q.pop_front();
+        }
+    }
+
+    /// Where an address is, as far as the agents know.
+    pub fn resolve(&self, ip: IpAddr) -> Option<Location> {
+        if let Some(n) = self.node_ips.get(&ip) {
+            return Some(Location {
+                node: n.clone(),
+                pod_uid: None,
+                pod: None,
+                via: "node address",
+            });
+        }
+        if let Some(l) = self.pod_ips.get(&ip) {
+            return Some(l.clone());
+        }
+        let mut names: Vec<&String> = self.nodes.keys().collect();
+        names.sort();
+        names.into_iter().find_map(|n| {
+            self.nodes[n]
+                .pod_cidrs
+                .iter()
+                .any(|c| c.contains(&ip))
+                .then(|| Location {
+                    node: n.clone(),
+                    pod_uid: None,
+                    pod: None,
+                    via: "node pod CIDR",
+                })
+        })
+    }
+
+    /// Whether any agent has reported in.
+    pub fn knows_cluster(&self) -> bool {
+        !self.nodes.is_empty() || !self.node_ips.is_empty()
+    }
+
+    /// Reads of a credential, by credential-id / fingerprint key.
+    pub fn reads_by_key(&self, key: &str) -> &[ReadSighting] {
+        self.by_key.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    /// Reads of any credential carrying this identity.
+    pub fn reads_by_user(&self, username: &str) -> &[ReadSighting] {
+        self.by_user.get(username).map_or(&[], Vec::as_slice)
+    }
+
+    /// Connections on `node` from `ip` (when the agent knew the local address)
+    /// within `[t - before, t + 2s]`, oldest first.
+    pub fn connects_near(
+        &self,
+        node: &str,
+        ip: IpAddr,
+        t: DateTime<Utc>,
+        before: Duration,
+    ) -> Vec<&ConnectSighting> {
+        let lo = t - before;
+        let hi = t + Duration::seconds(2);
+        self.connects.get(node).map_or_else(Vec::new, |q| {
+            q.iter()
+                .filter(|c| c.time >= lo && c.time <= hi)
+                .filter(|c| c.local_ip.is_none_or(|l| l == ip))
+                .collect()
+        })
+    }
+}

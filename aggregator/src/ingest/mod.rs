@@ -1,0 +1,6 @@
+//! Inputs: the audit webhook, the audit log tailer, agents' JSON-lines files.
+
+pub mod jsonl;
+pub mod logtail;
+pub mod tls;
+pub mod webhook;

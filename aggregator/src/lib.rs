@@ -1,0 +1,16 @@
+//! credtrail aggregator library: everything the `credtrail-aggregator` binary
+//! runs, testable in-process.
+
+pub mod agents;
+pub mod alert;
+pub mod api;
+pub mod audit;
+pub mod detect;
+pub mod ingest;
+pub mod metrics;
+pub mod pipeline;
+pub mod policy;
+pub mod replay;
+pub mod server;
+pub mod state;
+pub mod store;

@@ -1,0 +1,262 @@
+//! `credtrail-aggregator`: audit ingest, agent observations, detection, alert
+//! store and query API (`serve`); offline detection over saved logs (`replay`);
+//! policy validation (`check-policy`).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use credtrail_aggregator::audit::InputFormat;
+use credtrail_aggregator::ingest::tls::TlsPaths;
+use credtrail_aggregator::ingest::webhook::DEFAULT_BODY_LIMIT;
+use credtrail_aggregator::policy::{Policy, parse_duration};
+use credtrail_aggregator::replay::{ReplayInput, replay};
+use credtrail_aggregator::server::{ServeConfig, serve};
+use credtrail_aggregator::store::Synchronous;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "credtrail-aggregator",
+    version,
+    about = "credtrail aggregator: joins Kubernetes audit events with node agents' observations and raises AN1547/AN1579 alerts"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the aggregator: audit webhook, audit log tailing, agent stream, query APIs.
+    Serve(Box<ServeArgs>),
+    /// Run detection offline over saved audit logs; print alerts as JSON lines (time order).
+    Replay(ReplayArgs),
+    /// Validate a policy file and print what it configures.
+    CheckPolicy {
+        /// The policy file (YAML, see docs/POLICY.md).
+        #[arg(env = "CREDTRAIL_POLICY")]
+        policy: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// SQLite database file (alerts, inventories, offsets); created if missing.
+    #[arg(long, env = "CREDTRAIL_DB", default_value = "credtrail.db")]
+    db: PathBuf,
+    /// SQLite synchronous mode: `full` syncs every commit (a webhook 2xx survives power loss);
+    /// `normal` syncs at checkpoints (survives a process crash only; faster).
+    #[arg(
+        long,
+        env = "CREDTRAIL_DB_SYNCHRONOUS",
+        value_enum,
+        default_value = "full"
+    )]
+    db_synchronous: Synchronous,
+    /// Detection policy file (YAML, docs/POLICY.md). Without it: no ranges, no allowlists.
+    #[arg(long, env = "CREDTRAIL_POLICY")]
+    policy: Option<PathBuf>,
+    /// Delete alerts, audit events and observations older than this (e.g. 30d, 12h); unset keeps all.
+    #[arg(long, env = "CREDTRAIL_RETENTION")]
+    retention: Option<String>,
+    /// Address of the HTTPS audit webhook (what --audit-webhook-config-file points at); `off` disables it.
+    #[arg(long, env = "CREDTRAIL_WEBHOOK_LISTEN", default_value = "0.0.0.0:8443")]
+    webhook_listen: String,
+    /// File of bearer tokens the API server may present to the webhook (one per line).
+    #[arg(long, env = "CREDTRAIL_WEBHOOK_TOKEN_FILE")]
+    webhook_token_file: Option<PathBuf>,
+    /// CA whose client certificates authenticate the API server at the webhook.
+    #[arg(long, env = "CREDTRAIL_WEBHOOK_CLIENT_CA")]
+    webhook_client_ca: Option<PathBuf>,
+    /// Largest webhook body accepted, in bytes (larger: 413).
+    #[arg(long, env = "CREDTRAIL_WEBHOOK_BODY_LIMIT", default_value_t = DEFAULT_BODY_LIMIT)]
+    webhook_body_limit: usize,
+    /// Serving certificate (PEM chain) of the webhook and the agent listener.
+    #[arg(long, env = "CREDTRAIL_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "CREDTRAIL_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Audit log file(s) to tail (--audit-log-path of the API server); repeat or comma-separate.
+    #[arg(long, env = "CREDTRAIL_AUDIT_LOG_PATH", value_delimiter = ',')]
+    audit_log_path: Vec<PathBuf>,
+    /// Address of the agents' gRPC stream (mTLS); `off` disables it.
+    #[arg(long, env = "CREDTRAIL_AGENT_LISTEN", default_value = "0.0.0.0:9443")]
+    agent_listen: String,
+    /// CA that signs agents' client certificates (required by the agent listener).
+    #[arg(long, env = "CREDTRAIL_AGENT_CLIENT_CA")]
+    agent_client_ca: Option<PathBuf>,
+    /// Address of the HTTP/JSON API, web page, /metrics, /healthz; `off` disables it.
+    #[arg(long, env = "CREDTRAIL_API_LISTEN", default_value = "0.0.0.0:8080")]
+    api_listen: String,
+    /// Address of the gRPC QueryService; `off` disables it.
+    #[arg(long, env = "CREDTRAIL_GRPC_LISTEN", default_value = "0.0.0.0:9090")]
+    grpc_listen: String,
+}
+
+#[derive(Args, Debug)]
+struct ReplayArgs {
+    /// Audit log file(s): JSON lines, an Event or an EventList (`-` = stdin).
+    #[arg(long, required = true, num_args = 1..)]
+    audit: Vec<PathBuf>,
+    /// Agents' JSON-lines observation file(s) (docs/OBSERVATIONS.md).
+    #[arg(long, num_args = 1..)]
+    observations: Vec<PathBuf>,
+    /// Detection policy file (YAML, docs/POLICY.md).
+    #[arg(long, env = "CREDTRAIL_POLICY")]
+    policy: Option<PathBuf>,
+    /// Format of the audit files; wrappers from cloud log pipelines need their option.
+    #[arg(long, value_enum, default_value = "native")]
+    input_format: InputFormat,
+    /// Also print alerts silenced by suppressions or maintenance windows.
+    #[arg(long)]
+    include_suppressed: bool,
+}
+
+fn listen(s: &str, flag: &str) -> anyhow::Result<Option<SocketAddr>> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .with_context(|| format!("--{flag} {s:?}: expected ip:port or `off`"))
+}
+
+fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
+    let retention = a
+        .retention
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--retention: {e}"))?;
+    let webhook_listen = listen(&a.webhook_listen, "webhook-listen")?;
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        (None, None) => None,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
+    let agent_listen = listen(&a.agent_listen, "agent-listen")?;
+    Ok(ServeConfig {
+        db: a.db,
+        db_synchronous: a.db_synchronous,
+        policy: a.policy,
+        retention,
+        webhook_listen,
+        webhook_tls: tls.clone().map(|(cert, key)| TlsPaths {
+            cert,
+            key,
+            client_ca: a.webhook_client_ca.clone(),
+        }),
+        webhook_token_file: a.webhook_token_file,
+        webhook_body_limit: a.webhook_body_limit,
+        audit_log_paths: a.audit_log_path,
+        agent_listen,
+        agent_tls: tls.zip(a.agent_client_ca).map(|((c, k), ca)| (c, k, ca)),
+        api_listen: listen(&a.api_listen, "api-listen")?,
+        grpc_listen: listen(&a.grpc_listen, "grpc-listen")?,
+    })
+}
+
+fn run_replay(a: ReplayArgs) -> anyhow::Result<()> {
+    let policy = match &a.policy {
+        Some(p) => Policy::load(p)?,
+        None => Policy::default(),
+    };
+    let out = replay(
+        &ReplayInput {
+            audit: a.audit,
+            observations: a.observations,
+            format: a.input_format,
+            include_suppressed: a.include_suppressed,
+        },
+        policy,
+    )?;
+    for r in &out.rejected {
+        eprintln!(
+            "credtrail-aggregator: rejected in {}: {}",
+            r.path.display(),
+            r.error
+        );
+    }
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::new(stdout.lock());
+    for alert in &out.alerts {
+        serde_json::to_writer(&mut w, alert)?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()?;
+    eprintln!(
+        "credtrail-aggregator: {} events ({} duplicates), {} observations, {} rejected, {} alerts ({} suppressed)",
+        out.events,
+        out.duplicates,
+        out.observations,
+        out.rejected.len(),
+        out.alerts.len(),
+        out.suppressed
+    );
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CREDTRAIL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.cmd {
+        Cmd::Replay(a) => run_replay(a),
+        Cmd::CheckPolicy { policy } => Policy::load(&policy)
+            .map(|p| {
+                println!(
+                    "{}: valid ({} trusted ranges, {} identity allowances, {} automation entries, {} roles, {} maintenance windows, {} suppressions)",
+                    policy.display(),
+                    p.trusted_ranges.len(),
+                    p.identities.len(),
+                    p.automation.len(),
+                    p.roles.len(),
+                    p.maintenance.len(),
+                    p.suppressions.len()
+                );
+            })
+            .map_err(Into::into),
+        Cmd::Serve(a) => serve_config(*a).and_then(|cfg| {
+            tokio::runtime::Runtime::new()
+                .context("starting the tokio runtime")?
+                .block_on(serve(cfg, shutdown_signal()))
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("credtrail-aggregator: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Prometheus metrics of the aggregator, exposed at `/metrics`.
+//!
+//! Every ingest path counts what it accepted and what it rejected (by reason);
+//! the detection counts alerts by rule and severity.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label: which input an event came through (`webhook`, `log`, `replay`, `agent`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: String,
+}
+
+/// Labels for rejected input.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabel {
+    pub source: String,
+    pub reason: String,
+}
+
+/// Labels for alerts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabel {
+    pub rule: String,
+    pub severity: String,
+}
+
+/// Labels for per-node agent figures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabel {
+    pub node: String,
+}
+
+/// Labels for query-API requests.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabel {
+    /// `http` or `grpc`.
+    pub api: String,
+    /// Route (`/api/v1/alerts`) or gRPC method (`ListAlerts`).
+    pub endpoint: String,
+    /// HTTP status or gRPC code name.
+    pub code: String,
+}
+
+/// All aggregator metrics. Cheap to share behind an `Arc`.
+pub struct Metrics {
+    pub registry: Registry,
+    /// Audit events accepted, by source.
+    pub audit_events: Family<SourceLabel, Counter>,
+    /// Input rejected, by source and reason.
+    pub rejected: Family<RejectLabel, Counter>,
+    /// Agent observations accepted, by node.
+    pub observations: Family<NodeLabel, Counter>,
+    /// Duplicate observations dropped (resent after a reconnect), by node.
+    pub observations_duplicate: Family<NodeLabel, Counter>,
+    /// Events the agents reported lost (kernel ring buffer, spool), by node.
+    pub agent_reported_loss: Family<NodeLabel, Gauge<i64, AtomicI64Compat>>,
+    /// Alerts raised, by rule and severity.
+    pub alerts: Family<AlertLabel, Counter>,
+    /// Seconds between an audit event's `stageTimestamp` and its processing.
+    pub audit_lag_seconds: Histogram,
+    /// Agents with a live stream.
+    pub agents_connected: Gauge,
+    /// Query-API requests, by API, endpoint and outcome.
+    pub api_requests: Family<ApiLabel, Counter>,
+    /// Clients on the live alert stream (gRPC and SSE).
+    pub live_stream_clients: Gauge,
+    /// Alerts live-stream clients missed because they read too slowly.
+    pub live_stream_skipped: Counter,
+}
+
+/// The atomic behind the loss gauge (plain i64 gauge).
+pub type AtomicI64Compat = std::sync::atomic::AtomicI64;
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("credtrail");
+        let audit_events = Family::<SourceLabel, Counter>::default();
+        registry.register(
+            "audit_events",
+            "Audit events accepted",
+            audit_events.clone(),
+        );
+        let rejected = Family::<RejectLabel, Counter>::default();
+        registry.register(
+            "rejected",
+            "Input rejected, by source and reason",
+            rejected.clone(),
+        );
+        let observations = Family::<NodeLabel, Counter>::default();
+        registry.register(
+            "observations",
+            "Agent observations accepted",
+            observations.clone(),
+        );
+        let observations_duplicate = Family::<NodeLabel, Counter>::default();
+        registry.register(
+            "observations_duplicate",
+            "Duplicate agent observations dropped",
+            observations_duplicate.clone(),
+        );
+        let agent_reported_loss = Family::<NodeLabel, Gauge<i64, AtomicI64Compat>>::default();
+        registry.register(
+            "agent_reported_loss",
+            "Events an agent reported lost since it started",
+            agent_reported_loss.clone(),
+        );
+        let alerts = Family::<AlertLabel, Counter>::default();
+        registry.register("alerts", "Alerts raised", alerts.clone());
+        let audit_lag_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "audit_lag_seconds",
+            "Delay from an audit event's stage timestamp to its processing",
+            audit_lag_seconds.clone(),
+        );
+        let agents_connected = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        registry.register(
+            "agents_connected",
+            "Agents with a live stream",
+            agents_connected.clone(),
+        );
+        let api_requests = Family::<ApiLabel, Counter>::default();
+        registry.register(
+            "api_requests",
+            "Query-API requests, by API, endpoint and outcome",
+            api_requests.clone(),
+        );
+        let live_stream_clients = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        registry.register(
+            "live_stream_clients",
+            "Clients on the live alert stream",
+            live_stream_clients.clone(),
+        );
+        let live_stream_skipped = Counter::default();
+        registry.register(
+            "live_stream_skipped",
+            "Alerts live-stream clients missed because they read too slowly",
+            live_stream_skipped.clone(),
+        );
+        Self {
+            registry,
+            api_requests,
+            live_stream_clients,
+            live_stream_skipped,
+            audit_events,
+            rejected,
+            observations,
+            observations_duplicate,
+            agent_reported_loss,
+            alerts,
+            audit_lag_seconds,
+            agents_connected,
+        }
+    }
+
+    /// Counts one rejected input.
+    pub fn reject(&self, source: &str, reason: &str) {
+        self.rejected
+            .get_or_create(&RejectLabel {
+                source: source.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one query-API request.
+    pub fn api_request(&self, api: &str, endpoint: &str, code: &str) {
+        self.api_requests
+            .get_or_create(&ApiLabel {
+                api: api.to_owned(),
+                endpoint: endpoint.to_owned(),
+                code: code.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The text exposition format, for `/metrics`.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,163 @@
+//! The policy file as written (YAML, `serde_norway`). Validation into
+//! [`super::Policy`] lives in `validate.rs`; the format is documented in
+//! `docs/POLICY.md`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit::PolicyRule;
+
+/// Top level of the policy file. Unknown keys are errors (typos must not
+/// silently disable a rule).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    #[serde(default)]
+    pub cluster: ClusterSpec,
+    #[serde(default)]
+    pub trusted_ranges: Vec<TrustedRangeSpec>,
+    #[serde(default)]
+    pub identities: Vec<IdentitySpec>,
+    #[serde(default)]
+    pub automation: Vec<AutomationSpec>,
+    #[serde(default)]
+    pub high_privilege_roles: Vec<String>,
+    #[serde(default)]
+    pub roles: Vec<RoleSpec>,
+    #[serde(default)]
+    pub detection: DetectionSpec,
+    #[serde(default)]
+    pub maintenance_windows: Vec<MaintenanceSpec>,
+    #[serde(default)]
+    pub suppressions: Vec<SuppressionSpec>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSpec {
+    #[serde(default)]
+    pub node_cidrs: Vec<String>,
+    #[serde(default)]
+    pub pod_cidrs: Vec<String>,
+    #[serde(default)]
+    pub service_cidrs: Vec<String>,
+    /// `host:port` or `ip:port` of the API server endpoints.
+    #[serde(default)]
+    pub api_servers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedRangeSpec {
+    pub name: String,
+    pub cidrs: Vec<String>,
+}
+
+/// Where one identity (exact username, or a prefix ending in `*`) may come from.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySpec {
+    pub username: String,
+    #[serde(default)]
+    pub cidrs: Vec<String>,
+    #[serde(default)]
+    pub nodes: Vec<String>,
+}
+
+/// Approved automation: identity, credential and source range must all match.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutomationSpec {
+    pub name: String,
+    pub username: String,
+    /// `credential-id` values (`JTI=...`, `X509SHA256=...`); `*` accepts any
+    /// credential of this identity (then the range carries the weight).
+    pub credential_ids: Vec<String>,
+    pub cidrs: Vec<String>,
+}
+
+/// A role known from configuration (its rules decide its privilege).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSpec {
+    /// `ClusterRole` or `Role`.
+    pub kind: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    pub name: String,
+    pub rules: Vec<PolicyRule>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionSpec {
+    /// Per-identity learning window (e.g. `24h`); `0s` or absent disables learning.
+    #[serde(default)]
+    pub learning_window: Option<String>,
+    /// How far before a request an agent's `api_connect` may be to join it (default `30s`).
+    #[serde(default)]
+    pub join_window: Option<String>,
+    /// Two places for one JTI within this window alert (default `10m`).
+    #[serde(default)]
+    pub jti_reuse_window: Option<String>,
+    /// Judge requests by identities with no expectation at all when the source
+    /// is outside every cluster and trusted range (default true).
+    #[serde(default)]
+    pub alert_outside_without_expectation: Option<bool>,
+}
+
+/// A maintenance window: alerts in `[start, end)` matching the scope are suppressed.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceSpec {
+    pub name: String,
+    /// RFC 3339.
+    pub start: String,
+    /// RFC 3339.
+    pub end: String,
+    /// Limit to these nodes (source resolved to one of them); empty = any.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// Limit to these identities (exact or prefix `*`); empty = any.
+    #[serde(default)]
+    pub identities: Vec<String>,
+    /// Limit to these rule ids or analytics (`AN1547`); empty = any.
+    #[serde(default)]
+    pub rules: Vec<String>,
+}
+
+/// A suppression: who, why, until when, and what it matches.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuppressionSpec {
+    pub id: String,
+    pub owner: String,
+    pub reason: String,
+    /// RFC 3339; defaults to the load time.
+    #[serde(default)]
+    pub created: Option<String>,
+    /// RFC 3339; required: suppressions always expire.
+    pub expires: String,
+    #[serde(rename = "match")]
+    pub matcher: SuppressionMatch,
+}
+
+/// What a suppression matches; every given field must match, at least one is required.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuppressionMatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analytic: Option<String>,
+    /// Exact, or a prefix ending in `*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_cidr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}

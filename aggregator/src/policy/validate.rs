@@ -1,0 +1,324 @@
+//! Validation of a [`PolicyFile`] into a [`Policy`], collecting every problem.
+
+use chrono::{DateTime, Duration, Utc};
+use ipnet::IpNet;
+
+use super::file::PolicyFile;
+use super::{
+    Automation, ConfiguredRole, IdentityAllowance, MaintenanceWindow, NamedRanges, Pattern, Policy,
+    Suppression,
+};
+
+/// Parses `30s`, `10m`, `24h`, `7d` (also `0`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::zero());
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (use e.g. 30s, 10m, 24h, 7d)"))?;
+    match unit {
+        "s" => Ok(Duration::seconds(n)),
+        "m" => Ok(Duration::minutes(n)),
+        "h" => Ok(Duration::hours(n)),
+        "d" => Ok(Duration::days(n)),
+        _ => Err(format!(
+            "{s:?} is not a duration (use e.g. 30s, 10m, 24h, 7d)"
+        )),
+    }
+}
+
+struct Collector {
+    problems: Vec<String>,
+}
+
+impl Collector {
+    fn cidrs(&mut self, at: &str, list: &[String]) -> Vec<IpNet> {
+        let mut out = Vec::new();
+        for (i, s) in list.iter().enumerate() {
+            match parse_cidr(s) {
+                Some(n) => out.push(n),
+                None => self
+                    .problems
+                    .push(format!("{at}[{i}]: {s:?} is not a CIDR or IP address")),
+            }
+        }
+        out
+    }
+
+    fn time(&mut self, at: &str, s: &str) -> Option<DateTime<Utc>> {
+        match DateTime::parse_from_rfc3339(s) {
+            Ok(t) => Some(t.with_timezone(&Utc)),
+            Err(e) => {
+                self.problems
+                    .push(format!("{at}: {s:?} is not an RFC 3339 time: {e}"));
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, at: &str, s: Option<&str>, default: Duration) -> Duration {
+        match s.map(parse_duration) {
+            None => default,
+            Some(Ok(d)) => d,
+            Some(Err(e)) => {
+                self.problems.push(format!("{at}: {e}"));
+                default
+            }
+        }
+    }
+
+    fn nonempty(&mut self, at: &str, s: &str) {
+        if s.trim().is_empty() {
+            self.problems.push(format!("{at}: must not be empty"));
+        }
+    }
+}
+
+/// A CIDR, or a bare IP (taken as /32 or /128).
+pub(crate) fn parse_cidr(s: &str) -> Option<IpNet> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+/// Validates `file`; `now` is the default `created` of suppressions.
+pub fn validate(file: PolicyFile, now: DateTime<Utc>) -> Result<Policy, Vec<String>> {
+    let mut c = Collector {
+        problems: Vec::new(),
+    };
+    let node_cidrs = c.cidrs("cluster.node_cidrs", &file.cluster.node_cidrs);
+    let pod_cidrs = c.cidrs("cluster.pod_cidrs", &file.cluster.pod_cidrs);
+    let service_cidrs = c.cidrs("cluster.service_cidrs", &file.cluster.service_cidrs);
+    for (i, a) in file.cluster.api_servers.iter().enumerate() {
+        if a.rsplit_once(':')
+            .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+        {
+            c.problems
+                .push(format!("cluster.api_servers[{i}]: {a:?} must be host:port"));
+        }
+    }
+    let trusted_ranges = file
+        .trusted_ranges
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            c.nonempty(&format!("trusted_ranges[{i}].name"), &r.name);
+            NamedRanges {
+                name: r.name.clone(),
+                cidrs: c.cidrs(&format!("trusted_ranges[{i}].cidrs"), &r.cidrs),
+            }
+        })
+        .collect();
+    let identities = file
+        .identities
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            c.nonempty(&format!("identities[{i}].username"), &a.username);
+            if a.cidrs.is_empty() && a.nodes.is_empty() {
+                c.problems.push(format!(
+                    "identities[{i}]: give cidrs or nodes (an allowance allowing nothing is a mistake)"
+                ));
+            }
+            IdentityAllowance {
+                username: Pattern(a.username.clone()),
+                cidrs: c.cidrs(&format!("identities[{i}].cidrs"), &a.cidrs),
+                nodes: a.nodes.clone(),
+            }
+        })
+        .collect();
+    let automation = file
+        .automation
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let at = format!("automation[{i}]");
+            c.nonempty(&format!("{at}.name"), &a.name);
+            c.nonempty(&format!("{at}.username"), &a.username);
+            if a.username.trim() == "*" {
+                c.problems
+                    .push(format!("{at}.username: \"*\" would approve every identity"));
+            }
+            if a.credential_ids.is_empty() {
+                c.problems.push(format!(
+                    "{at}.credential_ids: required (identity, credential and range must all match)"
+                ));
+            }
+            if a.cidrs.is_empty() {
+                c.problems.push(format!(
+                    "{at}.cidrs: required (identity, credential and range must all match)"
+                ));
+            }
+            Automation {
+                name: a.name.clone(),
+                username: Pattern(a.username.clone()),
+                credential_ids: a.credential_ids.clone(),
+                cidrs: c.cidrs(&format!("{at}.cidrs"), &a.cidrs),
+            }
+        })
+        .collect();
+    let roles = file
+        .roles
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let at = format!("roles[{i}]");
+            match (r.kind.as_str(), &r.namespace) {
+                ("ClusterRole", None) => {}
+                ("ClusterRole", Some(_)) => c
+                    .problems
+                    .push(format!("{at}.namespace: a ClusterRole has no namespace")),
+                ("Role", Some(_)) => {}
+                ("Role", None) => c
+                    .problems
+                    .push(format!("{at}.namespace: a Role needs its namespace")),
+                (k, _) => c
+                    .problems
+                    .push(format!("{at}.kind: {k:?} is neither ClusterRole nor Role")),
+            }
+            c.nonempty(&format!("{at}.name"), &r.name);
+            ConfiguredRole {
+                kind: r.kind.clone(),
+                namespace: r.namespace.clone().unwrap_or_default(),
+                name: r.name.clone(),
+                rules: r.rules.clone(),
+            }
+        })
+        .collect();
+    let d = &file.detection;
+    let learning_window = c.duration(
+        "detection.learning_window",
+        d.learning_window.as_deref(),
+        Duration::zero(),
+    );
+    let join_window = c.duration(
+        "detection.join_window",
+        d.join_window.as_deref(),
+        Duration::seconds(30),
+    );
+    let jti_reuse_window = c.duration(
+        "detection.jti_reuse_window",
+        d.jti_reuse_window.as_deref(),
+        Duration::minutes(10),
+    );
+    let maintenance = file
+        .maintenance_windows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            let at = format!("maintenance_windows[{i}]");
+            c.nonempty(&format!("{at}.name"), &m.name);
+            let start = c.time(&format!("{at}.start"), &m.start);
+            let end = c.time(&format!("{at}.end"), &m.end);
+            let (start, end) = (start?, end?);
+            if end <= start {
+                c.problems.push(format!("{at}: end must be after start"));
+            }
+            Some(MaintenanceWindow {
+                name: m.name.clone(),
+                start,
+                end,
+                nodes: m.nodes.clone(),
+                identities: m.identities.iter().cloned().map(Pattern).collect(),
+                rules: m.rules.clone(),
+            })
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    let suppressions = file
+        .suppressions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let at = format!("suppressions[{i}]");
+            c.nonempty(&format!("{at}.id"), &s.id);
+            c.nonempty(&format!("{at}.owner"), &s.owner);
+            c.nonempty(&format!("{at}.reason"), &s.reason);
+            if !ids.insert(s.id.clone()) {
+                c.problems
+                    .push(format!("{at}.id: {:?} is used twice", s.id));
+            }
+            if s.matcher == Default::default() {
+                c.problems
+                    .push(format!("{at}.match: give at least one field to match"));
+            }
+            let source_cidr = s.matcher.source_cidr.as_deref().and_then(|v| {
+                let n = parse_cidr(v);
+                if n.is_none() {
+                    c.problems.push(format!(
+                        "{at}.match.source_cidr: {v:?} is not a CIDR or IP address"
+                    ));
+                }
+                n
+            });
+            let created = match &s.created {
+                Some(t) => c.time(&format!("{at}.created"), t)?,
+                None => now,
+            };
+            let expires = c.time(&format!("{at}.expires"), &s.expires)?;
+            if expires <= created {
+                c.problems
+                    .push(format!("{at}.expires: must be after created"));
+            }
+            Some(Suppression {
+                id: s.id.clone(),
+                owner: s.owner.clone(),
+                reason: s.reason.clone(),
+                created,
+                expires,
+                matcher: s.matcher.clone(),
+                source_cidr,
+            })
+        })
+        .collect();
+    if !c.problems.is_empty() {
+        return Err(c.problems);
+    }
+    Ok(Policy {
+        node_cidrs,
+        pod_cidrs,
+        service_cidrs,
+        api_servers: file.cluster.api_servers,
+        trusted_ranges,
+        identities,
+        automation,
+        high_privilege_roles: file.high_privilege_roles,
+        roles,
+        learning_window,
+        join_window,
+        jti_reuse_window,
+        alert_outside_without_expectation: d.alert_outside_without_expectation.unwrap_or(true),
+        maintenance,
+        suppressions,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_cidrs() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::seconds(30));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::days(7));
+        assert_eq!(parse_duration("0").unwrap(), Duration::zero());
+        assert!(parse_duration("1w").unwrap_err().contains("not a duration"));
+        assert!(parse_duration("h").is_err());
+        assert_eq!(parse_cidr("10.0.0.1").unwrap().to_string(), "10.0.0.1/32");
+        assert_eq!(parse_cidr("fd00::/8").unwrap().to_string(), "fd00::/8");
+        assert!(parse_cidr("10.0.0/8").is_none());
+    }
+
+    #[test]
+    fn patterns_are_exact_or_prefix() {
+        let p = super::super::Pattern("system:serviceaccount:ci:*".into());
+        assert!(p.matches("system:serviceaccount:ci:deployer"));
+        assert!(!p.matches("system:serviceaccount:cix:deployer"));
+        let e = super::super::Pattern("alice".into());
+        assert!(e.matches("alice") && !e.matches("alice2"));
+    }
+}

@@ -1,0 +1,43 @@
+//! Shared state of a running aggregator, handed to every listener.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::metrics::Metrics;
+use crate::pipeline::{Pipeline, PipelineError};
+use crate::policy::Policy;
+use crate::store::Store;
+
+/// What every listener (webhook, agent stream, query API) shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub pipeline: Pipeline,
+    pub metrics: Arc<Metrics>,
+    pub policy: Arc<Policy>,
+    /// When this process started.
+    pub started: DateTime<Utc>,
+}
+
+impl AppState {
+    /// Builds the state: loads detection state from `store` and applies `policy`
+    /// (configured roles and suppressions are written to the store).
+    pub fn new(store: Store, policy: Policy, metrics: Arc<Metrics>) -> Result<Self, PipelineError> {
+        let policy = Arc::new(policy);
+        let pipeline = Pipeline::new(store.clone(), policy.clone(), metrics.clone())?;
+        Ok(Self {
+            store,
+            pipeline,
+            metrics,
+            policy,
+            started: Utc::now(),
+        })
+    }
+
+    /// An in-memory aggregator with the given policy (tests, replay).
+    pub fn in_memory(policy: Policy) -> Result<Self, PipelineError> {
+        let store = Store::open_in_memory()?;
+        Self::new(store, policy, Arc::new(Metrics::new()))
+    }
+}

@@ -1,0 +1,228 @@
+//! Restoring detection state from the store at start.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use credtrail_proto::model::Observation;
+use ipnet::IpNet;
+use rusqlite::Connection;
+
+use super::StoreError;
+use crate::detect::changes::{BindingRow, RoleRow};
+use crate::detect::sightings::ReadSighting;
+use crate::policy::{Suppression, SuppressionMatch};
+
+/// API connections younger than this (relative to the newest) are replayed
+/// into memory at start, for the join.
+const RECENT_CONNECT_MS: i64 = 60 * 60 * 1000;
+
+/// Everything the detector keeps in memory, as stored.
+#[derive(Debug, Default)]
+pub struct LoadedState {
+    /// `(credential key, username, sighting)`.
+    pub reads: Vec<(String, Option<String>, ReadSighting)>,
+    /// `(node, addresses, pod CIDRs)`.
+    pub nodes: Vec<(String, Vec<IpAddr>, Vec<IpNet>)>,
+    pub recent_connects: Vec<Observation>,
+    pub roles: Vec<RoleRow>,
+    pub bindings: Vec<BindingRow>,
+    /// `(username, ip, learned)`.
+    pub baselines: Vec<(String, IpAddr, bool)>,
+    pub identities: Vec<(String, DateTime<Utc>)>,
+    pub suppressions: Vec<Suppression>,
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn json<T: serde::de::DeserializeOwned + Default>(s: &str) -> T {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+/// Reads the suppressions (policy and API ones).
+pub fn load_suppressions(c: &Connection) -> Result<Vec<Suppression>, StoreError> {
+    let mut st = c.prepare(
+        "SELECT id, owner, reason, created, expires, matcher FROM suppressions ORDER BY id",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, String>(5)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, owner, reason, created, expires, matcher) = row?;
+        let parse = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .ok()
+        };
+        let matcher: SuppressionMatch = serde_json::from_str(&matcher)?;
+        let (Some(created), Some(expires)) = (parse(&created), parse(&expires)) else {
+            continue;
+        };
+        let source_cidr = matcher
+            .source_cidr
+            .as_deref()
+            .and_then(crate::policy::parse_cidr);
+        out.push(Suppression {
+            id,
+            owner,
+            reason,
+            created,
+            expires,
+            matcher,
+            source_cidr,
+        });
+    }
+    Ok(out)
+}
+
+/// Reads the detector's state.
+pub fn load_state(c: &Connection) -> Result<LoadedState, StoreError> {
+    let mut s = LoadedState::default();
+    {
+        let mut st = c.prepare(
+            "SELECT credential_key, username, node, tgid, comm, exe, container_id, pod_uid, pod_namespace, pod_name,
+                path, last_seen_ms, observation_id FROM credential_reads ORDER BY last_seen_ms",
+        )?;
+        let rows = st.query_map([], |r| {
+            let ns: Option<String> = r.get(8)?;
+            let name: Option<String> = r.get(9)?;
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                ReadSighting {
+                    node: r.get(2)?,
+                    tgid: r.get(3)?,
+                    comm: r.get(4)?,
+                    exe: r.get(5)?,
+                    container_id: r.get(6)?,
+                    pod_uid: r.get(7)?,
+                    pod: ns.zip(name).map(|(ns, n)| format!("{ns}/{n}")),
+                    path: r.get(10)?,
+                    time: time(r.get(11)?),
+                    observation_id: r.get(12)?,
+                },
+            ))
+        })?;
+        for row in rows {
+            s.reads.push(row?);
+        }
+    }
+    {
+        let mut st =
+            c.prepare("SELECT node, addresses, pod_cidrs FROM node_network ORDER BY node")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (node, a, p) = row?;
+            let addrs: Vec<String> = json(&a);
+            let cidrs: Vec<String> = json(&p);
+            s.nodes.push((
+                node,
+                addrs.iter().filter_map(|x| x.parse().ok()).collect(),
+                cidrs.iter().filter_map(|x| x.parse().ok()).collect(),
+            ));
+        }
+    }
+    {
+        let newest: i64 = c.query_row(
+            "SELECT coalesce(max(time_ms), 0) FROM observations WHERE type = 'api_connect'",
+            [],
+            |r| r.get(0),
+        )?;
+        let mut st = c.prepare(
+            "SELECT json FROM observations WHERE type = 'api_connect' AND time_ms >= ?1 ORDER BY time_ms, id",
+        )?;
+        let rows = st.query_map([newest - RECENT_CONNECT_MS], |r| r.get::<_, String>(0))?;
+        for row in rows {
+            if let Ok(o) = serde_json::from_str(&row?) {
+                s.recent_connects.push(o);
+            }
+        }
+    }
+    {
+        let mut st = c.prepare(
+            "SELECT kind, namespace, name, rules, reasons, origin, audit_id, updated_ms FROM roles WHERE deleted = 0",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(RoleRow {
+                kind: r.get(0)?,
+                namespace: r.get(1)?,
+                name: r.get(2)?,
+                rules: json(&r.get::<_, String>(3)?),
+                reasons: json(&r.get::<_, String>(4)?),
+                origin: r.get(5)?,
+                audit_id: r.get(6)?,
+                time_ms: r.get(7)?,
+                deleted: false,
+            })
+        })?;
+        for row in rows {
+            s.roles.push(row?);
+        }
+    }
+    {
+        let mut st = c.prepare(
+            "SELECT kind, namespace, name, role_kind, role_name, subjects, high_privilege, last_verb, last_actor,
+                last_source_ip, last_audit_id, last_change_ms FROM bindings WHERE deleted = 0",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(BindingRow {
+                kind: r.get(0)?,
+                namespace: r.get(1)?,
+                name: r.get(2)?,
+                role_kind: r.get(3)?,
+                role_name: r.get(4)?,
+                subjects: json(&r.get::<_, String>(5)?),
+                high_privilege: r.get(6)?,
+                verb: r.get(7)?,
+                actor: r.get(8)?,
+                source_ip: r.get(9)?,
+                audit_id: r.get(10)?,
+                time_ms: r.get(11)?,
+                deleted: false,
+            })
+        })?;
+        for row in rows {
+            s.bindings.push(row?);
+        }
+    }
+    {
+        let mut st = c.prepare("SELECT username, source_ip, learned FROM baselines")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, bool>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (u, ip, l) = row?;
+            if let Ok(ip) = ip.parse() {
+                s.baselines.push((u, ip, l));
+            }
+        }
+    }
+    {
+        let mut st = c.prepare("SELECT username, first_seen_ms FROM identities")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, time(r.get(1)?))))?;
+        for row in rows {
+            s.identities.push(row?);
+        }
+    }
+    s.suppressions = load_suppressions(c)?;
+    Ok(s)
+}

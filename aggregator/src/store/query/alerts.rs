@@ -1,0 +1,156 @@
+//! Alert list (filters + cursor paging) and get-one.
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension as _, params_from_iter};
+
+use super::filter::{AlertFilter, PageToken};
+use super::{QueryError, json_column};
+use crate::alert::{Alert, Severity};
+
+/// An alert as stored, with whether a suppression matched it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAlert {
+    pub alert: Alert,
+    /// Suppression id or `maintenance:<name>` when the alert was suppressed.
+    pub suppressed_by: Option<String>,
+}
+
+/// One page of alerts, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertPage {
+    pub alerts: Vec<StoredAlert>,
+    /// Set when more alerts may follow.
+    pub next: Option<PageToken>,
+}
+
+/// `alerts.severity_rank`: 0 (info) .. 4 (critical).
+pub fn severity_rank(s: Severity) -> i64 {
+    match s {
+        Severity::Info => 0,
+        Severity::Low => 1,
+        Severity::Medium => 2,
+        Severity::High => 3,
+        Severity::Critical => 4,
+    }
+}
+
+/// The WHERE clause and its parameters for a filter.
+fn where_clause(f: &AlertFilter) -> (String, Vec<Value>) {
+    let mut conds: Vec<&str> = Vec::new();
+    let mut params: Vec<Value> = Vec::new();
+    let mut text = |conds: &mut Vec<&str>, sql, v: &Option<String>| {
+        if let Some(v) = v {
+            conds.push(sql);
+            params.push(Value::Text(v.clone()));
+        }
+    };
+    text(&mut conds, "rule = ?", &f.rule);
+    text(&mut conds, "analytic = ?", &f.analytic);
+    text(&mut conds, "username = ?", &f.identity);
+    text(&mut conds, "credential_id = ?", &f.credential_id);
+    text(&mut conds, "namespace = ?", &f.namespace);
+    if let Some(t) = f.since {
+        conds.push("time_ms >= ?");
+        params.push(Value::Integer(t.timestamp_millis()));
+    }
+    if let Some(t) = f.until {
+        conds.push("time_ms < ?");
+        params.push(Value::Integer(t.timestamp_millis()));
+    }
+    if let Some(s) = f.min_severity {
+        conds.push("severity_rank >= ?");
+        params.push(Value::Integer(severity_rank(s)));
+    }
+    if let Some(ip) = f.source_ip {
+        conds.push("source_ip = ?");
+        params.push(Value::Text(ip.to_string()));
+    }
+    if let Some(n) = &f.node {
+        // The node column, or any evidence node, or an expected `node` location.
+        conds.push(
+            "(node = ? OR EXISTS (SELECT 1 FROM json_each(alerts.json, '$.evidence') e \
+             WHERE json_extract(e.value, '$.node') = ?) \
+             OR EXISTS (SELECT 1 FROM json_each(alerts.json, '$.expected') x \
+             WHERE json_extract(x.value, '$.kind') = 'node' AND json_extract(x.value, '$.value') = ?))",
+        );
+        params.extend(std::iter::repeat_n(Value::Text(n.clone()), 3));
+    }
+    if !f.include_suppressed {
+        conds.push("suppressed_by IS NULL");
+    }
+    if conds.is_empty() {
+        (String::new(), params)
+    } else {
+        (format!(" WHERE {}", conds.join(" AND ")), params)
+    }
+}
+
+fn decode(id: &str, json: &str, suppressed_by: Option<String>) -> Result<StoredAlert, QueryError> {
+    let alert: Alert =
+        json_column("alert", id, Some(json))?.ok_or_else(|| QueryError::Corrupt {
+            what: "alert",
+            key: id.to_owned(),
+            message: "empty JSON".into(),
+        })?;
+    Ok(StoredAlert {
+        alert,
+        suppressed_by,
+    })
+}
+
+/// Alerts matching `filter`, newest first (`time_ms`, then `id`, descending),
+/// at most `limit`, after the page token if any.
+pub fn list_alerts(
+    conn: &Connection,
+    filter: &AlertFilter,
+    limit: u32,
+    after: Option<&PageToken>,
+) -> Result<AlertPage, QueryError> {
+    let (mut sql_where, mut params) = where_clause(filter);
+    if let Some(tok) = after {
+        sql_where.push_str(if sql_where.is_empty() {
+            " WHERE "
+        } else {
+            " AND "
+        });
+        sql_where.push_str("(time_ms < ? OR (time_ms = ? AND id < ?))");
+        params.push(Value::Integer(tok.time_ms));
+        params.push(Value::Integer(tok.time_ms));
+        params.push(Value::Text(tok.id.clone()));
+    }
+    // Fetch one more than asked to know whether a next page exists.
+    params.push(Value::Integer(i64::from(limit) + 1));
+    let sql = format!(
+        "SELECT id, time_ms, json, suppressed_by FROM alerts{sql_where} \
+         ORDER BY time_ms DESC, id DESC LIMIT ?"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params_from_iter(params))?;
+    let mut alerts = Vec::new();
+    let mut last: Option<PageToken> = None;
+    let mut more = false;
+    while let Some(row) = rows.next()? {
+        if alerts.len() == limit as usize {
+            more = true;
+            break;
+        }
+        let id: String = row.get(0)?;
+        let time_ms: i64 = row.get(1)?;
+        let json: String = row.get(2)?;
+        alerts.push(decode(&id, &json, row.get(3)?)?);
+        last = Some(PageToken { time_ms, id });
+    }
+    Ok(AlertPage {
+        alerts,
+        next: if more { last } else { None },
+    })
+}
+
+/// One alert by id, suppressed or not.
+pub fn get_alert(conn: &Connection, id: &str) -> Result<Option<StoredAlert>, QueryError> {
+    let row: Option<(String, Option<String>)> = conn
+        .prepare_cached("SELECT json, suppressed_by FROM alerts WHERE id = ?")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    row.map(|(json, sup)| decode(id, &json, sup)).transpose()
+}

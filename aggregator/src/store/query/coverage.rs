@@ -1,0 +1,241 @@
+//! The coverage report: what the aggregator can and cannot see right now.
+//!
+//! - agents alive per node (age of the last contact, connected or not);
+//! - audit streams alive (last event received per source);
+//! - whether RBAC binding writes are audited at a level that shows `roleRef`
+//!   and `subjects` (Request or RequestResponse), or at Metadata only.
+
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+use serde::Serialize;
+
+use super::inventory::{age_seconds, list_nodes};
+use super::{QueryError, ms_to_time};
+
+/// Default freshness window for "alive".
+pub const DEFAULT_FRESHNESS_SECONDS: f64 = 120.0;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeCoverage {
+    pub node: String,
+    /// Last contact within the freshness window.
+    pub alive: bool,
+    pub connected: bool,
+    pub last_contact_age_seconds: Option<f64>,
+    pub hooks: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditSourceCoverage {
+    /// `webhook`, `log:<path>`, `replay`.
+    pub source: String,
+    /// Newest `requestReceivedTimestamp` from this source.
+    pub last_event: DateTime<Utc>,
+    /// Wall clock of the last accepted batch.
+    pub last_received: DateTime<Utc>,
+    pub last_received_age_seconds: f64,
+    /// A batch arrived within the freshness window.
+    pub alive: bool,
+    pub events: u64,
+    pub rejected: u64,
+}
+
+/// Audit level seen for one RBAC resource.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RbacLevel {
+    pub resource: String,
+    pub level: String,
+    pub count: u64,
+    pub last_seen: DateTime<Utc>,
+    pub last_audit_id: String,
+}
+
+/// Verdict on the audit level of binding writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LevelStatus {
+    /// Every binding write seen carried its body.
+    Sufficient,
+    /// Some binding writes were seen at Metadata only.
+    Partial,
+    /// Binding writes were seen at Metadata only.
+    Insufficient,
+    /// No binding write seen yet.
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BindingAuditCoverage {
+    /// Binding events at Request or RequestResponse.
+    pub with_body: u64,
+    /// Binding events at Metadata only.
+    pub metadata_only: u64,
+    pub status: LevelStatus,
+    pub explanation: String,
+    pub levels: Vec<RbacLevel>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CoverageReport {
+    pub generated_at: DateTime<Utc>,
+    pub freshness_seconds: f64,
+    pub nodes: Vec<NodeCoverage>,
+    pub audit_sources: Vec<AuditSourceCoverage>,
+    pub bindings: BindingAuditCoverage,
+}
+
+/// Builds the report as of `now`.
+pub fn coverage(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    freshness_seconds: f64,
+) -> Result<CoverageReport, QueryError> {
+    let nodes = list_nodes(conn, now)?
+        .into_iter()
+        .map(|n| NodeCoverage {
+            alive: n
+                .last_contact_age_seconds
+                .is_some_and(|a| a <= freshness_seconds),
+            connected: n.connected,
+            last_contact_age_seconds: n.last_contact_age_seconds,
+            hooks: n.hooks,
+            node: n.name,
+        })
+        .collect();
+
+    let mut stmt = conn.prepare_cached(
+        "SELECT source, last_event_ms, last_recv_ms, events, rejected \
+         FROM coverage_audit_sources ORDER BY source",
+    )?;
+    let audit_sources = stmt
+        .query_map([], |r| {
+            let last_received = ms_to_time(r.get(2)?);
+            let age = age_seconds(now, last_received);
+            Ok(AuditSourceCoverage {
+                source: r.get(0)?,
+                last_event: ms_to_time(r.get(1)?),
+                last_received,
+                last_received_age_seconds: age,
+                alive: age <= freshness_seconds,
+                events: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                rejected: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut stmt = conn.prepare_cached(
+        "SELECT resource, level, count, last_seen_ms, last_audit_id FROM coverage_rbac_levels \
+         ORDER BY resource, level",
+    )?;
+    let levels = stmt
+        .query_map([], |r| {
+            Ok(RbacLevel {
+                resource: r.get(0)?,
+                level: r.get(1)?,
+                count: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                last_seen: ms_to_time(r.get(3)?),
+                last_audit_id: r.get(4)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(CoverageReport {
+        generated_at: now,
+        freshness_seconds,
+        nodes,
+        audit_sources,
+        bindings: binding_verdict(levels),
+    })
+}
+
+fn binding_verdict(levels: Vec<RbacLevel>) -> BindingAuditCoverage {
+    let is_binding = |l: &&RbacLevel| l.resource.ends_with("rolebindings");
+    let metadata_only: u64 = levels
+        .iter()
+        .filter(is_binding)
+        .filter(|l| l.level.eq_ignore_ascii_case("metadata"))
+        .map(|l| l.count)
+        .sum();
+    let with_body: u64 = levels
+        .iter()
+        .filter(is_binding)
+        .filter(|l| !l.level.eq_ignore_ascii_case("metadata"))
+        .map(|l| l.count)
+        .sum();
+    let (status, explanation) = match (with_body, metadata_only) {
+        (0, 0) => (
+            LevelStatus::Unknown,
+            "No RoleBinding or ClusterRoleBinding write has been audited yet.".to_owned(),
+        ),
+        (_, 0) => (
+            LevelStatus::Sufficient,
+            format!(
+                "All {with_body} binding writes were audited at Request level or above: roleRef and subjects are visible."
+            ),
+        ),
+        (0, m) => (
+            LevelStatus::Insufficient,
+            format!(
+                "All {m} binding writes were audited at Metadata level only: roleRef and subjects are not visible. \
+                 Log rolebindings and clusterrolebindings at Request or RequestResponse."
+            ),
+        ),
+        (b, m) => (
+            LevelStatus::Partial,
+            format!(
+                "{m} binding writes were audited at Metadata level only ({b} with their body): \
+                 some roleRefs and subjects are not visible."
+            ),
+        ),
+    };
+    BindingAuditCoverage {
+        with_body,
+        metadata_only,
+        status,
+        explanation,
+        levels,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn level(resource: &str, level: &str, count: u64) -> RbacLevel {
+        RbacLevel {
+            resource: resource.into(),
+            level: level.into(),
+            count,
+            last_seen: DateTime::from_timestamp(0, 0).unwrap(),
+            last_audit_id: "a".into(),
+        }
+    }
+
+    #[test]
+    fn binding_verdict_covers_every_mix() {
+        assert_eq!(binding_verdict(vec![]).status, LevelStatus::Unknown);
+        // Roles at Metadata level do not count against bindings.
+        let v = binding_verdict(vec![
+            level("rolebindings", "RequestResponse", 3),
+            level("clusterroles", "Metadata", 9),
+        ]);
+        assert_eq!(
+            (v.status, v.with_body, v.metadata_only),
+            (LevelStatus::Sufficient, 3, 0)
+        );
+        let v = binding_verdict(vec![level("clusterrolebindings", "Metadata", 2)]);
+        assert_eq!(v.status, LevelStatus::Insufficient);
+        assert!(
+            v.explanation.contains("Request or RequestResponse"),
+            "{}",
+            v.explanation
+        );
+        let v = binding_verdict(vec![
+            level("clusterrolebindings", "Metadata", 2),
+            level("rolebindings", "Request", 1),
+        ]);
+        assert_eq!(
+            (v.status, v.with_body, v.metadata_only),
+            (LevelStatus::Partial, 1, 2)
+        );
+    }
+}

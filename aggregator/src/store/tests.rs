@@ -1,0 +1,163 @@
+//! The dedupe record (`audit_events`) and the schema migration.
+
+use chrono::Utc;
+use rusqlite::Connection;
+
+use super::{SCHEMA_VERSION, Store, Synchronous, insert_audit_events, prune};
+use crate::audit::{AuditEvent, parse_event};
+
+fn event(id: &str, stage: &str, time: &str) -> AuditEvent {
+    parse_event(
+        format!(
+            r#"{{"level":"Metadata","auditID":"{id}","stage":"{stage}","verb":"get",
+                "user":{{"username":"alice"}},"requestReceivedTimestamp":"{time}"}}"#
+        )
+        .as_bytes(),
+    )
+    .unwrap()
+}
+
+/// Per event of one batch: stored for the first time?
+fn fresh(store: &Store, events: &[AuditEvent]) -> Vec<bool> {
+    store
+        .write_blocking(|tx| Ok(insert_audit_events(tx, "test", Utc::now(), events)?.1))
+        .unwrap()
+}
+
+#[test]
+fn a_resent_event_is_a_duplicate_within_and_across_batches() {
+    let store = Store::open_in_memory().unwrap();
+    let a = event("a", "ResponseComplete", "2026-03-01T10:00:00.123456Z");
+    let a_started = event("a", "ResponseStarted", "2026-03-01T10:00:00.123456Z");
+    let b = event("b", "ResponseComplete", "2026-03-01T10:00:00.123456Z");
+    assert_eq!(
+        fresh(&store, &[a.clone(), a_started.clone(), a.clone()]),
+        [true, true, false]
+    );
+    assert_eq!(fresh(&store, &[b, a, a_started]), [true, false, false]);
+    let stored: i64 = store
+        .read_blocking(|c| Ok(c.query_row("SELECT count(*) FROM audit_events", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(stored, 3);
+}
+
+#[test]
+fn an_audit_id_reused_by_another_request_at_another_time_is_kept() {
+    // Clients may set the Audit-ID header; a second request reusing an ID
+    // must not be dropped as a "duplicate" of the first.
+    let store = Store::open_in_memory().unwrap();
+    let first = event(
+        "chosen-by-client",
+        "ResponseComplete",
+        "2026-03-01T10:00:00Z",
+    );
+    let later = event(
+        "chosen-by-client",
+        "ResponseComplete",
+        "2026-03-01T11:30:00Z",
+    );
+    assert_eq!(fresh(&store, std::slice::from_ref(&first)), [true]);
+    assert_eq!(fresh(&store, &[later, first]), [true, false]);
+}
+
+#[test]
+fn retention_deletes_the_events_older_than_the_cut_only() {
+    let store = Store::open_in_memory().unwrap();
+    fresh(
+        &store,
+        &[
+            event("old", "ResponseComplete", "2026-01-01T00:00:00Z"),
+            event("new", "ResponseComplete", "2026-03-01T00:00:00Z"),
+        ],
+    );
+    let now = "2026-03-02T00:00:00Z".parse().unwrap();
+    let pruned = store
+        .write_blocking(|tx| prune(tx, now, chrono::Duration::days(30)))
+        .unwrap();
+    assert_eq!(pruned.audit_events, 1);
+    // The kept one still dedupes; the pruned one is forgotten.
+    assert_eq!(
+        fresh(
+            &store,
+            &[
+                event("new", "ResponseComplete", "2026-03-01T00:00:00Z"),
+                event("old", "ResponseComplete", "2026-01-01T00:00:00Z"),
+            ]
+        ),
+        [false, true]
+    );
+}
+
+#[test]
+fn a_version_1_database_is_migrated_keeping_its_dedupe_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    let t = chrono::DateTime::parse_from_rfc3339("2026-03-01T10:00:00Z")
+        .unwrap()
+        .timestamp_millis();
+    {
+        // The version-1 layout: a wide per-event summary keyed by auditID.
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO meta VALUES ('schema_version', '1');
+             CREATE TABLE audit_events (audit_id TEXT NOT NULL, stage TEXT NOT NULL,
+                 batch_id INTEGER NOT NULL, time_ms INTEGER NOT NULL, level TEXT NOT NULL,
+                 verb TEXT NOT NULL, username TEXT NOT NULL, source_ip TEXT, api_group TEXT,
+                 resource TEXT, subresource TEXT, namespace TEXT, name TEXT, code INTEGER,
+                 credential_id TEXT, PRIMARY KEY (audit_id, stage)) WITHOUT ROWID;
+             CREATE INDEX audit_events_time ON audit_events(time_ms);
+             CREATE INDEX audit_events_user ON audit_events(username, time_ms);",
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO audit_events VALUES ('a', 'ResponseComplete', 7, ?1, 'Metadata', 'get',
+                 'alice', NULL, NULL, NULL, NULL, NULL, NULL, 200, NULL)",
+            [t],
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path, Synchronous::Full).unwrap();
+    let (version, columns, row): (String, String, (i64, String, String, i64)) = store
+        .read_blocking(|c| {
+            Ok((
+                c.query_row(
+                    "SELECT value FROM meta WHERE key = 'schema_version'",
+                    [],
+                    |r| r.get(0),
+                )?,
+                c.query_row(
+                    "SELECT group_concat(name, ',') FROM pragma_table_info('audit_events')",
+                    [],
+                    |r| r.get(0),
+                )?,
+                c.query_row(
+                    "SELECT time_ms, audit_id, stage, batch_id FROM audit_events",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )?,
+            ))
+        })
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(columns, "time_ms,audit_id,stage,batch_id");
+    assert_eq!(row, (t, "a".into(), "ResponseComplete".into(), 7));
+    // The migrated key still dedupes the resent event.
+    assert_eq!(
+        fresh(
+            &store,
+            &[event("a", "ResponseComplete", "2026-03-01T10:00:00Z")]
+        ),
+        [false]
+    );
+    drop(store);
+    // Opening again is a no-op.
+    let store = Store::open(&path, Synchronous::Full).unwrap();
+    assert_eq!(
+        fresh(
+            &store,
+            &[event("a", "ResponseComplete", "2026-03-01T10:00:00Z")]
+        ),
+        [false]
+    );
+}

@@ -1,0 +1,284 @@
+//! The simulator's token issuer: service-account tokens shaped like the
+//! kube-apiserver's (projected, bound to a pod and node; or TokenRequest
+//! tokens bound to nothing), and their verification.
+//!
+//! Real clusters sign with RS256/ES256; the simulator signs with HS256 under
+//! a random per-run key, which is enough to refuse tokens it did not issue.
+//! The claims are the real ones: `iss`, `sub`, `aud`, `exp`, `iat`, `nbf`,
+//! `jti`, and `kubernetes.io` with `namespace`, `serviceaccount`, `pod`,
+//! `node` and `warnafter`.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+/// The issuer every token names.
+pub const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+/// A name and uid, as in the `kubernetes.io` claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ref {
+    pub name: String,
+    pub uid: String,
+}
+
+/// The `kubernetes.io` claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct K8sClaim {
+    pub namespace: String,
+    pub serviceaccount: Ref,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<Ref>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<Ref>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warnafter: Option<i64>,
+}
+
+/// The claims of a service-account token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub aud: Vec<String>,
+    pub exp: i64,
+    pub iat: i64,
+    pub iss: String,
+    pub jti: String,
+    #[serde(rename = "kubernetes.io")]
+    pub kubernetes_io: K8sClaim,
+    pub nbf: i64,
+    pub sub: String,
+}
+
+impl Claims {
+    /// `system:serviceaccount:<ns>:<name>`.
+    pub fn username(&self) -> String {
+        format!(
+            "system:serviceaccount:{}:{}",
+            self.kubernetes_io.namespace, self.kubernetes_io.serviceaccount.name
+        )
+    }
+}
+
+/// What to mint.
+#[derive(Debug, Clone)]
+pub struct TokenSpec {
+    pub namespace: String,
+    pub service_account: String,
+    /// Bound to a pod (and the node it runs on): a projected volume token.
+    pub pod: Option<Ref>,
+    pub node: Option<Ref>,
+    pub lifetime_secs: i64,
+}
+
+/// Why a bearer token was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("not a JWT")]
+    NotJwt,
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("claims: {0}")]
+    Claims(String),
+    #[error("token expired")]
+    Expired,
+}
+
+/// Mints and verifies tokens.
+#[derive(Clone)]
+pub struct Issuer {
+    key: [u8; 32],
+    /// Stable uid per service account name (as the API server's objects have).
+    sa_uid_seed: [u8; 16],
+}
+
+impl std::fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Issuer { .. }")
+    }
+}
+
+fn hmac_sha256(key: &[u8; 32], msg: &[u8]) -> [u8; 32] {
+    let mut k = [0u8; 64];
+    k[..32].copy_from_slice(key);
+    let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
+    let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
+    let inner = Sha256::new()
+        .chain_update(&ipad)
+        .chain_update(msg)
+        .finalize();
+    Sha256::new()
+        .chain_update(&opad)
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+/// A deterministic uuid-shaped id from a seed and a name.
+pub fn stable_uid(seed: &[u8], name: &str) -> String {
+    let h = Sha256::new()
+        .chain_update(seed)
+        .chain_update(name.as_bytes())
+        .finalize();
+    uuid::Builder::from_random_bytes(h[..16].try_into().unwrap_or_default())
+        .into_uuid()
+        .to_string()
+}
+
+impl Issuer {
+    /// A new issuer with a random key.
+    pub fn new() -> Self {
+        let a = uuid::Uuid::new_v4();
+        let b = uuid::Uuid::new_v4();
+        let mut key = [0u8; 32];
+        key[..16].copy_from_slice(a.as_bytes());
+        key[16..].copy_from_slice(b.as_bytes());
+        Self::from_key(key)
+    }
+
+    /// An issuer with a known key (shared between `credtrail-apisim serve`
+    /// and `credtrail-apisim mint`).
+    pub fn from_key(key: [u8; 32]) -> Self {
+        let seed: [u8; 32] = Sha256::new()
+            .chain_update(b"sa-uid")
+            .chain_update(key)
+            .finalize()
+            .into();
+        let mut sa_uid_seed = [0u8; 16];
+        sa_uid_seed.copy_from_slice(&seed[..16]);
+        Self { key, sa_uid_seed }
+    }
+
+    /// The signing key, hex (for `--issuer-key` files; a test secret).
+    pub fn key_hex(&self) -> String {
+        hex::encode(self.key)
+    }
+
+    /// Parses a key written by [`Issuer::key_hex`].
+    pub fn from_key_hex(s: &str) -> Result<Self, TokenError> {
+        let bytes =
+            hex::decode(s.trim()).map_err(|e| TokenError::Claims(format!("issuer key: {e}")))?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| TokenError::Claims("issuer key: expected 32 bytes".into()))?;
+        Ok(Self::from_key(key))
+    }
+
+    /// Signs the given claims as a token (for claims built elsewhere, e.g.
+    /// from a kubelet fixture's pod).
+    pub fn sign(&self, claims: &Claims) -> String {
+        let header = serde_json::json!({"alg": "HS256", "kid": "credtrail-apisim", "typ": "JWT"});
+        let h = URL_SAFE_NO_PAD.encode(header.to_string());
+        let p = URL_SAFE_NO_PAD.encode(serde_json::to_string(claims).unwrap_or_default());
+        let signing_input = format!("{h}.{p}");
+        let sig = URL_SAFE_NO_PAD.encode(hmac_sha256(&self.key, signing_input.as_bytes()));
+        format!("{signing_input}.{sig}")
+    }
+
+    /// Mints a token; returns the token string and its claims.
+    pub fn mint(&self, spec: &TokenSpec) -> (String, Claims) {
+        let now = Utc::now().timestamp();
+        let sa_key = format!("{}/{}", spec.namespace, spec.service_account);
+        let claims = Claims {
+            aud: vec![ISSUER.to_string()],
+            exp: now + spec.lifetime_secs,
+            iat: now,
+            iss: ISSUER.to_string(),
+            jti: uuid::Uuid::new_v4().to_string(),
+            kubernetes_io: K8sClaim {
+                namespace: spec.namespace.clone(),
+                serviceaccount: Ref {
+                    name: spec.service_account.clone(),
+                    uid: stable_uid(&self.sa_uid_seed, &sa_key),
+                },
+                pod: spec.pod.clone(),
+                node: spec.node.clone(),
+                warnafter: spec.pod.as_ref().map(|_| now + 3607),
+            },
+            nbf: now,
+            sub: format!(
+                "system:serviceaccount:{}:{}",
+                spec.namespace, spec.service_account
+            ),
+        };
+        (self.sign(&claims), claims)
+    }
+
+    /// Verifies a token this issuer minted and returns its claims.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::NotJwt);
+        };
+        let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| TokenError::NotJwt)?;
+        let want = hmac_sha256(&self.key, format!("{h}.{p}").as_bytes());
+        // Constant-time enough for a test double: compare all bytes.
+        if sig.len() != want.len()
+            || sig
+                .iter()
+                .zip(want.iter())
+                .fold(0u8, |a, (x, y)| a | (x ^ y))
+                != 0
+        {
+            return Err(TokenError::BadSignature);
+        }
+        let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| TokenError::NotJwt)?;
+        let claims: Claims =
+            serde_json::from_slice(&payload).map_err(|e| TokenError::Claims(e.to_string()))?;
+        if claims.exp < Utc::now().timestamp() {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+}
+
+impl Default for Issuer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minted_tokens_verify_and_forgeries_do_not() {
+        let issuer = Issuer::new();
+        let spec = TokenSpec {
+            namespace: "shop".into(),
+            service_account: "web".into(),
+            pod: Some(Ref {
+                name: "web-1".into(),
+                uid: "pod-uid".into(),
+            }),
+            node: Some(Ref {
+                name: "node-a".into(),
+                uid: "node-uid".into(),
+            }),
+            lifetime_secs: 3600,
+        };
+        let (token, claims) = issuer.mint(&spec);
+        assert_eq!(issuer.verify(&token).unwrap(), claims);
+        assert_eq!(claims.username(), "system:serviceaccount:shop:web");
+        let payload = token.split('.').nth(1).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert_eq!(json["kubernetes.io"]["pod"]["name"], "web-1");
+        assert_eq!(json["kubernetes.io"]["node"]["uid"], "node-uid");
+        // Another issuer's token, and a tampered one, are refused.
+        let (other, _) = Issuer::new().mint(&spec);
+        assert_eq!(issuer.verify(&other).unwrap_err(), TokenError::BadSignature);
+        assert_eq!(issuer.verify("abc").unwrap_err(), TokenError::NotJwt);
+        // Same service account, same uid; different jti.
+        let (_, again) = issuer.mint(&spec);
+        assert_eq!(
+            again.kubernetes_io.serviceaccount,
+            claims.kubernetes_io.serviceaccount
+        );
+        assert_ne!(again.jti, claims.jti);
+    }
+}

@@ -1,0 +1,378 @@
+//! `cargo xtask bench`: benchmarks that print ratios against a baseline
+//! measured in the same run.
+//!
+//! Agent overhead (kernel side): `--opens` `openat`+`close` of an existing
+//! file whose path is not watched, and `--connects` loopback TCP connects to
+//! a port that is not watched, timed without the agent and with it attached
+//! (the real `credtrail-agent` binary, `--hook auto`). The work is split into
+//! `--rounds` rounds; each round measures both conditions, alternating which
+//! goes first, so drift and other load on the machine hit both alike. It
+//! prints the ratio of total time with the agent to total time without, for
+//! each workload (target: at most 1.03).
+//!
+//! Other benchmarks are added as further steps in [`steps`].
+
+use std::io::{BufRead as _, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+#[derive(clap::Args, Clone)]
+pub struct Options {
+    /// `openat` calls per condition (with and without the agent).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub opens: u64,
+    /// Loopback connects per condition.
+    #[arg(long, default_value_t = 100_000)]
+    pub connects: u64,
+    /// Rounds the work is split into (conditions alternate within each).
+    #[arg(long, default_value_t = 10)]
+    pub rounds: u64,
+    /// Use the release build of the agent (default: debug; the kernel
+    /// programs are always built optimised).
+    #[arg(long)]
+    pub release: bool,
+    /// Open hook the agent uses (`auto` picks what the kernel allows).
+    #[arg(long, default_value = "auto")]
+    pub hook: String,
+    /// Run only the agent overhead benchmark.
+    #[arg(long)]
+    pub agent_only: bool,
+}
+
+/// One benchmark step.
+pub struct Step {
+    pub name: &'static str,
+    pub run: fn(&Options) -> anyhow::Result<()>,
+}
+
+/// The benchmarks, in order. Add yours here.
+pub fn steps() -> Vec<Step> {
+    vec![
+        Step {
+            name: "agent-overhead",
+            run: agent_overhead,
+        },
+        Step {
+            name: "aggregator-ingest",
+            run: |_| cargo_bench("credtrail-aggregator", "ingest"),
+        },
+        Step {
+            name: "aggregator-latency",
+            run: |_| cargo_bench("credtrail-aggregator", "latency"),
+        },
+        Step {
+            name: "agent-stream",
+            run: |_| cargo_bench("credtrail-tests", "stream"),
+        },
+    ]
+}
+
+/// `cargo bench -p <package> --bench <bench>` (the bench prints its own ratios).
+fn cargo_bench(package: &str, bench: &str) -> anyhow::Result<()> {
+    crate::setup::status(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["bench", "-p", package, "--bench", bench]),
+    )
+}
+
+pub fn run(opts: Options) -> anyhow::Result<()> {
+    for step in steps() {
+        if opts.agent_only && step.name != "agent-overhead" {
+            continue;
+        }
+        println!("==> bench: {}", step.name);
+        (step.run)(&opts).with_context(|| format!("bench {}", step.name))?;
+    }
+    Ok(())
+}
+
+/// A running agent, stopped with SIGTERM on drop.
+struct Agent {
+    child: Child,
+}
+
+impl Agent {
+    fn start(bin: &Path, hook: &str, watched: SocketAddr) -> anyhow::Result<Self> {
+        let mut child = Command::new(bin)
+            .args([
+                "--output",
+                "jsonl",
+                "/dev/null",
+                "--no-scan",
+                "--node-name",
+                "bench",
+            ])
+            .args(["--hook", hook, "--api-endpoint", &watched.to_string()])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let stderr = child.stderr.take().context("agent stderr")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut ready = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("agent running")
+                    && let Some(tx) = ready.take()
+                {
+                    let _ = tx.send(Ok(line));
+                } else if line.contains("Error")
+                    && let Some(tx) = ready.take()
+                {
+                    let _ = tx.send(Err(line));
+                }
+            }
+        });
+        let mut agent = Self { child };
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(line)) => {
+                if let Some(h) = line.find("hooks") {
+                    let hooks = &line[h..];
+                    static ONCE: std::sync::Once = std::sync::Once::new();
+                    ONCE.call_once(|| println!("agent attached: {hooks}"));
+                }
+                Ok(agent)
+            }
+            Ok(Err(line)) => bail!("the agent failed to start: {line}"),
+            Err(_) => {
+                let _ = agent.child.kill();
+                bail!("the agent did not report `agent running` within 60s")
+            }
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn time_opens(path: &std::ffi::CStr, n: u64) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    for _ in 0..n {
+        // SAFETY: valid NUL-terminated path; the fd is closed at once.
+        let fd = unsafe {
+            libc::openat(
+                libc::AT_FDCWD,
+                path.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            bail!("openat failed: {}", std::io::Error::last_os_error());
+        }
+        // SAFETY: fd was just opened by us.
+        unsafe { libc::close(fd) };
+    }
+    Ok(t.elapsed())
+}
+
+fn time_connects(to: SocketAddr, n: u64) -> anyhow::Result<Duration> {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    let t = Instant::now();
+    for _ in 0..n {
+        let s = TcpStream::connect(to).with_context(|| format!("connecting to {to}"))?;
+        // Close with RST: no TIME_WAIT, so ephemeral ports never run out.
+        // SAFETY: valid socket and option struct of the right size.
+        unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&raw const linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        drop(s);
+    }
+    Ok(t.elapsed())
+}
+
+/// Per-operation times (ns) of each batch, per workload, for one condition.
+#[derive(Default)]
+struct Samples {
+    opens: Vec<f64>,
+    connects: Vec<f64>,
+}
+
+/// Operations per timed batch: small enough that a burst of other load on
+/// the machine spoils few batches, large enough to time precisely.
+const OPEN_BATCH: u64 = 10_000;
+const CONNECT_BATCH: u64 = 500;
+
+fn batches(
+    total: u64,
+    batch: u64,
+    mut f: impl FnMut(u64) -> anyhow::Result<Duration>,
+) -> anyhow::Result<Vec<f64>> {
+    let mut out = Vec::new();
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(batch);
+        out.push(per_op_ns(f(n)?, n));
+        left -= n;
+    }
+    Ok(out)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+}
+
+fn minimum(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn agent_overhead(opts: &Options) -> anyhow::Result<()> {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        bail!("the agent overhead benchmark loads eBPF programs: run it as root");
+    }
+    let profile = if opts.release { "release" } else { "debug" };
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build.args(["build", "--bin", "credtrail-agent", "-p", "credtrail-agent"]);
+    if opts.release {
+        build.arg("--release");
+    }
+    crate::setup::status(&mut build)?;
+    let dir = std::env::temp_dir().join(format!("credtrail-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    // A private copy: rebuilding the workspace during the run cannot swap it.
+    let bin = dir.join("credtrail-agent");
+    std::fs::copy(crate::build::agent_binary(profile), &bin)
+        .with_context(|| format!("copying the agent to {}", bin.display()))?;
+    let file: PathBuf = dir.join("not-a-credential.txt");
+    std::fs::write(&file, b"x").with_context(|| format!("writing {}", file.display()))?;
+    let cpath = std::ffi::CString::new(file.as_os_str().as_encoded_bytes())?;
+
+    let listener = TcpListener::bind("127.0.0.1:0").context("binding the loopback listener")?;
+    let target = listener.local_addr()?;
+    // A deep accept queue: when the accepting thread is not scheduled for a
+    // while (2 shared cores), a full queue drops SYNs and the client waits a
+    // whole second to retransmit, which swamps what is measured.
+    // SAFETY: listen(2) on our own bound socket.
+    if unsafe { libc::listen(listener.as_raw_fd(), 4096) } != 0 {
+        bail!("listen: {}", std::io::Error::last_os_error());
+    }
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            drop(s);
+        }
+    });
+    // The agent watches another port on the same address: the connects are
+    // looked up and not matched, the case the benchmark measures.
+    let unused = TcpListener::bind("127.0.0.1:0")?;
+    let watched = unused.local_addr()?;
+
+    let rounds = opts.rounds.max(1);
+    let (opens, connects) = (opts.opens / rounds, opts.connects / rounds);
+    println!(
+        "agent overhead: {rounds} rounds x ({opens} openat+close of {}, {connects} connects to {target}), \
+         batches of {OPEN_BATCH} / {CONNECT_BATCH}; agent {}",
+        file.display(),
+        bin.display()
+    );
+    // Warm-up (page cache, dentry cache, listener thread).
+    time_opens(&cpath, opens / 10 + 1)?;
+    time_connects(target, connects / 10 + 1)?;
+
+    let (mut off, mut on) = (Samples::default(), Samples::default());
+    let (mut open_ratios, mut connect_ratios) = (Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let (n_off, n_on) = (off.opens.len(), on.opens.len());
+        let (c_off, c_on) = (off.connects.len(), on.connects.len());
+        let measure = |with_agent: bool, into: &mut Samples| -> anyhow::Result<()> {
+            let _agent = if with_agent {
+                Some(Agent::start(&bin, &opts.hook, watched)?)
+            } else {
+                None
+            };
+            let o = batches(opens, OPEN_BATCH, |n| time_opens(&cpath, n))?;
+            let c = batches(connects, CONNECT_BATCH, |n| time_connects(target, n))?;
+            println!(
+                "  round {} {:<13} openat median {:>6.0} ns, connect median {:>7.1} us",
+                r + 1,
+                if with_agent {
+                    "with agent:"
+                } else {
+                    "without:"
+                },
+                median(&o),
+                median(&c) / 1000.0
+            );
+            into.opens.extend(o);
+            into.connects.extend(c);
+            Ok(())
+        };
+        if r % 2 == 0 {
+            measure(false, &mut off)?;
+            measure(true, &mut on)?;
+        } else {
+            measure(true, &mut on)?;
+            measure(false, &mut off)?;
+        }
+        // This round's pair: median batch with the agent / without.
+        open_ratios.push(median(&on.opens[n_on..]) / median(&off.opens[n_off..]));
+        connect_ratios.push(median(&on.connects[c_on..]) / median(&off.connects[c_off..]));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    // Headline: the median over rounds of each round's paired ratio (robust
+    // to rounds where the whole machine was busier); the pooled fastest
+    // batches are printed too (the least disturbed measure of kernel cost).
+    let ro = median(&open_ratios);
+    let rc = median(&connect_ratios);
+    println!(
+        "openat:  {} calls each; per call median {:.0} ns without the agent, {:.0} ns with it (fastest batch {:.0} / {:.0} ns, ratio {:.3})",
+        opens * rounds,
+        median(&off.opens),
+        median(&on.opens),
+        minimum(&off.opens),
+        minimum(&on.opens),
+        minimum(&on.opens) / minimum(&off.opens)
+    );
+    println!(
+        "connect: {} connects each; per connect median {:.1} us without the agent, {:.1} us with it (fastest batch {:.1} / {:.1} us, ratio {:.3})",
+        connects * rounds,
+        median(&off.connects) / 1000.0,
+        median(&on.connects) / 1000.0,
+        minimum(&off.connects) / 1000.0,
+        minimum(&on.connects) / 1000.0,
+        minimum(&on.connects) / minimum(&off.connects)
+    );
+    let fmt = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.3}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!(
+        "per-round ratios: openat [{}], connect [{}]",
+        fmt(&open_ratios),
+        fmt(&connect_ratios)
+    );
+    println!(
+        "RATIO openat  (with/without agent, median of paired rounds): {ro:.3}  (target <= 1.03)"
+    );
+    println!(
+        "RATIO connect (with/without agent, median of paired rounds): {rc:.3}  (target <= 1.03)"
+    );
+    Ok(())
+}
+
+fn per_op_ns(d: Duration, n: u64) -> f64 {
+    d.as_nanos() as f64 / n.max(1) as f64
+}

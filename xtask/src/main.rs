@@ -1,0 +1,46 @@
+//! `cargo xtask`: the one entry point for set-up, builds, the demo, tests and benches.
+//! One module per subcommand (the aya layout).
+
+mod bench;
+mod build;
+mod demo;
+mod deploy_check;
+mod setup;
+mod test;
+mod vm;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "credtrail developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install everything the build needs (rust-src for nightly, bpf-linker, Debian packages). Idempotent.
+    Setup(setup::Options),
+    /// Build the eBPF object and the binaries that embed it.
+    Build(build::Options),
+    /// Run every test: unit, real-eBPF integration (root), end-to-end, manifest validation.
+    Test(test::Options),
+    /// Run the end-to-end demo on this machine (the README's main command).
+    Demo(demo::Options),
+    /// Run the benchmarks and print ratios against an in-run baseline.
+    Bench(bench::Options),
+    /// Boot Debian kernels in qemu and run the agent's privileged tests inside.
+    VmTest(vm::Options),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Setup(o) => setup::run(o),
+        Command::Build(o) => build::run(o),
+        Command::Test(o) => test::run(o),
+        Command::Demo(o) => demo::run(o),
+        Command::Bench(o) => bench::run(o),
+        Command::VmTest(o) => vm::run(o),
+    }
+}

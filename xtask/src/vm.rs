@@ -1,0 +1,351 @@
+//! `cargo xtask vm-test`: prove the agent on kernels other than the build machine's.
+//!
+//! Downloads Debian kernel packages (`apt-get download`), builds an initramfs holding the
+//! agent's privileged test binaries (`tests/tests/agent_*.rs`), boots each kernel in qemu with
+//! `-accel tcg` once per hook path (BPF LSM on, BPF LSM off, tracepoint forced), reads one
+//! result line per test binary from the serial console, and also runs the same binaries on
+//! the host kernel natively. Prints pass or fail and the hook path used, per kernel and boot.
+
+mod build;
+mod cpio;
+mod host;
+mod initramfs;
+mod judge;
+mod kernels;
+mod qemu;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use initramfs::TestBinary;
+
+#[derive(clap::Args)]
+pub struct Options {
+    /// Kernels to boot as `[SUITE:]PACKAGE`, packages or metapackages (default: Debian 12's 6.1,
+    /// bookworm's 6.12 and Debian 11's 5.10: `bullseye:linux-image-amd64`).
+    #[arg(long = "kernel")]
+    kernels: Vec<String>,
+    /// Only these boots (bpf-lsm, no-bpf-lsm, tracepoint); default all.
+    #[arg(long = "boot")]
+    boots: Vec<String>,
+    /// Test binaries to run instead of building `tests/tests/agent_*.rs`.
+    #[arg(long = "test-binary")]
+    test_binaries: Vec<PathBuf>,
+    /// Seconds one boot may take before it counts as failed.
+    #[arg(long, default_value_t = 900)]
+    timeout: u64,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 2048)]
+    memory: u32,
+    /// Extra kernel command-line words, e.g. `RUST_LOG=credtrail_agent=debug` (reaches the
+    /// tests' environment).
+    #[arg(long)]
+    append: Vec<String>,
+    /// Skip the native run on the host kernel.
+    #[arg(long)]
+    no_host: bool,
+}
+
+/// One boot of the matrix: the LSM list on the command line, the hook mode the agent is
+/// told to use, and the open-capture hook kind it must then report.
+struct BootKind {
+    name: &'static str,
+    lsm: &'static str,
+    hook_mode: &'static str,
+    expect: &'static str,
+}
+
+const BOOTS: &[BootKind] = &[
+    BootKind {
+        name: "bpf-lsm",
+        lsm: "lockdown,capability,landlock,yama,apparmor,bpf",
+        hook_mode: "auto",
+        expect: "lsm",
+    },
+    BootKind {
+        name: "no-bpf-lsm",
+        lsm: "lockdown,capability,landlock,yama,apparmor",
+        hook_mode: "auto",
+        expect: "fentry",
+    },
+    BootKind {
+        name: "tracepoint",
+        lsm: "lockdown,capability,landlock,yama,apparmor",
+        hook_mode: "tracepoint",
+        expect: "tracepoint",
+    },
+];
+
+/// The open hook a boot must end up with on a given kernel release. Before 5.11,
+/// `bpf_d_path` is not available to LSM programs (only to fentry on an allowlist that
+/// includes `security_file_open`), so on those kernels the agent's LSM program is refused
+/// and `auto` correctly falls back to fentry even with `bpf` in the LSM list.
+fn expected_hook(kind: &BootKind, release: &str) -> &'static str {
+    if kind.expect == "lsm" && kernel_before(release, (5, 11)) {
+        "fentry"
+    } else {
+        kind.expect
+    }
+}
+
+/// Whether a kernel release such as `5.10.0-46-amd64` is older than `major.minor`.
+fn kernel_before(release: &str, (major, minor): (u32, u32)) -> bool {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let found_major = parts.next().and_then(|p| p.parse::<u32>().ok());
+    let found_minor = parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (found_major, found_minor) {
+        (Some(a), Some(b)) => (a, b) < (major, minor),
+        _ => false,
+    }
+}
+
+/// What the host kernel must pick natively: fentry and BPF LSM are refused there.
+const HOST_EXPECT: &str = "tracepoint";
+
+struct Row {
+    kernel: String,
+    boot: String,
+    lsm: String,
+    expect: String,
+    /// Hooks the `credtrail-agent` binary itself reported.
+    agent_hooks: Vec<String>,
+    /// Hooks the tests reported.
+    hooks: Vec<String>,
+    tests: String,
+    seconds: f64,
+    verdict: Result<(), String>,
+}
+
+pub fn run(opts: Options) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if let Some(b) = opts
+        .boots
+        .iter()
+        .find(|b| !BOOTS.iter().any(|k| k.name == *b))
+    {
+        let known: Vec<&str> = BOOTS.iter().map(|k| k.name).collect();
+        bail!("unknown boot {b:?} (known: {})", known.join(", "));
+    }
+    let root = workspace_root()?;
+    let cache = root.join("target/vm");
+    std::fs::create_dir_all(&cache)?;
+    ensure_tools()?;
+
+    let tests = if opts.test_binaries.is_empty() {
+        build::build_agent_tests(&root)?
+    } else {
+        opts.test_binaries
+            .iter()
+            .map(|p| TestBinary {
+                name: p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("test")
+                    .to_owned(),
+                path: p.clone(),
+            })
+            .collect()
+    };
+    if tests.is_empty() {
+        bail!("no agent test binaries found (tests/tests/agent_*.rs)");
+    }
+    let names: Vec<&str> = tests.iter().map(|t| t.name.as_str()).collect();
+    eprintln!("vm-test: test binaries: {}", names.join(", "));
+
+    let agent = build::build_agent(&root)?;
+    // Kernels and packages are shared; the initramfs and consoles are this run's own, so
+    // runs of several people at once do not overwrite each other's.
+    let work = cache.join(format!("run-{}", std::process::id()));
+    if work.exists() {
+        std::fs::remove_dir_all(&work)?;
+    }
+    std::fs::create_dir_all(&work)?;
+    let initrd = work.join("initramfs.cpio");
+    initramfs::build(&initrd, &work.join("stage"), &tests, Some(&agent))?;
+    eprintln!(
+        "vm-test: initramfs {} ({} MiB)",
+        initrd.display(),
+        std::fs::metadata(&initrd)?.len() / (1 << 20)
+    );
+
+    let wanted: Vec<String> = if opts.kernels.is_empty() {
+        kernels::DEFAULT_KERNELS
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+    } else {
+        opts.kernels.clone()
+    };
+    let mut rows = Vec::new();
+    if !opts.no_host {
+        rows.push(host::run_host(&tests, &agent)?);
+    }
+    for name in &wanted {
+        let (suite, package) = match name.split_once(':') {
+            Some((suite, package)) => (Some(suite), package),
+            None => (None, name.as_str()),
+        };
+        let apt = kernels::Apt::new(&cache, suite)?;
+        let resolved = match kernels::resolve(&apt, package)? {
+            None if suite.is_none() => {
+                // A fresh machine may not have fetched its package index yet.
+                eprintln!("vm-test: {package} unknown to apt; running apt-get update");
+                let status = Command::new("apt-get")
+                    .args(["-q", "update"])
+                    .status()
+                    .context("running apt-get update")?;
+                if !status.success() {
+                    bail!("apt-get update failed ({status})");
+                }
+                kernels::resolve(&apt, package)?
+            }
+            found => found,
+        };
+        let Some(package) = resolved else {
+            bail!("no Debian package {name} in the apt archive (apt-cache policy {package})");
+        };
+        let kernel = kernels::fetch(&apt, &cache, &package)?;
+        for kind in BOOTS
+            .iter()
+            .filter(|k| opts.boots.is_empty() || opts.boots.iter().any(|b| b == k.name))
+        {
+            let log = work.join(format!("console-{}-{}.log", kernel.release, kind.name));
+            let expect = expected_hook(kind, &kernel.release);
+            eprintln!(
+                "vm-test: booting {} from {} ({})",
+                kernel.release, kernel.package, kind.name
+            );
+            let outcome = qemu::boot(&qemu::Boot {
+                vmlinuz: &kernel.vmlinuz,
+                initramfs: &initrd,
+                cmdline: format!(
+                    "console=ttyS0 panic=-1 loglevel=4 lsm={} \
+                     CREDTRAIL_EXPECT_HOOK={} CREDTRAIL_HOOK_MODE={} {}",
+                    kind.lsm,
+                    expect,
+                    kind.hook_mode,
+                    opts.append.join(" ")
+                ),
+                console_log: &log,
+                memory_mib: opts.memory,
+                timeout: Duration::from_secs(opts.timeout),
+            })?;
+            let verdict = judge::judge_agent(&outcome, expect)
+                .and_then(|()| judge::judge(&outcome, &tests, expect, Some(kind.lsm)))
+                .map_err(|e| format!("{e} (console: {})", log.display()));
+            rows.push(Row {
+                kernel: kernel.release.clone(),
+                boot: kind.name.to_owned(),
+                lsm: outcome.lsm.clone().unwrap_or_default(),
+                expect: expect.to_owned(),
+                agent_hooks: outcome.agent_hooks.clone().unwrap_or_default(),
+                hooks: outcome.hooks.clone(),
+                tests: count(&outcome.results),
+                seconds: outcome.elapsed.as_secs_f64(),
+                verdict,
+            });
+        }
+    }
+    // The consoles stay for reading; the large parts go.
+    let _ = std::fs::remove_dir_all(work.join("stage"));
+    let _ = std::fs::remove_file(&initrd);
+    eprintln!("vm-test: consoles in {}", work.display());
+    report(&rows, started.elapsed())
+}
+
+fn count(results: &[(String, bool)]) -> String {
+    let passed = results.iter().filter(|(_, ok)| *ok).count();
+    format!("{passed}/{}", results.len())
+}
+
+fn report(rows: &[Row], total: Duration) -> anyhow::Result<()> {
+    println!();
+    println!(
+        "{:<28} {:<11} {:<10} {:<7} {:>5} {:>7}  hooks (agent binary | tests)",
+        "kernel", "boot", "expect", "result", "tests", "seconds"
+    );
+    for r in rows {
+        println!(
+            "{:<28} {:<11} {:<10} {:<7} {:>5} {:>7.1}  {} | {}",
+            r.kernel,
+            r.boot,
+            r.expect,
+            if r.verdict.is_ok() { "PASS" } else { "FAIL" },
+            r.tests,
+            r.seconds,
+            if r.agent_hooks.is_empty() {
+                "-".to_owned()
+            } else {
+                r.agent_hooks.join(",")
+            },
+            r.hooks.join(",")
+        );
+        if let Err(e) = &r.verdict {
+            println!("    why: {e}; active LSMs: {}", r.lsm.trim());
+        }
+    }
+    let failed = rows.iter().filter(|r| r.verdict.is_err()).count();
+    println!("vm-test took {:.0} s", total.as_secs_f64());
+    println!("vm-test: {} passed, {failed} failed", rows.len() - failed);
+    if failed > 0 {
+        bail!("{failed} kernel boot(s) failed");
+    }
+    Ok(())
+}
+
+/// qemu, busybox-static, strip and dpkg-deb: installed from Debian's packages if missing.
+fn ensure_tools() -> anyhow::Result<()> {
+    let mut missing = Vec::new();
+    if !Path::new("/usr/bin/qemu-system-x86_64").exists() {
+        missing.push("qemu-system-x86");
+    }
+    if !Path::new("/bin/busybox").exists() {
+        missing.push("busybox-static");
+    }
+    if !Path::new("/usr/bin/strip").exists() {
+        missing.push("binutils");
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("vm-test: apt-get install {}", missing.join(" "));
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get install")?;
+    if !status.success() {
+        bail!(
+            "apt-get install {} failed ({status}); run apt-get update first",
+            missing.join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn workspace_root() -> anyhow::Result<PathBuf> {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask has no parent directory")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsm_boots_expect_fentry_before_5_11_only() {
+        let lsm = &BOOTS[0];
+        assert_eq!(lsm.expect, "lsm");
+        assert_eq!(expected_hook(lsm, "5.10.0-46-amd64"), "fentry");
+        assert_eq!(expected_hook(lsm, "5.11.0-1-amd64"), "lsm");
+        assert_eq!(expected_hook(lsm, "6.1.0-56-amd64"), "lsm");
+        assert_eq!(expected_hook(&BOOTS[2], "5.10.0-46-amd64"), "tracepoint");
+        assert!(!kernel_before("garbage", (5, 11)));
+    }
+}
