@@ -7,7 +7,7 @@
 //! The Python tools live in a venv under `~/.cache/credtrail/` (so fresh clones reuse it),
 //! installed once from PyPI with pinned versions; after that everything runs offline.
 //!
-//! Called by `cargo xtask test`; `tests/tests/deploy_manifests.rs` includes this file too.
+//! Called by `cargo xtask test`; the `e2e` test binary (`tests/tests/e2e/main.rs`) includes this file too.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

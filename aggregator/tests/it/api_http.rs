@@ -1,7 +1,7 @@
 //! The HTTP/JSON query API against a real in-process aggregator: alerts are
 //! raised by GC's real pipeline from audit events, then read over HTTP.
 
-mod api_support;
+use crate::api_support;
 
 use std::time::Duration;
 

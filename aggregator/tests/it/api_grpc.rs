@@ -1,7 +1,7 @@
 //! The gRPC `QueryService` against a real in-process aggregator: the same
 //! seeded alerts as over HTTP, deliberate status codes, the live stream.
 
-mod api_support;
+use crate::api_support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Durability: alerts, inventories and detection state survive a restart;
 //! retention deletes old history only.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@
 //! secret reached the aggregator's store or the agent's spool.
 //!
 //! Needs root, BTF and cgroup v2; otherwise prints `SKIP` with the reason.
-//! Run: `cargo test -p credtrail-tests --test e2e_story -- --test-threads=1`.
+//! Run: `cargo test -p credtrail-tests --test e2e e2e_story -- --test-threads=1`.
 
 use std::time::Duration;
 

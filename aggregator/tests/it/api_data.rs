@@ -1,7 +1,7 @@
 //! Exports, suppressions, inventories and coverage over HTTP, against a real
 //! in-process aggregator seeded through GC's pipeline.
 
-mod api_support;
+use crate::api_support;
 
 use api_support::{
     Api, BUILDER, base_time, grant_admin_in_namespace, grant_to_anonymous, token_used,

@@ -7,8 +7,7 @@
 //! Builds `credtrail-agent` and `credtrail-aggregator` (debug) first: `cargo build` in a test
 //! is fine, cargo releases its lock before running tests.
 
-#[path = "../../xtask/src/deploy_check.rs"]
-mod deploy_check;
+use crate::deploy_check;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read as _, Write as _};

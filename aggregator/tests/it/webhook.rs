@@ -2,7 +2,7 @@
 //! client-certificate authentication, body limit, 400 for a bad batch
 //! (nothing stored), 200 after commit, duplicates.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

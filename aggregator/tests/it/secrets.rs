@@ -1,7 +1,7 @@
 //! Secrets in audit bodies (a Secret's data, a TokenRequest's issued token)
 //! never reach the store, the alerts or replay's output.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

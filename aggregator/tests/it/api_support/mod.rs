@@ -2,11 +2,6 @@
 //! (`AppState` + GC's pipeline), the HTTP router and the gRPC service bound to
 //! 127.0.0.1:0, a small HTTP client, and audit events that alert.
 
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different part of the support module"
-)]
-
 use std::net::SocketAddr;
 
 use bytes::Bytes;

@@ -1,7 +1,7 @@
 //! AN1547 scenarios: audit events in the real format joined with agents'
 //! observations, through the real pipeline (in-memory store).
 
-mod common;
+use crate::common;
 
 use common::*;
 use credtrail_aggregator::alert::{Severity, SourceClass};

@@ -2,8 +2,6 @@
 //! format and agent observations in the documented JSON-lines format, both
 //! parsed by the production parsers.
 
-#![allow(dead_code, reason = "each test binary uses a different subset")]
-
 pub mod tls;
 
 use chrono::{DateTime, Duration, Utc};
@@ -204,10 +202,6 @@ impl Req {
             v["responseObject"] = o.clone();
         }
         v
-    }
-
-    pub fn event(&self) -> AuditEvent {
-        events(std::slice::from_ref(self)).remove(0)
     }
 }
 

@@ -1,7 +1,7 @@
 //! `server::serve` composes the listeners: the HTTPS webhook and a tailed
 //! audit log feed one store; shutdown is clean.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

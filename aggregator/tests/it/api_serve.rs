@@ -2,7 +2,7 @@
 //! both listeners come up, answer from the same store the log tailer feeds,
 //! and stop on shutdown.
 
-mod api_support;
+use crate::api_support;
 
 use std::net::SocketAddr;
 use std::time::Duration;

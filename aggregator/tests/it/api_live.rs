@@ -2,7 +2,7 @@
 //! reader that falls behind the pipeline's broadcast buffer is told exactly
 //! how many alerts it missed.
 
-mod api_support;
+use crate::api_support;
 
 use api_support::{Api, base_time, grant_to_anonymous};
 use chrono::Duration as Minutes;

@@ -1,7 +1,7 @@
 //! AN1579 scenarios (high-privilege grants) and the real captures that must
 //! (not) alert.
 
-mod common;
+use crate::common;
 
 use common::*;
 use credtrail_aggregator::alert::Severity;

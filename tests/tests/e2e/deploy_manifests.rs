@@ -3,8 +3,7 @@
 //! offline; Helm's own engine renders the chart), driven by the same module `cargo xtask test`
 //! uses. Regenerate the plain manifests from the chart with `CREDTRAIL_BLESS=1`.
 
-#[path = "../../xtask/src/deploy_check.rs"]
-mod deploy_check;
+use crate::deploy_check;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,21 @@
+//! The aggregator's integration tests, one binary (one link instead of sixteen):
+//! each module is what used to be its own test file.
+
+mod api_support;
+mod common;
+
+mod api_data;
+mod api_grpc;
+mod api_http;
+mod api_live;
+mod api_serve;
+mod audit_testdata;
+mod logtail;
+mod policy_file;
+mod replay_cli;
+mod scenario_an1547;
+mod scenario_an1579;
+mod secrets;
+mod serve;
+mod store_restart;
+mod webhook;

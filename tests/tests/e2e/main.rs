@@ -1,0 +1,14 @@
+//! End-to-end, stream and deployment tests, one binary (the agent's privileged
+//! tests stay in their own binaries: `cargo xtask vm-test` runs those in VMs).
+//! Each module is what used to be its own test file.
+
+#[path = "../../../xtask/src/deploy_check.rs"]
+mod deploy_check;
+
+mod deploy_agreement;
+mod deploy_manifests;
+mod e2e_apisim;
+mod e2e_story;
+mod stream_dedupe;
+mod stream_refusals;
+mod stream_resume;
