@@ -4,6 +4,10 @@
 //!
 //! `AYA_BUILD_SKIP=1` skips it (for `cargo check`/clippy without nightly);
 //! the agent then embeds an empty object and `start()` reports that clearly.
+//!
+//! `CREDTRAIL_EBPF_CLEAN=1` (set by `.ci/run`) deletes the eBPF build's own
+//! target folder (~280 MB: `core` built for BPF, with debug info) once the
+//! object is copied out: CI builds it once per profile and needs the disk.
 
 use anyhow::{Context as _, anyhow};
 use aya_build::{Package, Toolchain};
@@ -37,6 +41,14 @@ fn main() -> anyhow::Result<()> {
             "aya-build produced no object at {}",
             object.display()
         ));
+    }
+    if std::env::var("CREDTRAIL_EBPF_CLEAN").is_ok_and(|v| v == "1") {
+        let build_dir = std::path::Path::new(&out_dir).join("aya-build");
+        if let Err(e) = std::fs::remove_dir_all(&build_dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            println!("cargo:warning=removing {}: {e}", build_dir.display());
+        }
     }
     Ok(())
 }

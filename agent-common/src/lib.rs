@@ -38,8 +38,13 @@ pub mod programs {
     pub const TP_OPENAT: &str = "ct_tp_openat";
     /// Tracepoint `syscalls:sys_enter_openat2`.
     pub const TP_OPENAT2: &str = "ct_tp_openat2";
+    /// Tracepoint `syscalls:sys_enter_open` (the legacy `open(2)`, still on x86-64).
+    pub const TP_OPEN: &str = "ct_tp_open";
     /// Tracepoint `sock:inet_sock_set_state`.
     pub const SOCK_STATE: &str = "ct_sock_state";
+    /// The same tracepoint as a BTF-typed raw tracepoint (`tp_btf`): called
+    /// with the kernel's arguments, without the classic tracepoint's record.
+    pub const BTF_SOCK_STATE: &str = "ct_btf_sock_state";
 }
 
 /// Name of the read-only global holding [`KernelConfig`].
@@ -70,6 +75,8 @@ pub const CONFIG_ANY_NAME: u32 = 1;
 pub const CONFIG_TASK_OFFSETS: u32 = 2;
 /// [`KernelConfig::flags`]: the `file_*`/`dentry_*`/`inode_*` offsets are valid.
 pub const CONFIG_FILE_OFFSETS: u32 = 4;
+/// [`KernelConfig::flags`]: the `sock_*` offsets are valid.
+pub const CONFIG_SOCK_OFFSETS: u32 = 8;
 
 /// [`OpenEvent::open_flags`] bit: the path did not fit in [`PATH_LEN`].
 pub const OPEN_PATH_TRUNCATED: u32 = 1;
@@ -104,6 +111,7 @@ pub enum Source {
     TracepointOpenat = 3,
     TracepointOpenat2 = 4,
     SockState = 5,
+    TracepointOpen = 6,
 }
 
 impl Source {
@@ -115,6 +123,7 @@ impl Source {
             3 => Some(Self::TracepointOpenat),
             4 => Some(Self::TracepointOpenat2),
             5 => Some(Self::SockState),
+            6 => Some(Self::TracepointOpen),
             _ => None,
         }
     }
@@ -167,6 +176,18 @@ pub struct KernelConfig {
     pub nsproxy_mnt_ns: u32,
     /// Offset of `ns.inum` inside `struct mnt_namespace`.
     pub mnt_ns_inum: u32,
+    /// Offsets inside `struct sock` (`__sk_common.skc_*` and `sk_protocol`),
+    /// for the `tp_btf` connect program.
+    pub sock_family: u32,
+    pub sock_protocol: u32,
+    /// `skc_num`: local port, host order.
+    pub sock_num: u32,
+    /// `skc_dport`: remote port, network order.
+    pub sock_dport: u32,
+    pub sock_daddr: u32,
+    pub sock_rcv_saddr: u32,
+    pub sock_v6_daddr: u32,
+    pub sock_v6_rcv_saddr: u32,
 }
 
 impl KernelConfig {
@@ -188,6 +209,14 @@ impl KernelConfig {
         task_nsproxy: 0,
         nsproxy_mnt_ns: 0,
         mnt_ns_inum: 0,
+        sock_family: 0,
+        sock_protocol: 0,
+        sock_num: 0,
+        sock_dport: 0,
+        sock_daddr: 0,
+        sock_rcv_saddr: 0,
+        sock_v6_daddr: 0,
+        sock_v6_rcv_saddr: 0,
     };
 }
 
@@ -297,7 +326,7 @@ const _: () = {
     assert!(core::mem::size_of::<ConnectEvent>() == 72 + 8 + 32);
     assert!(core::mem::size_of::<EndpointKey>() == 20);
     assert!(core::mem::size_of::<PendingConnect>() == 72);
-    assert!(core::mem::size_of::<KernelConfig>() == 16 * 4);
+    assert!(core::mem::size_of::<KernelConfig>() == 24 * 4);
     assert!(PATH_LEN.is_power_of_two());
     assert!(PREFIX_LEN == NAME_LEN);
 };

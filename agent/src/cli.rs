@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::config as c;
-use crate::run::HookMode;
+use crate::run::{ConnectHook, HookMode};
 
 /// credtrail node agent: reports, with eBPF, which process opens which
 /// Kubernetes credential file and which process connects to the API server.
@@ -44,6 +44,13 @@ pub struct Cli {
     /// refused. Forcing one fails if the kernel refuses it.
     #[arg(long, visible_alias = "hook-mode", env = c::ENV_HOOK_MODE, value_enum, value_name = "HOOK")]
     pub hook: Option<HookMode>,
+
+    /// How API-server connects are captured: `auto` attaches the
+    /// `inet_sock_set_state` tracepoint as a BTF raw tracepoint (`tp-btf`,
+    /// cheapest) and falls back to the classic tracepoint if the kernel
+    /// refuses it. Forcing one fails if the kernel refuses it.
+    #[arg(long, env = c::ENV_CONNECT_HOOK, value_enum, value_name = "HOOK")]
+    pub connect_hook: Option<ConnectHook>,
 
     /// API-server endpoint (`IP:PORT`, IPv4 or IPv6 `[addr]:port`) whose
     /// TCP connects are reported with both ends, e.g. the `kubernetes`
@@ -225,6 +232,7 @@ mod tests {
             "--spool-dir",
             "--spool-capacity",
             "--print-config",
+            "--connect-hook",
         ] {
             let line = help.lines().position(|l| l.trim_start().starts_with(flag));
             let line = line.unwrap_or_else(|| panic!("{flag} missing from --help"));
@@ -236,6 +244,7 @@ mod tests {
         }
         for env in [
             c::ENV_NODE_NAME,
+            c::ENV_CONNECT_HOOK,
             c::ENV_HOOK_MODE,
             c::ENV_API_ENDPOINTS,
             c::ENV_AGGREGATOR,

@@ -11,13 +11,14 @@ use serde::Deserialize;
 
 use crate::cli::Cli;
 use crate::patterns::{DEFAULT_PATTERNS, WatchPatterns};
-use crate::run::{AgentConfig, HookMode};
+use crate::run::{AgentConfig, ConnectHook, HookMode};
 
 /// Node name (Kubernetes downward API).
 pub const ENV_NODE_NAME: &str = "NODE_NAME";
 pub const ENV_CONFIG: &str = "CREDTRAIL_CONFIG";
 pub const ENV_OUTPUT: &str = "CREDTRAIL_OUTPUT";
 pub const ENV_HOOK_MODE: &str = crate::run::ENV_HOOK_MODE;
+pub const ENV_CONNECT_HOOK: &str = crate::run::ENV_CONNECT_HOOK;
 pub const ENV_API_ENDPOINTS: &str = "CREDTRAIL_API_ENDPOINTS";
 pub const ENV_WATCH: &str = "CREDTRAIL_WATCH";
 pub const ENV_NO_DEFAULT_WATCH: &str = "CREDTRAIL_NO_DEFAULT_WATCH";
@@ -47,6 +48,8 @@ pub struct FileConfig {
     pub node_name: Option<String>,
     /// Open-capture hook: auto, lsm, fentry, tracepoint.
     pub hook: HookMode,
+    /// Connect hook: auto, tp-btf, tracepoint.
+    pub connect_hook: ConnectHook,
     /// API-server endpoints (`IP:PORT`) whose connects are reported.
     pub api_endpoints: Vec<SocketAddr>,
     /// Use the built-in watched patterns (DEFAULT_PATTERNS).
@@ -73,6 +76,7 @@ impl Default for FileConfig {
         Self {
             node_name: None,
             hook: HookMode::Auto,
+            connect_hook: ConnectHook::Auto,
             api_endpoints: Vec::new(),
             default_watch: true,
             watch: Vec::new(),
@@ -142,6 +146,7 @@ pub fn resolve(cli: &Cli) -> Result<AgentConfig, ConfigError> {
     };
     let mut cfg = AgentConfig {
         hook: cli.hook.unwrap_or(file.hook),
+        connect_hook: cli.connect_hook.unwrap_or(file.connect_hook),
         ..AgentConfig::default()
     };
     if let Some(n) = cli.node_name.clone().or(file.node_name.clone()) {

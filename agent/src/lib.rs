@@ -18,4 +18,4 @@ pub mod run;
 pub mod scan;
 pub mod stream;
 
-pub use run::{AgentConfig, AgentError, HookMode, RunningAgent, start};
+pub use run::{AgentConfig, AgentError, ConnectHook, HookMode, RunningAgent, start};

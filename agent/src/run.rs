@@ -62,6 +62,48 @@ impl std::str::FromStr for HookMode {
     }
 }
 
+/// Environment variable that forces the connect hook (`auto|tp-btf|tracepoint`).
+pub const ENV_CONNECT_HOOK: &str = "CREDTRAIL_CONNECT_HOOK";
+
+/// How the `sock:inet_sock_set_state` tracepoint is attached for API-server
+/// connects.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectHook {
+    /// `tp-btf` where the kernel allows it, else the classic tracepoint.
+    #[default]
+    Auto,
+    /// BTF-typed raw tracepoint (`tp_btf`, kernel 5.5+ with BTF): no record
+    /// is built for the many state changes that do not matter.
+    TpBtf,
+    /// The classic tracepoint.
+    Tracepoint,
+}
+
+impl std::str::FromStr for ConnectHook {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "auto" => Ok(Self::Auto),
+            "tp-btf" => Ok(Self::TpBtf),
+            "tracepoint" => Ok(Self::Tracepoint),
+            other => Err(format!(
+                "connect hook {other:?} is not one of auto, tp-btf, tracepoint"
+            )),
+        }
+    }
+}
+
 /// Everything [`start`] needs. `Default` gives the documented defaults and
 /// honours [`ENV_HOOK_MODE`].
 #[derive(Debug, Clone)]
@@ -80,6 +122,8 @@ pub struct AgentConfig {
     pub api_endpoints: Vec<SocketAddr>,
     /// Open-capture hook.
     pub hook: HookMode,
+    /// How the connect tracepoint is attached.
+    pub connect_hook: ConnectHook,
     /// Repeated reads of one file by one process are reported once per interval.
     pub report_interval: Duration,
     /// Scan existing credential files at start.
@@ -102,6 +146,13 @@ impl Default for AgentConfig {
             }),
             _ => HookMode::Auto,
         };
+        let connect_hook = match std::env::var(ENV_CONNECT_HOOK) {
+            Ok(v) if !v.trim().is_empty() => v.parse().unwrap_or_else(|e| {
+                tracing::warn!("{ENV_CONNECT_HOOK}: {e}; using auto");
+                ConnectHook::Auto
+            }),
+            _ => ConnectHook::Auto,
+        };
         Self {
             node_name: default_node_name(),
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
@@ -110,6 +161,7 @@ impl Default for AgentConfig {
             patterns: WatchPatterns::default(),
             api_endpoints: Vec::new(),
             hook,
+            connect_hook,
             report_interval: Duration::from_secs(60),
             scan_on_start: true,
             extra_addresses: Vec::new(),
@@ -154,7 +206,7 @@ pub struct RunningAgent {
 
 impl RunningAgent {
     /// Hooks in use (`lsm_file_open`, `fentry_security_file_open`,
-    /// `tracepoint_openat`, `tracepoint_openat2`, `tracepoint_inet_sock_set_state`).
+    /// `tracepoint_openat`, `tracepoint_openat2`, `tp_btf_inet_sock_set_state`).
     pub fn hooks(&self) -> &[String] {
         &self.hooks
     }
@@ -189,6 +241,7 @@ impl Drop for RunningAgent {
 pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
     let mut probes = loader::load(&loader::LoadOptions {
         hook: cfg.hook,
+        connect_hook: cfg.connect_hook,
         patterns: &cfg.patterns,
         endpoints: &cfg.api_endpoints,
         agent_tgid: std::process::id(),

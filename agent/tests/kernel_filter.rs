@@ -9,9 +9,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aya::maps::{MapData, RingBuf};
-use credtrail_agent::HookMode;
 use credtrail_agent::loader::{self, LoadError, LoadOptions, Probes, events};
 use credtrail_agent::patterns::WatchPatterns;
+use credtrail_agent::{ConnectHook, HookMode};
 use credtrail_common::Counter;
 use credtrail_proto::model::CaptureSource;
 
@@ -40,8 +40,18 @@ fn load(
     patterns: &WatchPatterns,
     endpoints: &[SocketAddr],
 ) -> Result<Probes, LoadError> {
+    load_with(hook, ConnectHook::Tracepoint, patterns, endpoints)
+}
+
+fn load_with(
+    hook: HookMode,
+    connect_hook: ConnectHook,
+    patterns: &WatchPatterns,
+    endpoints: &[SocketAddr],
+) -> Result<Probes, LoadError> {
     loader::load(&LoadOptions {
         hook,
+        connect_hook,
         patterns,
         endpoints,
         agent_tgid: std::process::id(),
@@ -87,6 +97,29 @@ fn cat(path: &std::path::Path) {
         .expect("run cat");
 }
 
+/// Opens `path` with the legacy `open(2)` system call (not `openat`) from a
+/// child process (the test's own opens are filtered as the agent's).
+fn legacy_open(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: the child makes only raw system calls, then `_exit`s.
+    unsafe {
+        let pid = libc::fork();
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            let fd = libc::syscall(libc::SYS_open, c.as_ptr(), libc::O_RDONLY);
+            libc::_exit(if fd >= 0 { 0 } else { 1 });
+        }
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        assert_eq!(
+            status,
+            0,
+            "the child's open(2) of {} failed",
+            path.display()
+        );
+    }
+}
+
 #[test]
 fn tracepoints_report_only_watched_paths_and_filter_in_kernel() {
     require_root!();
@@ -97,7 +130,9 @@ fn tracepoints_report_only_watched_paths_and_filter_in_kernel() {
     let watched = creds.join("token");
     let same_prefix_other_name = creds.join("namespace");
     let pem = creds.join("client.pem");
-    for f in [&watched, &same_prefix_other_name, &pem] {
+    let legacy = dir.path().join("creds/legacy/token");
+    std::fs::create_dir_all(legacy.parent().unwrap()).unwrap();
+    for f in [&watched, &same_prefix_other_name, &pem, &legacy] {
         std::fs::write(f, "x").unwrap();
     }
     let patterns = WatchPatterns::new([
@@ -111,6 +146,7 @@ fn tracepoints_report_only_watched_paths_and_filter_in_kernel() {
         [
             "tracepoint_openat",
             "tracepoint_openat2",
+            "tracepoint_open",
             "tracepoint_inet_sock_set_state"
         ]
     );
@@ -123,17 +159,20 @@ fn tracepoints_report_only_watched_paths_and_filter_in_kernel() {
     cat(&pem);
     cat(&same_prefix_other_name);
     cat(std::path::Path::new("/etc/hostname"));
+    legacy_open(&legacy);
 
     let opens = collect(
         &mut ring,
-        2,
+        3,
         |e| matches!(e, events::KernelEvent::Open(o) if o.path.starts_with(&root)),
     );
     let paths: Vec<String> = opens
         .iter()
         .map(|e| match e {
             events::KernelEvent::Open(o) => {
-                assert_eq!(o.comm, "cat");
+                if o.path != legacy.display().to_string() {
+                    assert_eq!(o.comm, "cat");
+                }
                 assert_ne!(o.tgid, std::process::id());
                 assert_ne!(o.mnt_ns, 0, "mount namespace from the kernel");
                 o.path.clone()
@@ -143,8 +182,12 @@ fn tracepoints_report_only_watched_paths_and_filter_in_kernel() {
         .collect();
     assert_eq!(
         paths,
-        vec![watched.display().to_string(), pem.display().to_string()],
-        "only the watched paths, once each, from cat"
+        vec![
+            watched.display().to_string(),
+            pem.display().to_string(),
+            legacy.display().to_string()
+        ],
+        "only the watched paths, once each, from cat and the legacy open(2)"
     );
     let after = probes.counters().unwrap();
     let delta = |c: Counter| after[c as usize] - before[c as usize];
@@ -159,9 +202,19 @@ fn tracepoints_report_only_watched_paths_and_filter_in_kernel() {
     assert_eq!(after[Counter::RingbufFull as usize], 0);
 }
 
+/// Both connect hooks: `tp_btf` (preferred) and the classic tracepoint.
 #[test]
 fn connects_to_watched_endpoints_carry_the_local_port() {
     require_root!();
+    for (hook, name) in [
+        (ConnectHook::TpBtf, "tp_btf_inet_sock_set_state"),
+        (ConnectHook::Tracepoint, "tracepoint_inet_sock_set_state"),
+    ] {
+        watched_connects_are_reported(hook, name);
+    }
+}
+
+fn watched_connects_are_reported(hook: ConnectHook, name: &str) {
     let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
     let v6 = match TcpListener::bind("[::1]:0") {
         Ok(l) => Some(l),
@@ -176,7 +229,13 @@ fn connects_to_watched_endpoints_carry_the_local_port() {
         endpoints.push(l.local_addr().unwrap());
     }
     let patterns = WatchPatterns::default();
-    let mut probes = load(HookMode::Tracepoint, &patterns, &endpoints).expect("load");
+    let mut probes = load_with(HookMode::Tracepoint, hook, &patterns, &endpoints)
+        .unwrap_or_else(|e| panic!("loading with connect hook {hook:?}: {e}"));
+    assert!(
+        probes.hooks().iter().any(|h| h == name),
+        "{hook:?}: {:?}",
+        probes.hooks()
+    );
     let mut ring = probes.take_events().unwrap();
 
     let mut expected = Vec::new();
@@ -200,7 +259,7 @@ fn connects_to_watched_endpoints_carry_the_local_port() {
         .collect();
     assert_eq!(
         got, expected,
-        "one event per watched connect, none for the other port"
+        "{hook:?}: one event per watched connect, none for the other port"
     );
 }
 
@@ -268,7 +327,8 @@ fn forced_hooks_fail_clearly_or_report_resolved_paths_with_inodes() {
 fn auto_picks_the_best_allowed_hook_and_says_why_others_were_refused() {
     require_root!();
     let patterns = WatchPatterns::default();
-    let p = load(HookMode::Auto, &patterns, &[]).expect("auto always finds a hook");
+    let p = load_with(HookMode::Auto, ConnectHook::Auto, &patterns, &[])
+        .expect("auto always finds a hook");
     let open_hooks: Vec<&String> = p
         .hooks()
         .iter()
@@ -287,10 +347,11 @@ fn auto_picks_the_best_allowed_hook_and_says_why_others_were_refused() {
             credtrail_proto::model::CaptureSource::Tracepoint
         );
     }
+    // Connects: tp_btf wherever the kernel has BTF (every kernel we test).
     assert!(
+        p.hooks().iter().any(|h| h == "tp_btf_inet_sock_set_state"),
+        "{:?}",
         p.hooks()
-            .iter()
-            .any(|h| h == "tracepoint_inet_sock_set_state")
     );
 }
 

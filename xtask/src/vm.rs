@@ -49,13 +49,15 @@ pub struct Options {
     no_host: bool,
 }
 
-/// One boot of the matrix: the LSM list on the command line, the hook mode the agent is
-/// told to use, and the open-capture hook kind it must then report.
+/// One boot of the matrix: the LSM list on the command line, the hook modes the agent is
+/// told to use, and the open-capture and connect hooks it must then report.
 struct BootKind {
     name: &'static str,
     lsm: &'static str,
     hook_mode: &'static str,
     expect: &'static str,
+    connect_hook: &'static str,
+    expect_connect: &'static str,
 }
 
 const BOOTS: &[BootKind] = &[
@@ -64,18 +66,24 @@ const BOOTS: &[BootKind] = &[
         lsm: "lockdown,capability,landlock,yama,apparmor,bpf",
         hook_mode: "auto",
         expect: "lsm",
+        connect_hook: "auto",
+        expect_connect: "tp_btf_inet_sock_set_state",
     },
     BootKind {
         name: "no-bpf-lsm",
         lsm: "lockdown,capability,landlock,yama,apparmor",
         hook_mode: "auto",
         expect: "fentry",
+        connect_hook: "auto",
+        expect_connect: "tp_btf_inet_sock_set_state",
     },
     BootKind {
         name: "tracepoint",
         lsm: "lockdown,capability,landlock,yama,apparmor",
         hook_mode: "tracepoint",
         expect: "tracepoint",
+        connect_hook: "tracepoint",
+        expect_connect: "tracepoint_inet_sock_set_state",
     },
 ];
 
@@ -223,10 +231,11 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
                 initramfs: &initrd,
                 cmdline: format!(
                     "console=ttyS0 panic=-1 loglevel=4 lsm={} \
-                     CREDTRAIL_EXPECT_HOOK={} CREDTRAIL_HOOK_MODE={} {}",
+                     CREDTRAIL_EXPECT_HOOK={} CREDTRAIL_HOOK_MODE={} CREDTRAIL_CONNECT_HOOK={} {}",
                     kind.lsm,
                     expect,
                     kind.hook_mode,
+                    kind.connect_hook,
                     opts.append.join(" ")
                 ),
                 console_log: &log,
@@ -234,6 +243,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
                 timeout: Duration::from_secs(opts.timeout),
             })?;
             let verdict = judge::judge_agent(&outcome, expect)
+                .and_then(|()| judge::judge_connect_hook(&outcome, kind.expect_connect))
                 .and_then(|()| judge::judge(&outcome, &tests, expect, Some(kind.lsm)))
                 .map_err(|e| format!("{e} (console: {})", log.display()));
             rows.push(Row {

@@ -5,5 +5,8 @@ mod file_open;
 mod lsm_file_open;
 mod sock_state;
 mod syscall_open;
+mod tp_btf_sock_state;
+mod tp_open;
 mod tp_openat;
 mod tp_openat2;
+mod tp_sock_state;

@@ -1,23 +1,19 @@
-//! Tracepoint `sock:inet_sock_set_state`: outbound TCP connects to watched
-//! API-server endpoints, with both ends after the connect.
+//! Outbound TCP connects to watched API-server endpoints, with both ends
+//! after the connect: the logic shared by the two programs on the
+//! `sock:inet_sock_set_state` tracepoint (`tp_btf_sock_state.rs`, preferred,
+//! and the classic `tp_sock_state.rs`), which differ only in how they read
+//! the socket ([`SockView`]).
 //!
-//! Why this hook: CLOSE -> SYN_SENT runs in the connecting task's context
-//! (inside `connect()`), with the destination set, so the endpoint test and
-//! the process identity are taken there and remembered by socket address
-//! (`skaddr`, a plain value in the record) in an LRU map. SYN_SENT ->
-//! ESTABLISHED runs in softirq context, where the current task means nothing,
-//! but the record then holds the local address and port the kernel chose:
-//! the event is emitted there. Any other exit from SYN_SENT forgets the
-//! socket. cgroup `connect4/6` would see the destination before the connect,
-//! but not the local port, and only below the cgroup they are attached to.
-//!
-//! Record layout (checked by the loader against tracefs): skaddr 8,
-//! oldstate 16, newstate 20, sport 24, dport 26, family 28, protocol 30,
-//! saddr 32, daddr 36, saddr_v6 40, daddr_v6 56. Ports are host order.
+//! CLOSE -> SYN_SENT runs in the connecting task's context (inside
+//! `connect()`), with the destination set, so the endpoint test and the
+//! process identity are taken there and remembered by socket address in an
+//! LRU map. SYN_SENT -> ESTABLISHED runs in softirq context, where the
+//! current task means nothing, but the socket then holds the local address
+//! and port the kernel chose: the event is emitted there. Any other exit
+//! from SYN_SENT forgets the socket. cgroup `connect4/6` would see the
+//! destination before the connect, but not the local port, and only below
+//! the cgroup they are attached to.
 
-use aya_ebpf::{
-    EbpfContext, helpers::bpf_probe_read_kernel, macros::tracepoint, programs::TracePointContext,
-};
 use credtrail_common::{
     AF_INET, AF_INET6, ConnectEvent, Counter, EndpointKey, EventHeader, EventKind, PendingConnect,
     Source,
@@ -29,146 +25,120 @@ use crate::{
     maps::{CT_ENDPOINTS, CT_EVENTS, CT_PENDING, count},
 };
 
-const SKADDR: usize = 8;
-const OLDSTATE: usize = 16;
-const NEWSTATE: usize = 20;
-const SPORT: usize = 24;
-const DPORT: usize = 26;
-const FAMILY: usize = 28;
-const PROTOCOL: usize = 30;
-const SADDR: usize = 32;
-const DADDR: usize = 36;
-const SADDR_V6: usize = 40;
-const DADDR_V6: usize = 56;
-
-const IPPROTO_TCP: u16 = 6;
+pub const IPPROTO_TCP: u16 = 6;
 const TCP_ESTABLISHED: i32 = 1;
 const TCP_SYN_SENT: i32 = 2;
 const TCP_CLOSE: i32 = 7;
 
-#[tracepoint]
-pub fn ct_sock_state(ctx: TracePointContext) -> u32 {
-    let _ = try_sock_state(&ctx);
-    0
+/// The socket as one program sees it. Ports are host order; addresses are
+/// as on the wire.
+pub trait SockView {
+    /// The `struct sock *`, as a map key.
+    fn skaddr(&self) -> u64;
+    fn protocol(&self) -> u16;
+    fn family(&self) -> u16;
+    fn local_port(&self) -> u16;
+    fn remote_port(&self) -> u16;
+    fn local_v4(&self) -> [u8; 4];
+    fn remote_v4(&self) -> [u8; 4];
+    fn local_v6(&self) -> [u8; 16];
+    fn remote_v6(&self) -> [u8; 16];
 }
 
-/// A scalar field: one load at a constant offset from the context (the
-/// verifier refuses loads through a moved context pointer).
+/// Whether a transition matters at all: the cheap first test, on the states
+/// alone (every TCP state change of every socket comes through here).
 #[inline(always)]
-unsafe fn field<T: Copy>(base: *const u8, off: usize) -> T {
-    // SAFETY: the caller passes an aligned offset inside the tracepoint record.
-    unsafe { base.add(off).cast::<T>().read() }
+pub fn interesting(old: i32, new: i32) -> bool {
+    old == TCP_SYN_SENT || (old == TCP_CLOSE && new == TCP_SYN_SENT)
 }
 
-/// An address field, copied with a probe read (a byte-wise copy would move
-/// the context pointer). Zero on error.
+/// One state change of a socket (after [`interesting`]).
 #[inline(always)]
-unsafe fn addr_field<const N: usize>(base: *const u8, off: usize) -> [u8; N] {
-    // SAFETY: probe read of the record.
-    unsafe { bpf_probe_read_kernel(base.add(off).cast::<[u8; N]>()).unwrap_or([0; N]) }
-}
-
-fn try_sock_state(ctx: &TracePointContext) -> Result<(), i64> {
-    let base = ctx.as_ptr().cast::<u8>().cast_const();
-    // SAFETY: reads of the record at its documented offsets.
-    unsafe {
-        if field::<u16>(base, PROTOCOL) != IPPROTO_TCP {
-            return Ok(());
-        }
-        let old: i32 = field(base, OLDSTATE);
-        let new: i32 = field(base, NEWSTATE);
-        if old == TCP_CLOSE && new == TCP_SYN_SENT {
-            return on_syn_sent(base);
-        }
-        if old != TCP_SYN_SENT {
-            return Ok(());
-        }
-        let skaddr: u64 = field(base, SKADDR);
-        if new == TCP_ESTABLISHED
-            && let Some(p) = CT_PENDING.get(skaddr)
-        {
-            let header: EventHeader = p.header;
-            emit(base, header);
-        }
-        let _ = CT_PENDING.remove(skaddr);
+pub fn on_state<S: SockView>(s: &S, old: i32, new: i32, source: Source) {
+    if s.protocol() != IPPROTO_TCP {
+        return;
     }
-    Ok(())
+    if old == TCP_CLOSE && new == TCP_SYN_SENT {
+        on_syn_sent(s, source);
+        return;
+    }
+    if old != TCP_SYN_SENT {
+        return;
+    }
+    let skaddr = s.skaddr();
+    // SAFETY: the map value is read before the entry is removed below.
+    if new == TCP_ESTABLISHED
+        && let Some(p) = unsafe { CT_PENDING.get(skaddr) }
+    {
+        let header: EventHeader = p.header;
+        emit(s, header);
+    }
+    let _ = CT_PENDING.remove(skaddr);
 }
 
 /// In `connect()`: remember the task if the destination is watched.
-unsafe fn on_syn_sent(base: *const u8) -> Result<(), i64> {
-    // SAFETY: reads of the record at its documented offsets.
-    unsafe {
-        let family: u16 = field(base, FAMILY);
-        let mut key = EndpointKey {
-            addr: [0; 16],
-            port: field(base, DPORT),
-            family,
-        };
-        if family == AF_INET {
-            let d: [u8; 4] = addr_field(base, DADDR);
-            key.addr[..4].copy_from_slice(&d);
-        } else if family == AF_INET6 {
-            let d: [u8; 16] = addr_field(base, DADDR_V6);
-            if d[..10] == [0; 10] && d[10] == 0xff && d[11] == 0xff {
-                // IPv4-mapped: look it up as IPv4.
-                key.family = AF_INET;
-                key.addr[..4].copy_from_slice(&d[12..]);
-            } else {
-                key.addr = d;
-            }
+#[inline(always)]
+fn on_syn_sent<S: SockView>(s: &S, source: Source) {
+    let family = s.family();
+    let mut key = EndpointKey {
+        addr: [0; 16],
+        port: s.remote_port(),
+        family,
+    };
+    if family == AF_INET {
+        key.addr[..4].copy_from_slice(&s.remote_v4());
+    } else if family == AF_INET6 {
+        let d = s.remote_v6();
+        if d[..10] == [0; 10] && d[10] == 0xff && d[11] == 0xff {
+            // IPv4-mapped: look it up as IPv4.
+            key.family = AF_INET;
+            key.addr[..4].copy_from_slice(&d[12..]);
         } else {
-            return Ok(());
+            key.addr = d;
         }
-        if CT_ENDPOINTS.get(key).is_none() {
-            return Ok(());
-        }
-        let cfg = config();
-        let mut pending = PendingConnect {
-            header: EventHeader::ZERO,
-        };
-        fill_header(
-            &raw mut pending.header,
-            EventKind::Connect,
-            Source::SockState,
-            &cfg,
-        );
-        let skaddr: u64 = field(base, SKADDR);
-        if CT_PENDING.insert(skaddr, pending, 0).is_err() {
-            count(Counter::PendingFull);
-        }
+    } else {
+        return;
     }
-    Ok(())
+    // SAFETY: a lookup; the value is not kept.
+    if unsafe { CT_ENDPOINTS.get(key) }.is_none() {
+        return;
+    }
+    let cfg = config();
+    let mut pending = PendingConnect {
+        header: EventHeader::ZERO,
+    };
+    // SAFETY: `pending.header` is a valid, writable header.
+    unsafe { fill_header(&raw mut pending.header, EventKind::Connect, source, &cfg) };
+    if CT_PENDING.insert(s.skaddr(), pending, 0).is_err() {
+        count(Counter::PendingFull);
+    }
 }
 
 /// In ESTABLISHED: emit with both ends.
-unsafe fn emit(base: *const u8, header: EventHeader) {
+#[inline(always)]
+fn emit<S: SockView>(s: &S, header: EventHeader) {
     let Some(mut entry) = CT_EVENTS.reserve::<ConnectEvent>(0) else {
         count(Counter::RingbufFull);
         return;
     };
-    // SAFETY: reads of the record at documented offsets; `entry` is reserved.
-    unsafe {
-        let family: u16 = field(base, FAMILY);
-        let mut ev = ConnectEvent {
-            header,
-            family: u32::from(family),
-            local_port: field(base, SPORT),
-            remote_port: field(base, DPORT),
-            local_addr: [0; 16],
-            remote_addr: [0; 16],
-        };
-        if family == AF_INET {
-            let s: [u8; 4] = addr_field(base, SADDR);
-            let d: [u8; 4] = addr_field(base, DADDR);
-            ev.local_addr[..4].copy_from_slice(&s);
-            ev.remote_addr[..4].copy_from_slice(&d);
-        } else {
-            ev.local_addr = addr_field(base, SADDR_V6);
-            ev.remote_addr = addr_field(base, DADDR_V6);
-        }
-        entry.as_mut_ptr().write(ev);
+    let family = s.family();
+    let mut ev = ConnectEvent {
+        header,
+        family: u32::from(family),
+        local_port: s.local_port(),
+        remote_port: s.remote_port(),
+        local_addr: [0; 16],
+        remote_addr: [0; 16],
+    };
+    if family == AF_INET {
+        ev.local_addr[..4].copy_from_slice(&s.local_v4());
+        ev.remote_addr[..4].copy_from_slice(&s.remote_v4());
+    } else {
+        ev.local_addr = s.local_v6();
+        ev.remote_addr = s.remote_v6();
     }
+    // SAFETY: `entry` is reserved for a `ConnectEvent`.
+    unsafe { entry.as_mut_ptr().write(ev) };
     entry.submit(0);
     count(Counter::Emitted);
 }

@@ -1,4 +1,4 @@
-//! Shared body of the `sys_enter_openat`/`openat2` tracepoints.
+//! Shared body of the `sys_enter_openat`/`openat2`/`open` tracepoints.
 //!
 //! Cheapest first test: one fixed-size read of the path's first
 //! `PREFIX_LEN` bytes and one LPM-trie lookup; only on a prefix hit is the

@@ -22,6 +22,8 @@ pub enum BtfError {
     NoStruct(String),
     #[error("BTF struct {ty} has no member {member}")]
     NoMember { ty: String, member: String },
+    #[error("BTF member {0} is a bitfield")]
+    Bitfield(String),
 }
 
 const KIND_INT: u32 = 1;
@@ -206,6 +208,11 @@ impl Btf {
 
     /// Byte offset of `path` (e.g. `["ns", "inum"]`) inside `struct ty`.
     pub fn offset_of(&self, ty: &str, path: &[&str]) -> Result<u32, BtfError> {
+        Ok(self.bit_offset_of(ty, path)? / 8)
+    }
+
+    /// Bit offset of `path` inside `struct ty`.
+    pub fn bit_offset_of(&self, ty: &str, path: &[&str]) -> Result<u32, BtfError> {
         let mut id = *self
             .structs
             .get(ty)
@@ -219,7 +226,7 @@ impl Btf {
             bits += off;
             id = next;
         }
-        Ok(bits / 8)
+        Ok(bits)
     }
 }
 
@@ -250,6 +257,27 @@ pub fn task_offsets(btf: &Btf, cfg: &mut KernelConfig) -> Result<(), BtfError> {
     Ok(())
 }
 
+/// Fills the `sock_*` offsets (the `tp_btf` connect program needs them) and
+/// sets `CONFIG_SOCK_OFFSETS`. `sk_protocol` must be a whole `u16` (it is
+/// from 5.6 on; before, a bitfield the program cannot read this way).
+pub fn sock_offsets(btf: &Btf, cfg: &mut KernelConfig) -> Result<(), BtfError> {
+    let common = |m: &str| btf.offset_of("sock", &["__sk_common", m]);
+    cfg.sock_family = common("skc_family")?;
+    cfg.sock_num = common("skc_num")?;
+    cfg.sock_dport = common("skc_dport")?;
+    cfg.sock_daddr = common("skc_daddr")?;
+    cfg.sock_rcv_saddr = common("skc_rcv_saddr")?;
+    cfg.sock_v6_daddr = common("skc_v6_daddr")?;
+    cfg.sock_v6_rcv_saddr = common("skc_v6_rcv_saddr")?;
+    let bits = btf.bit_offset_of("sock", &["sk_protocol"])?;
+    if bits % 8 != 0 {
+        return Err(BtfError::Bitfield("sock.sk_protocol".into()));
+    }
+    cfg.sock_protocol = bits / 8;
+    cfg.flags |= credtrail_common::CONFIG_SOCK_OFFSETS;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +295,11 @@ mod tests {
         let mut cfg = KernelConfig::ZERO;
         file_offsets(&btf, &mut cfg).unwrap();
         task_offsets(&btf, &mut cfg).unwrap();
+        sock_offsets(&btf, &mut cfg).unwrap();
+        // struct sock_common starts { union { skc_addrpair; struct { daddr; rcv_saddr } }; ... }
+        assert_eq!((cfg.sock_daddr, cfg.sock_rcv_saddr), (0, 4));
+        assert!(cfg.sock_dport > cfg.sock_rcv_saddr && cfg.sock_num == cfg.sock_dport + 2);
+        assert!(cfg.sock_protocol > cfg.sock_v6_rcv_saddr);
         // struct qstr: { union { struct { u32 hash; u32 len; }; u64 hash_len; }; const char *name; }
         assert_eq!(cfg.qstr_len, 4);
         assert_eq!(cfg.qstr_name, 8);

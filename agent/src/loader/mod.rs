@@ -1,6 +1,7 @@
 //! Loads the embedded eBPF object, fills its filter maps, and attaches the
 //! open hook the kernel allows (LSM -> fentry -> tracepoints in `auto`
-//! mode, or the one forced) plus the connect tracepoint.
+//! mode, or the one forced) plus the connect hook (`tp_btf` -> classic
+//! tracepoint, or the one forced).
 
 pub mod btf;
 pub mod events;
@@ -11,7 +12,7 @@ use std::net::SocketAddr;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, LpmTrie, MapData, PerCpuArray, RingBuf, lpm_trie::Key},
-    programs::{FEntry, Lsm, TracePoint},
+    programs::{BtfTracePoint, FEntry, Lsm, TracePoint},
 };
 use credtrail_common::{
     AF_INET, AF_INET6, CONFIG_ANY_NAME, CONFIG_GLOBAL, COUNTERS_LEN, EndpointKey, KernelConfig,
@@ -20,7 +21,7 @@ use credtrail_common::{
 use credtrail_proto::model::CaptureSource;
 
 use crate::patterns::WatchPatterns;
-use crate::run::HookMode;
+use crate::run::{ConnectHook, HookMode};
 
 /// The eBPF object built by `build.rs` (empty when built with `AYA_BUILD_SKIP=1`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/credtrail"));
@@ -47,12 +48,15 @@ pub enum LoadError {
     },
     #[error("hook {hook:?} was forced but the kernel refused it: {reason}")]
     Refused { hook: HookMode, reason: String },
+    #[error("connect hook {hook:?} was forced but the kernel refused it: {reason}")]
+    ConnectRefused { hook: ConnectHook, reason: String },
 }
 
 /// What the loader needs.
 #[derive(Debug, Clone)]
 pub struct LoadOptions<'a> {
     pub hook: HookMode,
+    pub connect_hook: ConnectHook,
     pub patterns: &'a WatchPatterns,
     pub endpoints: &'a [SocketAddr],
     /// Opens by this process are not reported (the agent's own reads).
@@ -94,8 +98,13 @@ pub fn load(opts: &LoadOptions<'_>) -> Result<Probes, LoadError> {
     let mut refusals = Vec::new();
     // Why LSM/fentry cannot be used whatever the kernel allows, if so.
     let mut no_offsets: Option<String> = None;
+    // Why tp_btf cannot be used whatever the kernel allows, if so.
+    let mut no_sock_offsets: Option<String> = None;
     match btf::Btf::from_sys_fs() {
         Ok(b) => {
+            if let Err(e) = btf::sock_offsets(&b, &mut cfg) {
+                no_sock_offsets = Some(format!("struct sock offsets from BTF: {e}"));
+            }
             if let Err(e) = btf::file_offsets(&b, &mut cfg) {
                 no_offsets = Some(format!("struct offsets from BTF: {e}"));
             }
@@ -103,7 +112,10 @@ pub fn load(opts: &LoadOptions<'_>) -> Result<Probes, LoadError> {
                 tracing::warn!("no parent pid / mount namespace from the kernel: {e}");
             }
         }
-        Err(e) => no_offsets = Some(format!("kernel BTF: {e}")),
+        Err(e) => {
+            no_offsets = Some(format!("kernel BTF: {e}"));
+            no_sock_offsets.clone_from(&no_offsets);
+        }
     }
 
     let mut ebpf = EbpfLoader::new()
@@ -121,19 +133,62 @@ pub fn load(opts: &LoadOptions<'_>) -> Result<Probes, LoadError> {
         &mut refusals,
         &mut hooks,
     )?;
-    attach_tracepoint(
+    attach_connect(
         &mut ebpf,
-        programs::SOCK_STATE,
-        "sock",
-        "inet_sock_set_state",
+        opts.connect_hook,
+        no_sock_offsets.as_deref(),
+        &mut refusals,
+        &mut hooks,
     )?;
-    hooks.push("tracepoint_inet_sock_set_state".to_owned());
     Ok(Probes {
         ebpf,
         hooks,
         open_source,
         refusals,
     })
+}
+
+/// The connect hook: `tp_btf` on `inet_sock_set_state` (its arguments, no
+/// record built on every TCP state change), else the classic tracepoint.
+fn attach_connect(
+    ebpf: &mut Ebpf,
+    mode: ConnectHook,
+    no_offsets: Option<&str>,
+    refusals: &mut Vec<String>,
+    hooks: &mut Vec<String>,
+) -> Result<(), LoadError> {
+    if mode != ConnectHook::Tracepoint {
+        let tried = match no_offsets {
+            Some(why) => Err(why.to_owned()),
+            None => attach_btf_tracepoint(ebpf, programs::BTF_SOCK_STATE, "inet_sock_set_state"),
+        };
+        match tried {
+            Ok(()) => {
+                hooks.push("tp_btf_inet_sock_set_state".to_owned());
+                return Ok(());
+            }
+            Err(reason) if mode == ConnectHook::TpBtf => {
+                return Err(LoadError::ConnectRefused { hook: mode, reason });
+            }
+            Err(reason) => {
+                tracing::warn!("connect hook tp_btf refused: {reason}");
+                refusals.push(format!("tp_btf_inet_sock_set_state: {reason}"));
+            }
+        }
+    }
+    attach_tracepoint(ebpf, programs::SOCK_STATE, "sock", "inet_sock_set_state")?;
+    hooks.push("tracepoint_inet_sock_set_state".to_owned());
+    Ok(())
+}
+
+fn attach_btf_tracepoint(ebpf: &mut Ebpf, name: &'static str, event: &str) -> Result<(), String> {
+    let btf = aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
+    let prog: &mut BtfTracePoint = program(ebpf, name)?;
+    prog.load(event, &btf)
+        .map_err(|e| format!("load: {}", chain(&e)))?;
+    prog.attach()
+        .map_err(|e| format!("attach: {}", chain(&e)))?;
+    Ok(())
 }
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK, which containers
@@ -277,6 +332,14 @@ fn attach_syscall_tps(
         Ok(()) => hooks.push("tracepoint_openat2".to_owned()),
         Err(e) => tracing::warn!("openat2 not watched: {e}"),
     }
+    // The legacy open(2): x86-64 still has it (static and old binaries use
+    // it); arm64 never had it, so its absence is normal there.
+    match tracefs::check_format(tracefs, "syscalls", "sys_enter_open", tracefs::OPEN_FIELDS)
+        .and_then(|()| attach_tracepoint(ebpf, programs::TP_OPEN, "syscalls", "sys_enter_open"))
+    {
+        Ok(()) => hooks.push("tracepoint_open".to_owned()),
+        Err(e) => tracing::info!("open(2) not watched: {e}"),
+    }
     Ok(CaptureSource::Tracepoint)
 }
 
@@ -402,7 +465,7 @@ fn set_endpoints(ebpf: &mut Ebpf, endpoints: &[SocketAddr]) -> Result<(), LoadEr
 }
 
 impl Probes {
-    /// Hooks in use, e.g. `["tracepoint_openat", "tracepoint_openat2", "tracepoint_inet_sock_set_state"]`.
+    /// Hooks in use, e.g. `["tracepoint_openat", "tracepoint_openat2", "tracepoint_open", "tp_btf_inet_sock_set_state"]`.
     pub fn hooks(&self) -> &[String] {
         &self.hooks
     }

@@ -39,7 +39,7 @@ hostname credtrail-vm
 export CREDTRAIL_IN_VM=1 HOME=/root RUST_BACKTRACE=1 RUST_LOG=${RUST_LOG:-info}
 echo "credtrail-vm: kernel $(uname -r)"
 echo "credtrail-vm: lsm $(cat /sys/kernel/security/lsm 2>/dev/null)"
-echo "credtrail-vm: expect-hook ${CREDTRAIL_EXPECT_HOOK:-none} hook-mode ${CREDTRAIL_HOOK_MODE:-auto}"
+echo "credtrail-vm: expect-hook ${CREDTRAIL_EXPECT_HOOK:-none} hook-mode ${CREDTRAIL_HOOK_MODE:-auto} connect-hook ${CREDTRAIL_CONNECT_HOOK:-auto}"
 cd /tmp
 # The shipping binary first: start it as a DaemonSet would (its own hook choice), read a
 # watched file, and show what it reported.

@@ -84,9 +84,23 @@ pub fn judge_agent(o: &qemu::BootOutcome, expect: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The agent's node info names the connect hook the boot asked for (`tp_btf` in `auto`).
+pub fn judge_connect_hook(o: &qemu::BootOutcome, expect: &str) -> Result<(), String> {
+    let hooks = o.agent_hooks.as_deref().unwrap_or_default();
+    if hooks.iter().any(|h| h == expect) {
+        Ok(())
+    } else {
+        Err(format!(
+            "credtrail-agent used {} instead of the connect hook {expect}; its log: {}",
+            hooks.join(","),
+            o.agent_log.join(" | ")
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{judge, judge_agent};
+    use super::{judge, judge_agent, judge_connect_hook};
     use crate::vm::initramfs::TestBinary;
     use crate::vm::qemu::parse_console;
 
@@ -176,6 +190,13 @@ mod tests {
         assert!(e.contains("probe read"), "{e}");
         let e = judge_agent(&parse_console("credtrail-vm: agent-reads 0\n"), "lsm").unwrap_err();
         assert!(e.contains("no node info"), "{e}");
+        let both = node_info("\"lsm_file_open\",\"tp_btf_inet_sock_set_state\"", 1);
+        assert_eq!(
+            judge_connect_hook(&both, "tp_btf_inet_sock_set_state"),
+            Ok(())
+        );
+        let e = judge_connect_hook(&both, "tracepoint_inet_sock_set_state").unwrap_err();
+        assert!(e.contains("instead of the connect hook"), "{e}");
     }
 
     #[test]
