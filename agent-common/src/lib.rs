@@ -40,6 +40,9 @@ pub mod programs {
     pub const TP_OPENAT2: &str = "ct_tp_openat2";
     /// Tracepoint `syscalls:sys_enter_open` (the legacy `open(2)`, still on x86-64).
     pub const TP_OPEN: &str = "ct_tp_open";
+    /// BTF raw tracepoint `sys_enter` (every system call; the open ones are
+    /// picked by number): no per-call record is built.
+    pub const RAW_SYS_ENTER: &str = "ct_raw_sys_enter";
     /// Tracepoint `sock:inet_sock_set_state`.
     pub const SOCK_STATE: &str = "ct_sock_state";
     /// The same tracepoint as a BTF-typed raw tracepoint (`tp_btf`): called
@@ -77,6 +80,8 @@ pub const CONFIG_TASK_OFFSETS: u32 = 2;
 pub const CONFIG_FILE_OFFSETS: u32 = 4;
 /// [`KernelConfig::flags`]: the `sock_*` offsets are valid.
 pub const CONFIG_SOCK_OFFSETS: u32 = 8;
+/// [`KernelConfig::flags`]: the `nr_*` and `regs_arg` fields are valid.
+pub const CONFIG_SYSCALLS: u32 = 16;
 
 /// [`OpenEvent::open_flags`] bit: the path did not fit in [`PATH_LEN`].
 pub const OPEN_PATH_TRUNCATED: u32 = 1;
@@ -112,6 +117,7 @@ pub enum Source {
     TracepointOpenat2 = 4,
     SockState = 5,
     TracepointOpen = 6,
+    RawSysEnter = 7,
 }
 
 impl Source {
@@ -124,6 +130,7 @@ impl Source {
             4 => Some(Self::TracepointOpenat2),
             5 => Some(Self::SockState),
             6 => Some(Self::TracepointOpen),
+            7 => Some(Self::RawSysEnter),
             _ => None,
         }
     }
@@ -188,7 +195,18 @@ pub struct KernelConfig {
     pub sock_rcv_saddr: u32,
     pub sock_v6_daddr: u32,
     pub sock_v6_rcv_saddr: u32,
+    /// System call numbers of `open`, `openat`, `openat2` on this
+    /// architecture ([`NO_SYSCALL`] where it has none), for the raw
+    /// `sys_enter` program.
+    pub nr_open: u32,
+    pub nr_openat: u32,
+    pub nr_openat2: u32,
+    /// Offsets in `struct pt_regs` of the first three system-call arguments.
+    pub regs_arg: [u32; 3],
 }
+
+/// [`KernelConfig::nr_open`] etc.: this architecture has no such call.
+pub const NO_SYSCALL: u32 = u32::MAX;
 
 impl KernelConfig {
     /// All zero: no offsets known, no flags.
@@ -217,6 +235,10 @@ impl KernelConfig {
         sock_rcv_saddr: 0,
         sock_v6_daddr: 0,
         sock_v6_rcv_saddr: 0,
+        nr_open: NO_SYSCALL,
+        nr_openat: NO_SYSCALL,
+        nr_openat2: NO_SYSCALL,
+        regs_arg: [0; 3],
     };
 }
 
@@ -326,7 +348,7 @@ const _: () = {
     assert!(core::mem::size_of::<ConnectEvent>() == 72 + 8 + 32);
     assert!(core::mem::size_of::<EndpointKey>() == 20);
     assert!(core::mem::size_of::<PendingConnect>() == 72);
-    assert!(core::mem::size_of::<KernelConfig>() == 24 * 4);
+    assert!(core::mem::size_of::<KernelConfig>() == 30 * 4);
     assert!(PATH_LEN.is_power_of_two());
     assert!(PREFIX_LEN == NAME_LEN);
 };

@@ -4,7 +4,7 @@
 use credtrail_common::KernelConfig;
 
 #[unsafe(no_mangle)]
-static CT_CONFIG: KernelConfig = KernelConfig::ZERO;
+pub static CT_CONFIG: KernelConfig = KernelConfig::ZERO;
 
 /// The configuration user space set at load time.
 #[inline(always)]

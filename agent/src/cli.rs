@@ -39,8 +39,9 @@ pub struct Cli {
     pub node_name: Option<String>,
 
     /// Kernel hook for credential opens. `auto` tries the BPF LSM
-    /// `file_open` hook, then fentry on `security_file_open`, then the
-    /// `sys_enter_openat`/`openat2` tracepoints, logging why each was
+    /// `file_open` hook, then fentry on `security_file_open`, then the BTF
+    /// raw tracepoint `sys_enter` (open calls picked by number), then the
+    /// `sys_enter_openat`/`openat2`/`open` tracepoints, logging why each was
     /// refused. Forcing one fails if the kernel refuses it.
     #[arg(long, visible_alias = "hook-mode", env = c::ENV_HOOK_MODE, value_enum, value_name = "HOOK")]
     pub hook: Option<HookMode>,

@@ -46,7 +46,7 @@ pub const ENV_SPOOL_CAPACITY: &str = "CREDTRAIL_SPOOL_CAPACITY";
 pub struct FileConfig {
     /// Node name; default `NODE_NAME`, else the hostname.
     pub node_name: Option<String>,
-    /// Open-capture hook: auto, lsm, fentry, tracepoint.
+    /// Open-capture hook: auto, lsm, fentry, raw_tracepoint, tracepoint.
     pub hook: HookMode,
     /// Connect hook: auto, tp-btf, tracepoint.
     pub connect_hook: ConnectHook,

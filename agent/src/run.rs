@@ -19,7 +19,7 @@ use crate::loader::{
 };
 use crate::patterns::WatchPatterns;
 
-/// Environment variable that forces the open-capture hook (`auto|lsm|fentry|tracepoint`).
+/// Environment variable that forces the open-capture hook (`auto|lsm|fentry|raw-tracepoint|tracepoint`).
 pub const ENV_HOOK_MODE: &str = "CREDTRAIL_HOOK_MODE";
 
 /// Which kernel hook captures credential opens.
@@ -36,13 +36,17 @@ pub const ENV_HOOK_MODE: &str = "CREDTRAIL_HOOK_MODE";
 )]
 #[serde(rename_all = "snake_case")]
 pub enum HookMode {
-    /// Try LSM, then fentry, then the tracepoints; use the first that loads.
+    /// Try LSM, then fentry, then the raw `sys_enter` tracepoint, then the
+    /// `sys_enter_open*` tracepoints; use the first that loads.
     #[default]
     Auto,
     /// BPF LSM `file_open` only (error if refused).
     Lsm,
     /// fentry on `security_file_open` only (error if refused).
     Fentry,
+    /// The BTF raw tracepoint `sys_enter`, open calls picked by number
+    /// (error if refused).
+    RawTracepoint,
     /// The `sys_enter_openat`/`openat2` tracepoints only.
     Tracepoint,
 }
@@ -54,9 +58,10 @@ impl std::str::FromStr for HookMode {
             "auto" => Ok(Self::Auto),
             "lsm" => Ok(Self::Lsm),
             "fentry" => Ok(Self::Fentry),
+            "raw-tracepoint" | "raw_tracepoint" => Ok(Self::RawTracepoint),
             "tracepoint" => Ok(Self::Tracepoint),
             other => Err(format!(
-                "hook mode {other:?} is not one of auto, lsm, fentry, tracepoint"
+                "hook mode {other:?} is not one of auto, lsm, fentry, raw-tracepoint, tracepoint"
             )),
         }
     }

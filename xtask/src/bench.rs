@@ -10,6 +10,15 @@
 //! prints the ratio of total time with the agent to total time without, for
 //! each workload (target: at most 1.03).
 //!
+//! A third condition separates what the fallback hooks cost from what the
+//! kernel charges for having any syscall tracepoint enabled: the "floor"
+//! enables, through tracefs and without any BPF, the `sys_enter_mq_open`
+//! event (a system call the benchmark never makes). Enabling any syscall
+//! tracepoint sends every system call of every task through the kernel's
+//! slow syscall-entry path, which the agent's `sys_enter_openat` fallback
+//! also triggers; LSM/fentry do not. The ratio with the agent over the floor
+//! is then what credtrail's programs themselves cost.
+//!
 //! Other benchmarks are added as further steps in [`steps`].
 
 use std::io::{BufRead as _, BufReader};
@@ -39,6 +48,9 @@ pub struct Options {
     /// Open hook the agent uses (`auto` picks what the kernel allows).
     #[arg(long, default_value = "auto")]
     pub hook: String,
+    /// Connect hook the agent uses (`auto`: tp-btf, else the classic tracepoint).
+    #[arg(long, default_value = "auto")]
+    pub connect_hook: String,
     /// Run only the agent overhead benchmark.
     #[arg(long)]
     pub agent_only: bool,
@@ -97,7 +109,7 @@ struct Agent {
 }
 
 impl Agent {
-    fn start(bin: &Path, hook: &str, watched: SocketAddr) -> anyhow::Result<Self> {
+    fn start(bin: &Path, opts: &Options, watched: SocketAddr) -> anyhow::Result<Self> {
         let mut child = Command::new(bin)
             .args([
                 "--output",
@@ -107,7 +119,8 @@ impl Agent {
                 "--node-name",
                 "bench",
             ])
-            .args(["--hook", hook, "--api-endpoint", &watched.to_string()])
+            .args(["--hook", &opts.hook, "--connect-hook", &opts.connect_hook])
+            .args(["--api-endpoint", &watched.to_string()])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -290,27 +303,31 @@ fn agent_overhead(opts: &Options) -> anyhow::Result<()> {
     time_opens(&cpath, opens / 10 + 1)?;
     time_connects(target, connects / 10 + 1)?;
 
-    let (mut off, mut on) = (Samples::default(), Samples::default());
+    let (mut off, mut on, mut floor) = (Samples::default(), Samples::default(), Samples::default());
     let (mut open_ratios, mut connect_ratios) = (Vec::new(), Vec::new());
+    let (mut open_floor, mut connect_floor) = (Vec::new(), Vec::new());
+    let tracefs = crate::setup::tracefs_dir()?;
     for r in 0..rounds {
-        let (n_off, n_on) = (off.opens.len(), on.opens.len());
-        let (c_off, c_on) = (off.connects.len(), on.connects.len());
-        let measure = |with_agent: bool, into: &mut Samples| -> anyhow::Result<()> {
-            let _agent = if with_agent {
-                Some(Agent::start(&bin, &opts.hook, watched)?)
-            } else {
-                None
+        let (n_off, n_on, n_fl) = (off.opens.len(), on.opens.len(), floor.opens.len());
+        let (c_off, c_on, c_fl) = (off.connects.len(), on.connects.len(), floor.connects.len());
+        let measure = |cond: Condition, into: &mut Samples| -> anyhow::Result<()> {
+            let _agent = match cond {
+                Condition::Agent => Some(Agent::start(&bin, opts, watched)?),
+                _ => None,
+            };
+            let _floor = match cond {
+                Condition::Floor => Some(TracefsEvent::enable(
+                    &tracefs,
+                    "syscalls/sys_enter_mq_open",
+                )?),
+                _ => None,
             };
             let o = batches(opens, OPEN_BATCH, |n| time_opens(&cpath, n))?;
             let c = batches(connects, CONNECT_BATCH, |n| time_connects(target, n))?;
             println!(
                 "  round {} {:<13} openat median {:>6.0} ns, connect median {:>7.1} us",
                 r + 1,
-                if with_agent {
-                    "with agent:"
-                } else {
-                    "without:"
-                },
+                cond.label(),
                 median(&o),
                 median(&c) / 1000.0
             );
@@ -318,16 +335,20 @@ fn agent_overhead(opts: &Options) -> anyhow::Result<()> {
             into.connects.extend(c);
             Ok(())
         };
-        if r % 2 == 0 {
-            measure(false, &mut off)?;
-            measure(true, &mut on)?;
-        } else {
-            measure(true, &mut on)?;
-            measure(false, &mut off)?;
+        // Rotate the order so that drift hits every condition alike.
+        for k in 0..3 {
+            match (r + k) % 3 {
+                0 => measure(Condition::Without, &mut off)?,
+                1 => measure(Condition::Agent, &mut on)?,
+                _ => measure(Condition::Floor, &mut floor)?,
+            }
         }
-        // This round's pair: median batch with the agent / without.
+        // This round's pairs: median batch with the agent / without, and
+        // with the agent / the syscall-tracepoint floor.
         open_ratios.push(median(&on.opens[n_on..]) / median(&off.opens[n_off..]));
         connect_ratios.push(median(&on.connects[c_on..]) / median(&off.connects[c_off..]));
+        open_floor.push(median(&on.opens[n_on..]) / median(&floor.opens[n_fl..]));
+        connect_floor.push(median(&on.connects[c_on..]) / median(&floor.connects[c_fl..]));
     }
     let _ = std::fs::remove_dir_all(&dir);
     // Headline: the median over rounds of each round's paired ratio (robust
@@ -370,7 +391,58 @@ fn agent_overhead(opts: &Options) -> anyhow::Result<()> {
     println!(
         "RATIO connect (with/without agent, median of paired rounds): {rc:.3}  (target <= 1.03)"
     );
+    println!(
+        "floor (any syscall tracepoint enabled, no BPF) / without: openat {:.3}, connect {:.3}",
+        median(&floor.opens) / median(&off.opens),
+        median(&floor.connects) / median(&off.connects)
+    );
+    println!(
+        "RATIO openat  above the syscall-tracepoint floor (with agent / floor): {:.3}",
+        median(&open_floor)
+    );
+    println!(
+        "RATIO connect above the syscall-tracepoint floor (with agent / floor): {:.3}",
+        median(&connect_floor)
+    );
     Ok(())
+}
+
+/// What a round measures under.
+#[derive(Clone, Copy)]
+enum Condition {
+    Without,
+    Agent,
+    Floor,
+}
+
+impl Condition {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Without => "without:",
+            Self::Agent => "with agent:",
+            Self::Floor => "floor:",
+        }
+    }
+}
+
+/// A tracefs event enabled (plain ftrace, no BPF) until dropped.
+struct TracefsEvent {
+    enable: PathBuf,
+}
+
+impl TracefsEvent {
+    fn enable(tracefs: &Path, event: &str) -> anyhow::Result<Self> {
+        let enable = tracefs.join("events").join(event).join("enable");
+        std::fs::write(&enable, "1")
+            .with_context(|| format!("writing 1 to {}", enable.display()))?;
+        Ok(Self { enable })
+    }
+}
+
+impl Drop for TracefsEvent {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.enable, "0");
+    }
 }
 
 fn per_op_ns(d: Duration, n: u64) -> f64 {

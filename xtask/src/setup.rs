@@ -212,6 +212,17 @@ fn ensure_bpf_linker(force: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The mounted tracefs (mounting it if needed, as root).
+pub fn tracefs_dir() -> anyhow::Result<PathBuf> {
+    ensure_tracefs();
+    for dir in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
+        if Path::new(dir).join("events").is_dir() {
+            return Ok(PathBuf::from(dir));
+        }
+    }
+    anyhow::bail!("tracefs is not mounted at /sys/kernel/tracing and mounting it failed")
+}
+
 fn ensure_tracefs() {
     if Path::new("/sys/kernel/tracing/events").is_dir() {
         return;

@@ -111,7 +111,7 @@ fn kernel_before(release: &str, (major, minor): (u32, u32)) -> bool {
 }
 
 /// What the host kernel must pick natively: fentry and BPF LSM are refused there.
-const HOST_EXPECT: &str = "tracepoint";
+const HOST_EXPECT: &str = "raw_tracepoint";
 
 struct Row {
     kernel: String,

@@ -3,6 +3,7 @@
 mod fentry_file_open;
 mod file_open;
 mod lsm_file_open;
+mod raw_sys_enter;
 mod sock_state;
 mod syscall_open;
 mod tp_btf_sock_state;

@@ -24,6 +24,8 @@ pub enum BtfError {
     NoMember { ty: String, member: String },
     #[error("BTF member {0} is a bitfield")]
     Bitfield(String),
+    #[error("system-call numbers are not known for the {0} architecture")]
+    Unsupported(&'static str),
 }
 
 const KIND_INT: u32 = 1;
@@ -278,6 +280,38 @@ pub fn sock_offsets(btf: &Btf, cfg: &mut KernelConfig) -> Result<(), BtfError> {
     Ok(())
 }
 
+/// Fills the system-call numbers of `open`/`openat`/`openat2` and the
+/// `pt_regs` offsets of the first three arguments for this architecture
+/// (x86-64, arm64), and sets `CONFIG_SYSCALLS`.
+pub fn syscall_config(btf: &Btf, cfg: &mut KernelConfig) -> Result<(), BtfError> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        (cfg.nr_open, cfg.nr_openat, cfg.nr_openat2) = (2, 257, 437);
+        cfg.regs_arg = [
+            btf.offset_of("pt_regs", &["di"])?,
+            btf.offset_of("pt_regs", &["si"])?,
+            btf.offset_of("pt_regs", &["dx"])?,
+        ];
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        // arm64 never had open(2).
+        (cfg.nr_open, cfg.nr_openat, cfg.nr_openat2) = (credtrail_common::NO_SYSCALL, 56, 437);
+        let x0 = btf.offset_of("pt_regs", &["regs"])?;
+        cfg.regs_arg = [x0, x0 + 8, x0 + 16];
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let _ = btf;
+        return Err(BtfError::Unsupported(std::env::consts::ARCH));
+    }
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    {
+        cfg.flags |= credtrail_common::CONFIG_SYSCALLS;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,6 +330,10 @@ mod tests {
         file_offsets(&btf, &mut cfg).unwrap();
         task_offsets(&btf, &mut cfg).unwrap();
         sock_offsets(&btf, &mut cfg).unwrap();
+        syscall_config(&btf, &mut cfg).unwrap();
+        #[cfg(target_arch = "x86_64")]
+        // struct pt_regs { r15 r14 r13 r12 bp bx r11 r10 r9 r8 ax cx dx si di ... }
+        assert_eq!(cfg.regs_arg, [14 * 8, 13 * 8, 12 * 8]);
         // struct sock_common starts { union { skc_addrpair; struct { daddr; rcv_saddr } }; ... }
         assert_eq!((cfg.sock_daddr, cfg.sock_rcv_saddr), (0, 4));
         assert!(cfg.sock_dport > cfg.sock_rcv_saddr && cfg.sock_num == cfg.sock_dport + 2);

@@ -84,9 +84,10 @@ fn source(v: u32) -> Result<CaptureSource, DecodeError> {
     Ok(match Source::from_u32(v).ok_or(DecodeError::Source(v))? {
         Source::Lsm => CaptureSource::Lsm,
         Source::Fentry => CaptureSource::Fentry,
-        Source::TracepointOpenat | Source::TracepointOpenat2 | Source::TracepointOpen => {
-            CaptureSource::Tracepoint
-        }
+        Source::TracepointOpenat
+        | Source::TracepointOpenat2
+        | Source::TracepointOpen
+        | Source::RawSysEnter => CaptureSource::Tracepoint,
         Source::SockState => CaptureSource::SockState,
     })
 }

@@ -100,8 +100,13 @@ pub fn load(opts: &LoadOptions<'_>) -> Result<Probes, LoadError> {
     let mut no_offsets: Option<String> = None;
     // Why tp_btf cannot be used whatever the kernel allows, if so.
     let mut no_sock_offsets: Option<String> = None;
+    // Why the raw sys_enter hook cannot be used, if so.
+    let mut no_syscalls: Option<String> = None;
     match btf::Btf::from_sys_fs() {
         Ok(b) => {
+            if let Err(e) = btf::syscall_config(&b, &mut cfg) {
+                no_syscalls = Some(format!("system calls: {e}"));
+            }
             if let Err(e) = btf::sock_offsets(&b, &mut cfg) {
                 no_sock_offsets = Some(format!("struct sock offsets from BTF: {e}"));
             }
@@ -115,6 +120,7 @@ pub fn load(opts: &LoadOptions<'_>) -> Result<Probes, LoadError> {
         Err(e) => {
             no_offsets = Some(format!("kernel BTF: {e}"));
             no_sock_offsets.clone_from(&no_offsets);
+            no_syscalls.clone_from(&no_offsets);
         }
     }
 
@@ -129,7 +135,10 @@ pub fn load(opts: &LoadOptions<'_>) -> Result<Probes, LoadError> {
         &mut ebpf,
         opts.hook,
         &tracefs,
-        no_offsets.as_deref(),
+        Unusable {
+            file_offsets: no_offsets.as_deref(),
+            syscalls: no_syscalls.as_deref(),
+        },
         &mut refusals,
         &mut hooks,
     )?;
@@ -208,24 +217,44 @@ fn raise_memlock_limit() {
     }
 }
 
+/// Why hooks cannot be used whatever the kernel allows (missing BTF facts).
+#[derive(Clone, Copy)]
+struct Unusable<'a> {
+    /// LSM and fentry: `struct file` offsets.
+    file_offsets: Option<&'a str>,
+    /// The raw `sys_enter` hook: system-call numbers and `pt_regs` offsets.
+    syscalls: Option<&'a str>,
+}
+
 fn attach_open(
     ebpf: &mut Ebpf,
     mode: HookMode,
     tracefs: &std::path::Path,
-    no_offsets: Option<&str>,
+    unusable: Unusable<'_>,
     refusals: &mut Vec<String>,
     hooks: &mut Vec<String>,
 ) -> Result<CaptureSource, LoadError> {
     let order: &[HookMode] = match mode {
-        HookMode::Auto => &[HookMode::Lsm, HookMode::Fentry, HookMode::Tracepoint],
+        HookMode::Auto => &[
+            HookMode::Lsm,
+            HookMode::Fentry,
+            HookMode::RawTracepoint,
+            HookMode::Tracepoint,
+        ],
         HookMode::Lsm => &[HookMode::Lsm],
         HookMode::Fentry => &[HookMode::Fentry],
+        HookMode::RawTracepoint => &[HookMode::RawTracepoint],
         HookMode::Tracepoint => &[HookMode::Tracepoint],
     };
     for &h in order {
-        let result = match (h, no_offsets) {
-            (HookMode::Lsm | HookMode::Fentry, Some(why)) => Err(why.to_owned()),
-            (h, _) => match h {
+        let why_not = match h {
+            HookMode::Lsm | HookMode::Fentry => unusable.file_offsets,
+            HookMode::RawTracepoint => unusable.syscalls,
+            _ => None,
+        };
+        let result = match (h, why_not) {
+            (_, Some(why)) => Err(why.to_owned()),
+            (h, None) => match h {
                 HookMode::Lsm => attach_lsm(ebpf).map(|()| {
                     hooks.push("lsm_file_open".to_owned());
                     CaptureSource::Lsm
@@ -234,6 +263,12 @@ fn attach_open(
                     hooks.push("fentry_security_file_open".to_owned());
                     CaptureSource::Fentry
                 }),
+                HookMode::RawTracepoint => {
+                    attach_btf_tracepoint(ebpf, programs::RAW_SYS_ENTER, "sys_enter").map(|()| {
+                        hooks.push("raw_tracepoint_sys_enter".to_owned());
+                        CaptureSource::Tracepoint
+                    })
+                }
                 HookMode::Tracepoint | HookMode::Auto => attach_syscall_tps(ebpf, tracefs, hooks),
             },
         };

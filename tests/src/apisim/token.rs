@@ -2,15 +2,23 @@
 //! kube-apiserver's (projected, bound to a pod and node; or TokenRequest
 //! tokens bound to nothing), and their verification.
 //!
-//! Real clusters sign with RS256/ES256; the simulator signs with HS256 under
-//! a random per-run key, which is enough to refuse tokens it did not issue.
-//! The claims are the real ones: `iss`, `sub`, `aud`, `exp`, `iat`, `nbf`,
+//! Tokens are signed ES256 (ECDSA P-256, one of the algorithms the
+//! kube-apiserver's `--service-account-signing-key-file` takes) under a
+//! per-run key, with a `kid` derived from the public key as the API server
+//! does, by `ring`. The claims are the real ones: `iss`, `sub`, `aud`, `exp`, `iat`, `nbf`,
 //! `jti`, and `kubernetes.io` with `namespace`, `serviceaccount`, `pod`,
 //! `node` and `warnafter`.
+
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
+use ring::rand::SystemRandom;
+use ring::signature::{
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _,
+    UnparsedPublicKey,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -88,7 +96,11 @@ pub enum TokenError {
 /// Mints and verifies tokens.
 #[derive(Clone)]
 pub struct Issuer {
-    key: [u8; 32],
+    /// The private key as PKCS#8 (what `--issuer-key` files hold, hex).
+    pkcs8: Arc<Vec<u8>>,
+    key: Arc<EcdsaKeyPair>,
+    /// `kid` header: base64url SHA-256 of the public key.
+    kid: String,
     /// Stable uid per service account name (as the API server's objects have).
     sa_uid_seed: [u8; 16],
 }
@@ -97,22 +109,6 @@ impl std::fmt::Debug for Issuer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Issuer { .. }")
     }
-}
-
-fn hmac_sha256(key: &[u8; 32], msg: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; 64];
-    k[..32].copy_from_slice(key);
-    let ipad: Vec<u8> = k.iter().map(|b| b ^ 0x36).collect();
-    let opad: Vec<u8> = k.iter().map(|b| b ^ 0x5c).collect();
-    let inner = Sha256::new()
-        .chain_update(&ipad)
-        .chain_update(msg)
-        .finalize();
-    Sha256::new()
-        .chain_update(&opad)
-        .chain_update(inner)
-        .finalize()
-        .into()
 }
 
 /// A deterministic uuid-shaped id from a seed and a name.
@@ -127,52 +123,64 @@ pub fn stable_uid(seed: &[u8], name: &str) -> String {
 }
 
 impl Issuer {
-    /// A new issuer with a random key.
+    /// A new issuer with a fresh P-256 key.
     pub fn new() -> Self {
-        let a = uuid::Uuid::new_v4();
-        let b = uuid::Uuid::new_v4();
-        let mut key = [0u8; 32];
-        key[..16].copy_from_slice(a.as_bytes());
-        key[16..].copy_from_slice(b.as_bytes());
-        Self::from_key(key)
+        let rng = SystemRandom::new();
+        let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .expect("the system random source works");
+        Self::from_pkcs8(doc.as_ref()).expect("a key ring just made parses")
     }
 
-    /// An issuer with a known key (shared between `credtrail-apisim serve`
-    /// and `credtrail-apisim mint`).
-    pub fn from_key(key: [u8; 32]) -> Self {
-        let seed: [u8; 32] = Sha256::new()
+    /// An issuer with a known PKCS#8 P-256 key (shared between
+    /// `credtrail-apisim serve` and `credtrail-apisim mint`).
+    pub fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, TokenError> {
+        let key = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            pkcs8,
+            &SystemRandom::new(),
+        )
+        .map_err(|e| TokenError::Claims(format!("issuer key: not a PKCS#8 P-256 key: {e}")))?;
+        let public = key.public_key().as_ref().to_vec();
+        let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(&public));
+        let seed = Sha256::new()
             .chain_update(b"sa-uid")
-            .chain_update(key)
-            .finalize()
-            .into();
+            .chain_update(&public)
+            .finalize();
         let mut sa_uid_seed = [0u8; 16];
         sa_uid_seed.copy_from_slice(&seed[..16]);
-        Self { key, sa_uid_seed }
+        Ok(Self {
+            pkcs8: Arc::new(pkcs8.to_vec()),
+            key: Arc::new(key),
+            kid,
+            sa_uid_seed,
+        })
     }
 
-    /// The signing key, hex (for `--issuer-key` files; a test secret).
+    /// The private key, hex PKCS#8 (for `--issuer-key` files; a test secret).
     pub fn key_hex(&self) -> String {
-        hex::encode(self.key)
+        hex::encode(self.pkcs8.as_slice())
     }
 
     /// Parses a key written by [`Issuer::key_hex`].
     pub fn from_key_hex(s: &str) -> Result<Self, TokenError> {
         let bytes =
             hex::decode(s.trim()).map_err(|e| TokenError::Claims(format!("issuer key: {e}")))?;
-        let key: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| TokenError::Claims("issuer key: expected 32 bytes".into()))?;
-        Ok(Self::from_key(key))
+        Self::from_pkcs8(&bytes)
     }
 
     /// Signs the given claims as a token (for claims built elsewhere, e.g.
     /// from a kubelet fixture's pod).
     pub fn sign(&self, claims: &Claims) -> String {
-        let header = serde_json::json!({"alg": "HS256", "kid": "credtrail-apisim", "typ": "JWT"});
+        let header = serde_json::json!({"alg": "ES256", "kid": self.kid});
         let h = URL_SAFE_NO_PAD.encode(header.to_string());
         let p = URL_SAFE_NO_PAD.encode(serde_json::to_string(claims).unwrap_or_default());
         let signing_input = format!("{h}.{p}");
-        let sig = URL_SAFE_NO_PAD.encode(hmac_sha256(&self.key, signing_input.as_bytes()));
+        // JWS ES256 is the fixed-size r || s, which is what ring's FIXED form gives.
+        let sig = self
+            .key
+            .sign(&SystemRandom::new(), signing_input.as_bytes())
+            .map(|s| URL_SAFE_NO_PAD.encode(s.as_ref()))
+            .unwrap_or_default();
         format!("{signing_input}.{sig}")
     }
 
@@ -214,17 +222,9 @@ impl Issuer {
             return Err(TokenError::NotJwt);
         };
         let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| TokenError::NotJwt)?;
-        let want = hmac_sha256(&self.key, format!("{h}.{p}").as_bytes());
-        // Constant-time enough for a test double: compare all bytes.
-        if sig.len() != want.len()
-            || sig
-                .iter()
-                .zip(want.iter())
-                .fold(0u8, |a, (x, y)| a | (x ^ y))
-                != 0
-        {
-            return Err(TokenError::BadSignature);
-        }
+        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, self.key.public_key().as_ref())
+            .verify(format!("{h}.{p}").as_bytes(), &sig)
+            .map_err(|_| TokenError::BadSignature)?;
         let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| TokenError::NotJwt)?;
         let claims: Claims =
             serde_json::from_slice(&payload).map_err(|e| TokenError::Claims(e.to_string()))?;
@@ -263,6 +263,19 @@ mod tests {
         };
         let (token, claims) = issuer.mint(&spec);
         assert_eq!(issuer.verify(&token).unwrap(), claims);
+        let head = token.split('.').next().unwrap();
+        let head: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(head).unwrap()).unwrap();
+        assert_eq!(head["alg"], "ES256");
+        assert_eq!(
+            head["kid"].as_str().unwrap().len(),
+            43,
+            "base64url of a SHA-256"
+        );
+        // The key survives a round trip through its hex file form.
+        let again = Issuer::from_key_hex(&issuer.key_hex()).unwrap();
+        assert_eq!(again.verify(&token).unwrap(), claims);
+        assert!(Issuer::from_key_hex("00ff").is_err());
         assert_eq!(claims.username(), "system:serviceaccount:shop:web");
         let payload = token.split('.').nth(1).unwrap();
         let json: serde_json::Value =
