@@ -203,7 +203,22 @@ pub struct KernelConfig {
     pub nr_openat2: u32,
     /// Offsets in `struct pt_regs` of the first three system-call arguments.
     pub regs_arg: [u32; 3],
+    /// Heads in use in [`Self::heads`]; 0 turns the head test off (every
+    /// path goes on to the prefix trie).
+    pub head_count: u32,
+    pub _pad0: u32,
+    /// The system-call hooks' first test, before the prefix trie: the first
+    /// [`HEAD_LEN`] bytes of the path (little-endian `u64`), masked, must
+    /// equal one of these (each the start of a watched prefix, masked to its
+    /// length when shorter). Paths under `/proc`, `/usr`, `/sys`, ... stop here.
+    pub heads: [u64; HEADS],
+    pub head_masks: [u64; HEADS],
 }
+
+/// Capacity of [`KernelConfig::heads`].
+pub const HEADS: usize = 16;
+/// Bytes of a path compared by the head test.
+pub const HEAD_LEN: usize = 8;
 
 /// [`KernelConfig::nr_open`] etc.: this architecture has no such call.
 pub const NO_SYSCALL: u32 = u32::MAX;
@@ -239,6 +254,10 @@ impl KernelConfig {
         nr_openat: NO_SYSCALL,
         nr_openat2: NO_SYSCALL,
         regs_arg: [0; 3],
+        head_count: 0,
+        _pad0: 0,
+        heads: [0; HEADS],
+        head_masks: [0; HEADS],
     };
 }
 
@@ -348,7 +367,7 @@ const _: () = {
     assert!(core::mem::size_of::<ConnectEvent>() == 72 + 8 + 32);
     assert!(core::mem::size_of::<EndpointKey>() == 20);
     assert!(core::mem::size_of::<PendingConnect>() == 72);
-    assert!(core::mem::size_of::<KernelConfig>() == 30 * 4);
+    assert!(core::mem::size_of::<KernelConfig>() == 32 * 4 + 2 * HEADS * 8);
     assert!(PATH_LEN.is_power_of_two());
     assert!(PREFIX_LEN == NAME_LEN);
 };

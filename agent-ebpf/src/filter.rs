@@ -12,9 +12,43 @@
 //! stack buffers rather than by per-byte branches.
 
 use aya_ebpf::{helpers::generated::bpf_probe_read_kernel_str, maps::lpm_trie::Key};
-use credtrail_common::{NAME_LEN, PREFIX_LEN};
+use credtrail_common::{HEAD_LEN, HEADS, KernelConfig, NAME_LEN, PREFIX_LEN};
 
+use crate::config::CT_CONFIG;
 use crate::maps::{CT_NAMES, CT_PREFIXES, CT_SUFFIXES};
+
+/// The head test, before the prefix trie (a trie lookup costs far more than
+/// these compares, and most paths a node opens, under `/proc`, `/usr`,
+/// `/sys`, `/dev`, share no head with a watched prefix): the first
+/// `HEAD_LEN` bytes, masked, against each head in the configuration.
+#[inline(always)]
+pub fn head_passes(head: &[u8; PREFIX_LEN]) -> bool {
+    let cfg: *const KernelConfig = &raw const CT_CONFIG;
+    // SAFETY: field reads of a static (a frozen read-only map).
+    let n = unsafe { core::ptr::read_volatile(&raw const (*cfg).head_count) } as usize;
+    if n == 0 {
+        return true;
+    }
+    let mut b = [0u8; HEAD_LEN];
+    b.copy_from_slice(&head[..HEAD_LEN]);
+    let h = u64::from_le_bytes(b);
+    for i in 0..HEADS {
+        if i >= n {
+            break;
+        }
+        // SAFETY: as above; `i < HEADS`.
+        let (v, m) = unsafe {
+            (
+                core::ptr::read_volatile(&raw const (*cfg).heads[i]),
+                core::ptr::read_volatile(&raw const (*cfg).head_masks[i]),
+            )
+        };
+        if h & m == v {
+            return true;
+        }
+    }
+    false
+}
 
 /// Flags of the longest watched prefix of `head`, if any.
 #[inline(always)]

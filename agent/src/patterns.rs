@@ -25,7 +25,7 @@
 
 use std::path::{Path, PathBuf};
 
-use credtrail_common::{NAME_LEN, PREFIX_ANY_NAME, PREFIX_LEN};
+use credtrail_common::{HEAD_LEN, HEADS, NAME_LEN, PREFIX_ANY_NAME, PREFIX_LEN};
 
 /// The default watched patterns (DESIGN.md).
 pub const DEFAULT_PATTERNS: &[&str] = &[
@@ -252,10 +252,51 @@ impl KernelFilter {
         })
     }
 
+    /// The head test (`KernelConfig::heads`): for each prefix, its first
+    /// [`HEAD_LEN`] bytes as a little-endian `u64` and the mask of the bytes
+    /// it has, without duplicates or heads another one already covers.
+    /// `None` when there are more than [`HEADS`] (the test is then off).
+    pub fn heads(&self) -> Option<Vec<(u64, u64)>> {
+        let mut all: Vec<(u64, u64)> = self
+            .prefixes
+            .iter()
+            .map(|(p, _)| {
+                let n = p.len().min(HEAD_LEN);
+                let (mut value, mut mask) = ([0u8; HEAD_LEN], [0u8; HEAD_LEN]);
+                value[..n].copy_from_slice(&p[..n]);
+                mask[..n].fill(0xff);
+                (u64::from_le_bytes(value), u64::from_le_bytes(mask))
+            })
+            .collect();
+        // Shorter masks first: a head is dropped when a kept one covers it.
+        all.sort_by_key(|&(v, m)| (m.count_ones(), v));
+        let mut kept: Vec<(u64, u64)> = Vec::new();
+        for (v, m) in all {
+            if !kept.iter().any(|&(kv, km)| v & km == kv) {
+                kept.push((v, m));
+            }
+        }
+        (kept.len() <= HEADS).then_some(kept)
+    }
+
+    /// Whether `path` passes the head test with `heads`.
+    pub fn head_passes(heads: &[(u64, u64)], path: &[u8]) -> bool {
+        let mut b = [0u8; HEAD_LEN];
+        let n = path.len().min(HEAD_LEN);
+        b[..n].copy_from_slice(&path[..n]);
+        let h = u64::from_le_bytes(b);
+        heads.iter().any(|&(v, m)| h & m == v)
+    }
+
     /// The whole kernel test on a path (the tracepoint programs' logic): a
     /// model of the eBPF code, used by tests to show the filter is a superset.
     pub fn accepts(&self, path: &str) -> bool {
         let b = path.as_bytes();
+        if let Some(heads) = self.heads()
+            && !Self::head_passes(&heads, b)
+        {
+            return false;
+        }
         let Some(flags) = self.prefix_flags(b) else {
             return false;
         };
@@ -418,6 +459,41 @@ mod tests {
             assert!(!k.accepts(p), "kernel filter should reject {p}");
         }
         assert!(!k.any_name, "defaults are all testable by name");
+        // The head test: few heads, every watched path passes it, the bulk of
+        // a node's opens stop at it.
+        let heads = k.heads().expect("the defaults fit in HEADS");
+        assert!(heads.len() <= 8, "{} heads", heads.len());
+        for p in WATCHED.iter().filter(|p| !p.contains("//")) {
+            assert!(KernelFilter::head_passes(&heads, p.as_bytes()), "{p}");
+        }
+        for p in [
+            "/proc/self/status",
+            "/usr/lib/libc.so.6",
+            "/sys/fs/cgroup",
+            "/tmp/x",
+            "/dev/null",
+        ] {
+            assert!(!KernelFilter::head_passes(&heads, p.as_bytes()), "{p}");
+        }
+        // A head shorter than HEAD_LEN is masked to its length ("/home/").
+        assert!(KernelFilter::head_passes(
+            &heads,
+            b"/home/alice/.kube/config"
+        ));
+        // Too many distinct heads: the test is off rather than wrong.
+        let many: Vec<String> = (0..=HEADS)
+            .map(|i| format!("/d{i:02}xxxxx/token"))
+            .collect();
+        assert!(
+            WatchPatterns::new(many)
+                .unwrap()
+                .kernel_filter()
+                .heads()
+                .is_none()
+        );
+        // A head covering another one replaces it.
+        let nested = WatchPatterns::new(["/srv/a/token", "/sr*/b/token"]).unwrap();
+        assert_eq!(nested.kernel_filter().heads().unwrap().len(), 1);
         // /var/lib/kubelet is shared by several patterns: one 16-byte prefix.
         assert!(k.prefixes.iter().all(|(p, _)| p.len() <= PREFIX_LEN));
         assert_eq!(

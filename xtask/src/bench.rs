@@ -217,6 +217,8 @@ fn time_connects(to: SocketAddr, n: u64) -> anyhow::Result<Duration> {
 #[derive(Default)]
 struct Samples {
     opens: Vec<f64>,
+    /// Opens of the path that shares a head with a watched prefix.
+    opens_near: Vec<f64>,
     connects: Vec<f64>,
 }
 
@@ -271,6 +273,15 @@ fn agent_overhead(opts: &Options) -> anyhow::Result<()> {
     let file: PathBuf = dir.join("not-a-credential.txt");
     std::fs::write(&file, b"x").with_context(|| format!("writing {}", file.display()))?;
     let cpath = std::ffi::CString::new(file.as_os_str().as_encoded_bytes())?;
+    // A second unwatched path that shares its first 8 bytes with a watched
+    // prefix (`/var/lib/kubelet/...`): it passes the head test and costs a
+    // prefix-trie lookup. Timed besides the main figure, not in it.
+    let near_dir = PathBuf::from(format!("/var/lib/credtrail-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&near_dir)
+        .with_context(|| format!("creating {}", near_dir.display()))?;
+    let near = near_dir.join("not-a-credential.txt");
+    std::fs::write(&near, b"x").with_context(|| format!("writing {}", near.display()))?;
+    let cnear = std::ffi::CString::new(near.as_os_str().as_encoded_bytes())?;
 
     let listener = TcpListener::bind("127.0.0.1:0").context("binding the loopback listener")?;
     let target = listener.local_addr()?;
@@ -324,6 +335,7 @@ fn agent_overhead(opts: &Options) -> anyhow::Result<()> {
             };
             let o = batches(opens, OPEN_BATCH, |n| time_opens(&cpath, n))?;
             let c = batches(connects, CONNECT_BATCH, |n| time_connects(target, n))?;
+            let o_near = batches(opens / 4, OPEN_BATCH, |n| time_opens(&cnear, n))?;
             println!(
                 "  round {} {:<13} openat median {:>6.0} ns, connect median {:>7.1} us",
                 r + 1,
@@ -333,6 +345,7 @@ fn agent_overhead(opts: &Options) -> anyhow::Result<()> {
             );
             into.opens.extend(o);
             into.connects.extend(c);
+            into.opens_near.extend(o_near);
             Ok(())
         };
         // Rotate the order so that drift hits every condition alike.
@@ -404,6 +417,15 @@ fn agent_overhead(opts: &Options) -> anyhow::Result<()> {
         "RATIO connect above the syscall-tracepoint floor (with agent / floor): {:.3}",
         median(&connect_floor)
     );
+    println!(
+        "openat of {} (passes the head test, misses the prefix trie; {} calls each): \
+         with/without {:.3}, with/floor {:.3}",
+        near.display(),
+        opens / 4 * rounds,
+        median(&on.opens_near) / median(&off.opens_near),
+        median(&on.opens_near) / median(&floor.opens_near)
+    );
+    let _ = std::fs::remove_dir_all(&near_dir);
     Ok(())
 }
 

@@ -28,7 +28,7 @@ pub struct Options {
     /// bookworm's 6.12 and Debian 11's 5.10: `bullseye:linux-image-amd64`).
     #[arg(long = "kernel")]
     kernels: Vec<String>,
-    /// Only these boots (bpf-lsm, no-bpf-lsm, tracepoint); default all.
+    /// Only these boots (bpf-lsm, no-bpf-lsm, raw-tracepoint, tracepoint); default all.
     #[arg(long = "boot")]
     boots: Vec<String>,
     /// Test binaries to run instead of building `tests/tests/agent_*.rs`.
@@ -74,6 +74,14 @@ const BOOTS: &[BootKind] = &[
         lsm: "lockdown,capability,landlock,yama,apparmor",
         hook_mode: "auto",
         expect: "fentry",
+        connect_hook: "auto",
+        expect_connect: "tp_btf_inet_sock_set_state",
+    },
+    BootKind {
+        name: "raw-tracepoint",
+        lsm: "lockdown,capability,landlock,yama,apparmor",
+        hook_mode: "raw-tracepoint",
+        expect: "raw_tracepoint",
         connect_hook: "auto",
         expect_connect: "tp_btf_inet_sock_set_state",
     },

@@ -1,7 +1,8 @@
 //! Shared body of the `sys_enter_openat`/`openat2`/`open` tracepoints.
 //!
 //! Cheapest first test: one fixed-size read of the path's first
-//! `PREFIX_LEN` bytes and one LPM-trie lookup; only on a prefix hit is the
+//! `PREFIX_LEN` bytes, its first 8 bytes against the heads of the watched
+//! prefixes, then one LPM-trie lookup; only on a prefix hit is the
 //! whole path copied (straight into the ring-buffer entry) and its last
 //! component tested. Relative paths never match the (absolute) prefixes:
 //! they are not reported. The inode is left 0 (user space stats the file).
@@ -18,7 +19,7 @@ use credtrail_common::{
 use crate::{
     config::config,
     event::fill_header,
-    filter::{name_passes, prefix_flags},
+    filter::{head_passes, name_passes, prefix_flags},
     maps::{CT_EVENTS, count},
 };
 
@@ -43,6 +44,9 @@ pub unsafe fn handle(
                 return Ok(());
             }
         }
+    }
+    if !head_passes(&head) {
+        return Ok(());
     }
     let Some(pflags) = prefix_flags(&head) else {
         return Ok(());

@@ -15,8 +15,8 @@ use aya::{
     programs::{BtfTracePoint, FEntry, Lsm, TracePoint},
 };
 use credtrail_common::{
-    AF_INET, AF_INET6, CONFIG_ANY_NAME, CONFIG_GLOBAL, COUNTERS_LEN, EndpointKey, KernelConfig,
-    NAME_LEN, PREFIX_LEN, maps, programs,
+    AF_INET, AF_INET6, CONFIG_ANY_NAME, CONFIG_GLOBAL, COUNTERS_LEN, EndpointKey, HEADS,
+    KernelConfig, NAME_LEN, PREFIX_LEN, maps, programs,
 };
 use credtrail_proto::model::CaptureSource;
 
@@ -94,6 +94,18 @@ pub fn load(opts: &LoadOptions<'_>) -> Result<Probes, LoadError> {
     cfg.suffix_lens = filter.suffix_lens();
     if filter.any_name {
         cfg.flags |= CONFIG_ANY_NAME;
+    }
+    match filter.heads() {
+        Some(heads) => {
+            cfg.head_count = heads.len() as u32;
+            for (i, (value, mask)) in heads.into_iter().enumerate() {
+                cfg.heads[i] = value;
+                cfg.head_masks[i] = mask;
+            }
+        }
+        None => tracing::info!(
+            "more than {HEADS} distinct path heads: the system-call hooks skip the head test"
+        ),
     }
     let mut refusals = Vec::new();
     // Why LSM/fentry cannot be used whatever the kernel allows, if so.
