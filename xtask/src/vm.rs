@@ -363,7 +363,10 @@ mod tests {
         assert_eq!(expected_hook(lsm, "5.10.0-46-amd64"), "fentry");
         assert_eq!(expected_hook(lsm, "5.11.0-1-amd64"), "lsm");
         assert_eq!(expected_hook(lsm, "6.1.0-56-amd64"), "lsm");
-        assert_eq!(expected_hook(&BOOTS[2], "5.10.0-46-amd64"), "raw_tracepoint");
+        assert_eq!(
+            expected_hook(&BOOTS[2], "5.10.0-46-amd64"),
+            "raw_tracepoint"
+        );
         assert_eq!(expected_hook(&BOOTS[3], "5.10.0-46-amd64"), "tracepoint");
         assert!(!kernel_before("garbage", (5, 11)));
     }
