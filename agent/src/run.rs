@@ -47,7 +47,7 @@ pub enum HookMode {
     /// The BTF raw tracepoint `sys_enter`, open calls picked by number
     /// (error if refused).
     RawTracepoint,
-    /// The `sys_enter_openat`/`openat2` tracepoints only.
+    /// The `sys_enter_openat`/`openat2`/`open` tracepoints only.
     Tracepoint,
 }
 
@@ -142,22 +142,23 @@ pub struct AgentConfig {
     pub channel_capacity: usize,
 }
 
+/// A setting from the environment variable `var`; the default when it is
+/// unset, empty or not understood (with a warning).
+fn from_env<T: std::str::FromStr<Err = String> + Default + std::fmt::Debug>(var: &str) -> T {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => v.parse().unwrap_or_else(|e| {
+            let d = T::default();
+            tracing::warn!("{var}: {e}; using {d:?}");
+            d
+        }),
+        _ => T::default(),
+    }
+}
+
 impl Default for AgentConfig {
     fn default() -> Self {
-        let hook = match std::env::var(ENV_HOOK_MODE) {
-            Ok(v) if !v.trim().is_empty() => v.parse().unwrap_or_else(|e| {
-                tracing::warn!("{ENV_HOOK_MODE}: {e}; using auto");
-                HookMode::Auto
-            }),
-            _ => HookMode::Auto,
-        };
-        let connect_hook = match std::env::var(ENV_CONNECT_HOOK) {
-            Ok(v) if !v.trim().is_empty() => v.parse().unwrap_or_else(|e| {
-                tracing::warn!("{ENV_CONNECT_HOOK}: {e}; using auto");
-                ConnectHook::Auto
-            }),
-            _ => ConnectHook::Auto,
-        };
+        let hook = from_env(ENV_HOOK_MODE);
+        let connect_hook = from_env(ENV_CONNECT_HOOK);
         Self {
             node_name: default_node_name(),
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
@@ -481,5 +482,20 @@ mod tests {
         assert_eq!("LSM".parse::<HookMode>(), Ok(HookMode::Lsm));
         assert_eq!(" tracepoint ".parse::<HookMode>(), Ok(HookMode::Tracepoint));
         assert!("kprobe".parse::<HookMode>().unwrap_err().contains("kprobe"));
+        assert_eq!(
+            "raw_tracepoint".parse::<HookMode>(),
+            Ok(HookMode::RawTracepoint)
+        );
+        assert_eq!("TP_BTF".parse::<ConnectHook>(), Ok(ConnectHook::TpBtf));
+        assert_eq!(
+            "tracepoint".parse::<ConnectHook>(),
+            Ok(ConnectHook::Tracepoint)
+        );
+        assert!(
+            "kprobe"
+                .parse::<ConnectHook>()
+                .unwrap_err()
+                .contains("tp-btf")
+        );
     }
 }
