@@ -54,16 +54,7 @@ pub enum HookMode {
 impl std::str::FromStr for HookMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "auto" => Ok(Self::Auto),
-            "lsm" => Ok(Self::Lsm),
-            "fentry" => Ok(Self::Fentry),
-            "raw-tracepoint" | "raw_tracepoint" => Ok(Self::RawTracepoint),
-            "tracepoint" => Ok(Self::Tracepoint),
-            other => Err(format!(
-                "hook mode {other:?} is not one of auto, lsm, fentry, raw-tracepoint, tracepoint"
-            )),
-        }
+        parse_value("hook mode", s)
     }
 }
 
@@ -98,15 +89,22 @@ pub enum ConnectHook {
 impl std::str::FromStr for ConnectHook {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
-            "auto" => Ok(Self::Auto),
-            "tp-btf" => Ok(Self::TpBtf),
-            "tracepoint" => Ok(Self::Tracepoint),
-            other => Err(format!(
-                "connect hook {other:?} is not one of auto, tp-btf, tracepoint"
-            )),
-        }
+        parse_value("connect hook", s)
     }
+}
+
+/// Parses a value the way the CLI does (clap's names, any case), also
+/// accepting `_` for `-` (the config file's spelling), for the environment.
+fn parse_value<T: clap::ValueEnum>(what: &str, s: &str) -> Result<T, String> {
+    let v = s.trim().replace('_', "-");
+    T::from_str(&v, true).map_err(|_| {
+        let names: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|x| x.to_possible_value())
+            .map(|p| p.get_name().to_owned())
+            .collect();
+        format!("{what} {v:?} is not one of {}", names.join(", "))
+    })
 }
 
 /// Everything [`start`] needs. `Default` gives the documented defaults and

@@ -136,6 +136,8 @@ pub fn load(opts: &LoadOptions<'_>) -> Result<Probes, LoadError> {
         }
     }
 
+    // aya's parse of the kernel BTF, once, for every BTF-attached program.
+    let kernel_btf = aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"));
     let mut ebpf = EbpfLoader::new()
         .override_global(CONFIG_GLOBAL, &cfg, true)
         .load(OBJECT)?;
@@ -145,6 +147,7 @@ pub fn load(opts: &LoadOptions<'_>) -> Result<Probes, LoadError> {
     let mut hooks = Vec::new();
     let open_source = attach_open(
         &mut ebpf,
+        &kernel_btf,
         opts.hook,
         &tracefs,
         Unusable {
@@ -156,6 +159,7 @@ pub fn load(opts: &LoadOptions<'_>) -> Result<Probes, LoadError> {
     )?;
     attach_connect(
         &mut ebpf,
+        &kernel_btf,
         opts.connect_hook,
         no_sock_offsets.as_deref(),
         &mut refusals,
@@ -173,6 +177,7 @@ pub fn load(opts: &LoadOptions<'_>) -> Result<Probes, LoadError> {
 /// record built on every TCP state change), else the classic tracepoint.
 fn attach_connect(
     ebpf: &mut Ebpf,
+    kernel_btf: &KernelBtf,
     mode: ConnectHook,
     no_offsets: Option<&str>,
     refusals: &mut Vec<String>,
@@ -181,7 +186,12 @@ fn attach_connect(
     if mode != ConnectHook::Tracepoint {
         let tried = match no_offsets {
             Some(why) => Err(why.to_owned()),
-            None => attach_btf_tracepoint(ebpf, programs::BTF_SOCK_STATE, "inet_sock_set_state"),
+            None => attach_btf_tracepoint(
+                ebpf,
+                kernel_btf,
+                programs::BTF_SOCK_STATE,
+                "inet_sock_set_state",
+            ),
         };
         match tried {
             Ok(()) => {
@@ -202,10 +212,18 @@ fn attach_connect(
     Ok(())
 }
 
-fn attach_btf_tracepoint(ebpf: &mut Ebpf, name: &'static str, event: &str) -> Result<(), String> {
-    let btf = aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
+/// aya's view of the running kernel's BTF, or why there is none.
+type KernelBtf = Result<aya::Btf, String>;
+
+fn attach_btf_tracepoint(
+    ebpf: &mut Ebpf,
+    kernel_btf: &KernelBtf,
+    name: &'static str,
+    event: &str,
+) -> Result<(), String> {
+    let btf = kernel_btf.as_ref().map_err(Clone::clone)?;
     let prog: &mut BtfTracePoint = program(ebpf, name)?;
-    prog.load(event, &btf)
+    prog.load(event, btf)
         .map_err(|e| format!("load: {}", chain(&e)))?;
     prog.attach()
         .map_err(|e| format!("attach: {}", chain(&e)))?;
@@ -240,6 +258,7 @@ struct Unusable<'a> {
 
 fn attach_open(
     ebpf: &mut Ebpf,
+    kernel_btf: &KernelBtf,
     mode: HookMode,
     tracefs: &std::path::Path,
     unusable: Unusable<'_>,
@@ -267,19 +286,20 @@ fn attach_open(
         let result = match (h, why_not) {
             (_, Some(why)) => Err(why.to_owned()),
             (h, None) => match h {
-                HookMode::Lsm => attach_lsm(ebpf).map(|()| {
+                HookMode::Lsm => attach_lsm(ebpf, kernel_btf).map(|()| {
                     hooks.push("lsm_file_open".to_owned());
                     CaptureSource::Lsm
                 }),
-                HookMode::Fentry => attach_fentry(ebpf).map(|()| {
+                HookMode::Fentry => attach_fentry(ebpf, kernel_btf).map(|()| {
                     hooks.push("fentry_security_file_open".to_owned());
                     CaptureSource::Fentry
                 }),
                 HookMode::RawTracepoint => {
-                    attach_btf_tracepoint(ebpf, programs::RAW_SYS_ENTER, "sys_enter").map(|()| {
-                        hooks.push("raw_tracepoint_sys_enter".to_owned());
-                        CaptureSource::Tracepoint
-                    })
+                    attach_btf_tracepoint(ebpf, kernel_btf, programs::RAW_SYS_ENTER, "sys_enter")
+                        .map(|()| {
+                            hooks.push("raw_tracepoint_sys_enter".to_owned());
+                            CaptureSource::Tracepoint
+                        })
                 }
                 HookMode::Tracepoint | HookMode::Auto => attach_syscall_tps(ebpf, tracefs, hooks),
             },
@@ -331,21 +351,21 @@ fn bpf_lsm_active() -> Result<(), String> {
 /// The LSM program needs `bpf_d_path`, which LSM programs may call from
 /// kernel 5.11 on; before that the verifier refuses it ("helper call is not
 /// allowed in probe") and `auto` moves on to fentry.
-fn attach_lsm(ebpf: &mut Ebpf) -> Result<(), String> {
+fn attach_lsm(ebpf: &mut Ebpf, kernel_btf: &KernelBtf) -> Result<(), String> {
     bpf_lsm_active()?;
-    let btf = aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
+    let btf = kernel_btf.as_ref().map_err(Clone::clone)?;
     let prog: &mut Lsm = program(ebpf, programs::LSM_FILE_OPEN)?;
-    prog.load("file_open", &btf)
+    prog.load("file_open", btf)
         .map_err(|e| format!("load: {}", chain(&e)))?;
     prog.attach()
         .map_err(|e| format!("attach: {}", chain(&e)))?;
     Ok(())
 }
 
-fn attach_fentry(ebpf: &mut Ebpf) -> Result<(), String> {
-    let btf = aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
+fn attach_fentry(ebpf: &mut Ebpf, kernel_btf: &KernelBtf) -> Result<(), String> {
+    let btf = kernel_btf.as_ref().map_err(Clone::clone)?;
     let prog: &mut FEntry = program(ebpf, programs::FENTRY_FILE_OPEN)?;
-    prog.load("security_file_open", &btf)
+    prog.load("security_file_open", btf)
         .map_err(|e| format!("load: {}", chain(&e)))?;
     prog.attach()
         .map_err(|e| format!("attach: {}", chain(&e)))?;
