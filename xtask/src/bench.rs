@@ -15,7 +15,7 @@
 //! enables, through tracefs and without any BPF, the `sys_enter_mq_open`
 //! event (a system call the benchmark never makes). Enabling any syscall
 //! tracepoint sends every system call of every task through the kernel's
-//! slow syscall-entry path, which the agent's `sys_enter_openat` fallback
+//! slow syscall-entry path, which the agent's system-call fallback hooks
 //! also triggers; LSM/fentry do not. The ratio with the agent over the floor
 //! is then what credtrail's programs themselves cost.
 //!
