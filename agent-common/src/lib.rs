@@ -203,19 +203,39 @@ pub struct KernelConfig {
     pub nr_openat2: u32,
     /// Offsets in `struct pt_regs` of the first three system-call arguments.
     pub regs_arg: [u32; 3],
-    /// Heads in use in [`Self::heads`]; 0 turns the head test off (every
-    /// path goes on to the prefix trie).
-    pub head_count: u32,
-    pub _pad0: u32,
-    /// The system-call hooks' first test, before the prefix trie: the first
-    /// [`HEAD_LEN`] bytes of the path (little-endian `u64`), masked, must
-    /// equal one of these (each the start of a watched prefix, masked to its
-    /// length when shorter). Paths under `/proc`, `/usr`, `/sys`, ... stop here.
-    pub heads: [u64; HEADS],
-    pub head_masks: [u64; HEADS],
 }
 
-/// Capacity of [`KernelConfig::heads`].
+/// The system-call hooks' first test, before the prefix trie, in its own
+/// read-only global ([`HEADS_GLOBAL`]) so that the programs which copy
+/// [`KernelConfig`] (LSM/fentry on every open) do not copy this table: the
+/// first [`HEAD_LEN`] bytes of the path (little-endian `u64`), masked, must
+/// equal one of `heads` (each the start of a watched prefix, masked to its
+/// length when shorter). Paths under `/proc`, `/usr`, `/sys`, ... stop here.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathHeads {
+    /// Heads in use; 0 turns the head test off (every path goes on to the
+    /// prefix trie).
+    pub count: u32,
+    pub _pad0: u32,
+    pub heads: [u64; HEADS],
+    pub masks: [u64; HEADS],
+}
+
+impl PathHeads {
+    /// No heads: the test is off.
+    pub const ZERO: Self = Self {
+        count: 0,
+        _pad0: 0,
+        heads: [0; HEADS],
+        masks: [0; HEADS],
+    };
+}
+
+/// Name of the read-only global holding [`PathHeads`].
+pub const HEADS_GLOBAL: &str = "CT_HEADS";
+
+/// Capacity of [`PathHeads::heads`].
 pub const HEADS: usize = 16;
 /// Bytes of a path compared by the head test.
 pub const HEAD_LEN: usize = 8;
@@ -254,10 +274,6 @@ impl KernelConfig {
         nr_openat: NO_SYSCALL,
         nr_openat2: NO_SYSCALL,
         regs_arg: [0; 3],
-        head_count: 0,
-        _pad0: 0,
-        heads: [0; HEADS],
-        head_masks: [0; HEADS],
     };
 }
 
@@ -367,7 +383,8 @@ const _: () = {
     assert!(core::mem::size_of::<ConnectEvent>() == 72 + 8 + 32);
     assert!(core::mem::size_of::<EndpointKey>() == 20);
     assert!(core::mem::size_of::<PendingConnect>() == 72);
-    assert!(core::mem::size_of::<KernelConfig>() == 32 * 4 + 2 * HEADS * 8);
+    assert!(core::mem::size_of::<KernelConfig>() == 30 * 4);
+    assert!(core::mem::size_of::<PathHeads>() == 8 + 2 * HEADS * 8);
     assert!(PATH_LEN.is_power_of_two());
     assert!(PREFIX_LEN == NAME_LEN);
 };
@@ -377,6 +394,7 @@ mod pod {
     // SAFETY: all these are #[repr(C)], made only of integers and byte
     // arrays, with no implicit padding (checked by the size assertions).
     unsafe impl aya::Pod for super::KernelConfig {}
+    unsafe impl aya::Pod for super::PathHeads {}
     unsafe impl aya::Pod for super::EventHeader {}
     unsafe impl aya::Pod for super::OpenEvent {}
     unsafe impl aya::Pod for super::ConnectEvent {}

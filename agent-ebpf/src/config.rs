@@ -1,10 +1,14 @@
 //! The load-time configuration: a read-only global that user space sets
 //! with `EbpfLoader::override_global` (the verifier sees its values as constants).
 
-use credtrail_common::KernelConfig;
+use credtrail_common::{KernelConfig, PathHeads};
 
 #[unsafe(no_mangle)]
 pub static CT_CONFIG: KernelConfig = KernelConfig::ZERO;
+
+/// The head test's table (read field by field by `filter::head_passes`).
+#[unsafe(no_mangle)]
+pub static CT_HEADS: PathHeads = PathHeads::ZERO;
 
 /// The configuration user space set at load time.
 #[inline(always)]

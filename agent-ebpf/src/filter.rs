@@ -12,20 +12,20 @@
 //! stack buffers rather than by per-byte branches.
 
 use aya_ebpf::{helpers::generated::bpf_probe_read_kernel_str, maps::lpm_trie::Key};
-use credtrail_common::{HEAD_LEN, HEADS, KernelConfig, NAME_LEN, PREFIX_LEN};
+use credtrail_common::{HEAD_LEN, HEADS, NAME_LEN, PREFIX_LEN, PathHeads};
 
-use crate::config::CT_CONFIG;
+use crate::config::CT_HEADS;
 use crate::maps::{CT_NAMES, CT_PREFIXES, CT_SUFFIXES};
 
-/// The head test, before the prefix trie (a trie lookup costs far more than
+/// The head test, before the prefix trie (a trie lookup costs more than
 /// these compares, and most paths a node opens, under `/proc`, `/usr`,
 /// `/sys`, `/dev`, share no head with a watched prefix): the first
-/// `HEAD_LEN` bytes, masked, against each head in the configuration.
+/// `HEAD_LEN` bytes, masked, against each head in `CT_HEADS`.
 #[inline(always)]
 pub fn head_passes(head: &[u8; PREFIX_LEN]) -> bool {
-    let cfg: *const KernelConfig = &raw const CT_CONFIG;
+    let t: *const PathHeads = &raw const CT_HEADS;
     // SAFETY: field reads of a static (a frozen read-only map).
-    let n = unsafe { core::ptr::read_volatile(&raw const (*cfg).head_count) } as usize;
+    let n = unsafe { core::ptr::read_volatile(&raw const (*t).count) } as usize;
     if n == 0 {
         return true;
     }
@@ -39,8 +39,8 @@ pub fn head_passes(head: &[u8; PREFIX_LEN]) -> bool {
         // SAFETY: as above; `i < HEADS`.
         let (v, m) = unsafe {
             (
-                core::ptr::read_volatile(&raw const (*cfg).heads[i]),
-                core::ptr::read_volatile(&raw const (*cfg).head_masks[i]),
+                core::ptr::read_volatile(&raw const (*t).heads[i]),
+                core::ptr::read_volatile(&raw const (*t).masks[i]),
             )
         };
         if h & m == v {

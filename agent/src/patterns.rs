@@ -252,7 +252,7 @@ impl KernelFilter {
         })
     }
 
-    /// The head test (`KernelConfig::heads`): for each prefix, its first
+    /// The head test (`PathHeads`): for each prefix, its first
     /// [`HEAD_LEN`] bytes as a little-endian `u64` and the mask of the bytes
     /// it has, without duplicates or heads another one already covers.
     /// `None` when there are more than [`HEADS`] (the test is then off).

@@ -16,7 +16,7 @@ use aya::{
 };
 use credtrail_common::{
     AF_INET, AF_INET6, CONFIG_ANY_NAME, CONFIG_GLOBAL, COUNTERS_LEN, EndpointKey, HEADS,
-    KernelConfig, NAME_LEN, PREFIX_LEN, maps, programs,
+    HEADS_GLOBAL, KernelConfig, NAME_LEN, PREFIX_LEN, PathHeads, maps, programs,
 };
 use credtrail_proto::model::CaptureSource;
 
@@ -95,12 +95,13 @@ pub fn load(opts: &LoadOptions<'_>) -> Result<Probes, LoadError> {
     if filter.any_name {
         cfg.flags |= CONFIG_ANY_NAME;
     }
+    let mut heads = PathHeads::ZERO;
     match filter.heads() {
-        Some(heads) => {
-            cfg.head_count = heads.len() as u32;
-            for (i, (value, mask)) in heads.into_iter().enumerate() {
-                cfg.heads[i] = value;
-                cfg.head_masks[i] = mask;
+        Some(list) => {
+            heads.count = list.len() as u32;
+            for (i, (value, mask)) in list.into_iter().enumerate() {
+                heads.heads[i] = value;
+                heads.masks[i] = mask;
             }
         }
         None => tracing::info!(
@@ -140,6 +141,7 @@ pub fn load(opts: &LoadOptions<'_>) -> Result<Probes, LoadError> {
     let kernel_btf = aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"));
     let mut ebpf = EbpfLoader::new()
         .override_global(CONFIG_GLOBAL, &cfg, true)
+        .override_global(HEADS_GLOBAL, &heads, true)
         .load(OBJECT)?;
     fill_filter(&mut ebpf, &filter)?;
     set_endpoints(&mut ebpf, opts.endpoints)?;
