@@ -5,6 +5,7 @@ pub mod agents;
 pub mod alert;
 pub mod api;
 pub mod audit;
+pub mod auth;
 pub mod detect;
 pub mod ingest;
 pub mod metrics;

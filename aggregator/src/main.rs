@@ -10,6 +10,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use credtrail_aggregator::audit::InputFormat;
+use credtrail_aggregator::auth::config::ApiAuthConfig;
+use credtrail_aggregator::auth::kube::KubeConfig;
+use credtrail_aggregator::auth::{Role, tokens};
 use credtrail_aggregator::ingest::tls::TlsPaths;
 use credtrail_aggregator::ingest::webhook::DEFAULT_BODY_LIMIT;
 use credtrail_aggregator::policy::{Policy, parse_duration};
@@ -40,6 +43,22 @@ enum Cmd {
         #[arg(env = "CREDTRAIL_POLICY")]
         policy: PathBuf,
     },
+    /// Make a query-API token: append its line (name, role, SHA-256) to the
+    /// token file and print the token once on stdout.
+    ApiToken(ApiTokenArgs),
+}
+
+#[derive(Args, Debug)]
+struct ApiTokenArgs {
+    /// Who holds it (recorded on the suppressions it creates).
+    #[arg(long)]
+    name: String,
+    /// viewer (reads, exports, live stream), responder (also suppressions), admin.
+    #[arg(long)]
+    role: String,
+    /// The token file to append to (created, mode 0600, if missing).
+    #[arg(long)]
+    append: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -90,11 +109,39 @@ struct ServeArgs {
     #[arg(long, env = "CREDTRAIL_AGENT_CLIENT_CA")]
     agent_client_ca: Option<PathBuf>,
     /// Address of the HTTP/JSON API, web page, /metrics, /healthz; `off` disables it.
-    #[arg(long, env = "CREDTRAIL_API_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "CREDTRAIL_API_LISTEN", default_value = "127.0.0.1:8080")]
     api_listen: String,
     /// Address of the gRPC QueryService; `off` disables it.
-    #[arg(long, env = "CREDTRAIL_GRPC_LISTEN", default_value = "0.0.0.0:9090")]
+    #[arg(long, env = "CREDTRAIL_GRPC_LISTEN", default_value = "127.0.0.1:9090")]
     grpc_listen: String,
+    /// Query-API tokens: `<name> <role> sha256:<hex>` lines (make them with `api-token`).
+    #[arg(long, env = "CREDTRAIL_API_TOKEN_FILE")]
+    api_token_file: Option<PathBuf>,
+    /// Authenticate query-API bearer tokens with the API server's TokenReview and decide
+    /// with SubjectAccessReview on `alerts.credtrail.io` (in-cluster ServiceAccount).
+    #[arg(long, env = "CREDTRAIL_API_KUBE_AUTH")]
+    api_kube_auth: bool,
+    /// API server for --api-kube-auth outside a pod (https://host:port); with --api-kube-ca
+    /// and --api-kube-token-file.
+    #[arg(long, env = "CREDTRAIL_API_KUBE_SERVER", requires_all = ["api_kube_ca", "api_kube_token_file"])]
+    api_kube_server: Option<String>,
+    /// CA of the API server's certificate (--api-kube-server).
+    #[arg(long, env = "CREDTRAIL_API_KUBE_CA", requires = "api_kube_server")]
+    api_kube_ca: Option<PathBuf>,
+    /// The aggregator's own token for TokenReview calls (--api-kube-server).
+    #[arg(long, env = "CREDTRAIL_API_KUBE_TOKEN_FILE", requires = "api_kube_server")]
+    api_kube_token_file: Option<PathBuf>,
+    /// Local development only: no authentication on the query API (everyone is admin);
+    /// refused unless both query listeners are on loopback.
+    #[arg(long, env = "CREDTRAIL_API_INSECURE_NO_AUTH")]
+    api_insecure_no_auth: bool,
+    /// Host names the query API answers to (Host header), besides loopback names and the
+    /// listen address; repeat or comma-separate; `*` accepts any.
+    #[arg(long, env = "CREDTRAIL_API_ALLOWED_HOST", value_delimiter = ',')]
+    api_allowed_host: Vec<String>,
+    /// Require a token (role viewer) on /metrics.
+    #[arg(long, env = "CREDTRAIL_METRICS_REQUIRE_AUTH")]
+    metrics_require_auth: bool,
 }
 
 #[derive(Args, Debug)]
@@ -139,6 +186,27 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         _ => anyhow::bail!("--tls-cert and --tls-key go together"),
     };
     let agent_listen = listen(&a.agent_listen, "agent-listen")?;
+    let kube = match (&a.api_kube_server, a.api_kube_auth) {
+        (Some(server), _) => Some(KubeConfig {
+            server: server.clone(),
+            ca: a.api_kube_ca.clone().context("--api-kube-ca")?,
+            token_file: a
+                .api_kube_token_file
+                .clone()
+                .context("--api-kube-token-file")?,
+        }),
+        (None, true) => Some(
+            KubeConfig::in_cluster().map_err(|e| anyhow::anyhow!("--api-kube-auth: {e}"))?,
+        ),
+        (None, false) => None,
+    };
+    let api_auth = ApiAuthConfig {
+        token_file: a.api_token_file,
+        kube,
+        insecure_no_auth: a.api_insecure_no_auth,
+        allowed_hosts: a.api_allowed_host,
+        metrics_require_auth: a.metrics_require_auth,
+    };
     Ok(ServeConfig {
         db: a.db,
         db_synchronous: a.db_synchronous,
@@ -157,7 +225,29 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         agent_tls: tls.zip(a.agent_client_ca).map(|((c, k), ca)| (c, k, ca)),
         api_listen: listen(&a.api_listen, "api-listen")?,
         grpc_listen: listen(&a.grpc_listen, "grpc-listen")?,
+        api_auth,
     })
+}
+
+fn run_api_token(a: ApiTokenArgs) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let role = Role::parse(&a.role)
+        .with_context(|| format!("--role {:?}: expected viewer, responder or admin", a.role))?;
+    let token = tokens::generate().map_err(|_| anyhow::anyhow!("no randomness from the OS"))?;
+    let line = tokens::line(&a.name, role, &token);
+    let existing = std::fs::read_to_string(&a.append).unwrap_or_default();
+    // Check the result parses (name syntax, duplicates) before writing.
+    tokens::TokenFile::parse(&a.append.display().to_string(), &format!("{existing}\n{line}\n"))?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&a.append)
+        .with_context(|| format!("opening {}", a.append.display()))?;
+    let sep = if existing.is_empty() || existing.ends_with('\n') { "" } else { "\n" };
+    write!(f, "{sep}{line}\n").with_context(|| format!("writing {}", a.append.display()))?;
+    println!("{token}");
+    Ok(())
 }
 
 fn run_replay(a: ReplayArgs) -> anyhow::Result<()> {
@@ -232,6 +322,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.cmd {
         Cmd::Replay(a) => run_replay(a),
+        Cmd::ApiToken(a) => run_api_token(a),
         Cmd::CheckPolicy { policy } => Policy::load(&policy)
             .map(|p| {
                 println!(

@@ -72,6 +72,23 @@ pub struct Metrics {
     pub live_stream_clients: Gauge,
     /// Alerts live-stream clients missed because they read too slowly.
     pub live_stream_skipped: Counter,
+    /// Query-API requests refused before any handler ran, by API and reason
+    /// (unauthenticated, forbidden, unavailable, host, content_type).
+    pub api_auth_refused: Family<AuthRefusedLabel, Counter>,
+    /// Alerts each active suppression has silenced (refreshed at each scrape).
+    pub suppression_hits: Family<SuppressionLabel, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthRefusedLabel {
+    pub api: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SuppressionLabel {
+    pub id: String,
+    pub origin: String,
 }
 
 /// The atomic behind the loss gauge (plain i64 gauge).
@@ -148,8 +165,22 @@ impl Metrics {
             "Alerts live-stream clients missed because they read too slowly",
             live_stream_skipped.clone(),
         );
+        let api_auth_refused = Family::<AuthRefusedLabel, Counter>::default();
+        registry.register(
+            "api_auth_refused",
+            "Query-API requests refused by authentication, authorization, Host or Content-Type checks",
+            api_auth_refused.clone(),
+        );
+        let suppression_hits = Family::<SuppressionLabel, Gauge>::default();
+        registry.register(
+            "suppression_hits",
+            "Alerts silenced by each active suppression",
+            suppression_hits.clone(),
+        );
         Self {
             registry,
+            api_auth_refused,
+            suppression_hits,
             api_requests,
             live_stream_clients,
             live_stream_skipped,
@@ -181,6 +212,16 @@ impl Metrics {
                 api: api.to_owned(),
                 endpoint: endpoint.to_owned(),
                 code: code.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one refused query-API request.
+    pub fn api_auth_refused(&self, api: &str, reason: &str) {
+        self.api_auth_refused
+            .get_or_create(&AuthRefusedLabel {
+                api: api.to_owned(),
+                reason: reason.to_owned(),
             })
             .inc();
     }

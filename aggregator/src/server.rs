@@ -46,6 +46,8 @@ pub struct ServeConfig {
     pub api_listen: Option<SocketAddr>,
     /// gRPC query API.
     pub grpc_listen: Option<SocketAddr>,
+    /// Who may use the two query APIs (`auth/`).
+    pub api_auth: crate::auth::config::ApiAuthConfig,
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
@@ -66,7 +68,14 @@ pub fn open_state(cfg: &ServeConfig) -> anyhow::Result<AppState> {
 
 /// Runs the aggregator until `shutdown` resolves or a listener fails.
 pub async fn serve(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let state = open_state(&cfg)?;
+    let query_listens: Vec<SocketAddr> = cfg.api_listen.iter().chain(&cfg.grpc_listen).copied().collect();
+    let auth = cfg.api_auth.build(&query_listens)?;
+    if auth.is_insecure() {
+        tracing::warn!(
+            "--api-insecure-no-auth: the query API accepts anyone on loopback as admin; for local development only"
+        );
+    }
+    let state = open_state(&cfg)?.with_auth(auth);
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::auth::ApiAuth;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::policy::Policy;
@@ -18,6 +19,8 @@ pub struct AppState {
     pub policy: Arc<Policy>,
     /// When this process started.
     pub started: DateTime<Utc>,
+    /// Who may use the query API (default: nobody; `serve` sets it).
+    pub auth: Arc<ApiAuth>,
 }
 
 impl AppState {
@@ -32,7 +35,14 @@ impl AppState {
             metrics,
             policy,
             started: Utc::now(),
+            auth: Arc::new(ApiAuth::deny_all()),
         })
+    }
+
+    /// The same state with this query-API authentication.
+    pub fn with_auth(mut self, auth: ApiAuth) -> Self {
+        self.auth = Arc::new(auth);
+        self
     }
 
     /// An in-memory aggregator with the given policy (tests, replay).

@@ -223,19 +223,25 @@ impl From<&SuppressionEntry> for pb::Suppression {
             hits: s.hits,
             last_hit: s.last_hit.map(timestamp),
             active: s.active,
+            created_by: s.created_by.clone().unwrap_or_default(),
+            deleted_by: s.deleted_by.clone().unwrap_or_default(),
         }
     }
 }
 
-impl TryFrom<pb::CreateSuppressionRequest> for NewSuppression {
-    type Error = ConvertError;
-    fn try_from(r: pb::CreateSuppressionRequest) -> Result<Self, ConvertError> {
+impl NewSuppression {
+    /// The request, made on behalf of principal `created_by`.
+    pub fn from_pb(
+        r: pb::CreateSuppressionRequest,
+        created_by: String,
+    ) -> Result<Self, ConvertError> {
         let expires = r.expires.ok_or(ConvertError::Missing("expires"))?;
         Ok(NewSuppression {
             owner: r.owner,
             reason: r.reason,
             expires: time_from("expires", &expires)?,
             matcher: r.r#match.ok_or(ConvertError::Missing("match"))?.into(),
+            created_by,
         })
     }
 }

@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 
 use super::live::{self, LiveEvent};
 use super::{ApiError, ops};
+use crate::auth::{Access, Principal};
 use crate::state::AppState;
 use crate::store::query::inventory::{BindingQuery, CredentialQuery};
 use crate::store::query::suppressions::NewSuppression;
@@ -48,6 +49,30 @@ pub async fn serve(
 }
 
 impl QueryApi {
+    /// Authenticates the call (`authorization` metadata: `Bearer <token>`)
+    /// and checks it may do `access`; a refusal is counted and answered
+    /// `Unauthenticated` or `PermissionDenied`.
+    async fn allow<T>(
+        &self,
+        method: &str,
+        req: &Request<T>,
+        access: Access,
+        what: &'static str,
+    ) -> Result<Principal, Status> {
+        let header = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        match self.state.auth.check(header, access, what).await {
+            Ok(p) => Ok(p),
+            Err(e) => {
+                self.state.metrics.api_auth_refused("grpc", e.reason());
+                self.state.metrics.api_request("grpc", method, e.reason());
+                Err(e.into())
+            }
+        }
+    }
+
     /// Counts the call by outcome and maps the error.
     fn done<T>(&self, method: &str, r: Result<T, ApiError>) -> Result<Response<T>, Status> {
         let code = match &r {
@@ -71,6 +96,9 @@ impl QueryService for QueryApi {
         &self,
         req: Request<pb::ListAlertsRequest>,
     ) -> Result<Response<pb::ListAlertsResponse>, Status> {
+        self
+            .allow("ListAlerts", &req, Access::Read, "read alerts")
+            .await?;
         let r = req.into_inner();
         let out = async {
             let f = filter(r.filter)?;
@@ -92,6 +120,9 @@ impl QueryService for QueryApi {
         &self,
         req: Request<pb::GetAlertRequest>,
     ) -> Result<Response<pb::Alert>, Status> {
+        self
+            .allow("GetAlert", &req, Access::Read, "read alerts")
+            .await?;
         let out = ops::get_alert(&self.state, req.into_inner().id)
             .await
             .map(|a| pb::Alert::from(&a));
@@ -104,6 +135,9 @@ impl QueryService for QueryApi {
         &self,
         req: Request<pb::StreamAlertsRequest>,
     ) -> Result<Response<AlertStream>, Status> {
+        self
+            .allow("StreamAlerts", &req, Access::Read, "stream alerts")
+            .await?;
         let out = filter(req.into_inner().filter).map(|f| {
             let s = live::subscribe(&self.state, f).map(|ev| {
                 Ok(pb::StreamAlertsResponse {
@@ -126,6 +160,9 @@ impl QueryService for QueryApi {
         &self,
         req: Request<pb::ListCredentialsRequest>,
     ) -> Result<Response<pb::ListCredentialsResponse>, Status> {
+        self
+            .allow("ListCredentials", &req, Access::Read, "read credentials")
+            .await?;
         let r = req.into_inner();
         let q = CredentialQuery {
             credential_id: r.credential_id.filter(|s| !s.is_empty()),
@@ -144,8 +181,11 @@ impl QueryService for QueryApi {
 
     async fn list_nodes(
         &self,
-        _req: Request<pb::ListNodesRequest>,
+        req: Request<pb::ListNodesRequest>,
     ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        self
+            .allow("ListNodes", &req, Access::Read, "read nodes")
+            .await?;
         let out = ops::list_nodes(&self.state)
             .await
             .map(|n| pb::ListNodesResponse {
@@ -158,6 +198,9 @@ impl QueryService for QueryApi {
         &self,
         req: Request<pb::ListBindingsRequest>,
     ) -> Result<Response<pb::ListBindingsResponse>, Status> {
+        self
+            .allow("ListBindings", &req, Access::Read, "read bindings")
+            .await?;
         let r = req.into_inner();
         let q = BindingQuery {
             namespace: r.namespace,
@@ -176,6 +219,9 @@ impl QueryService for QueryApi {
         &self,
         req: Request<pb::GetCoverageRequest>,
     ) -> Result<Response<pb::Coverage>, Status> {
+        self
+            .allow("GetCoverage", &req, Access::Read, "read coverage")
+            .await?;
         let out = ops::coverage(&self.state, req.into_inner().freshness_seconds)
             .await
             .map(|c| pb::Coverage::from(&c));
@@ -186,6 +232,9 @@ impl QueryService for QueryApi {
         &self,
         req: Request<pb::ListSuppressionsRequest>,
     ) -> Result<Response<pb::ListSuppressionsResponse>, Status> {
+        self
+            .allow("ListSuppressions", &req, Access::Read, "read suppressions")
+            .await?;
         let out = ops::list_suppressions(&self.state, req.into_inner().include_expired)
             .await
             .map(|s| pb::ListSuppressionsResponse {
@@ -198,8 +247,11 @@ impl QueryService for QueryApi {
         &self,
         req: Request<pb::CreateSuppressionRequest>,
     ) -> Result<Response<pb::Suppression>, Status> {
+        let who = self
+            .allow("CreateSuppression", &req, Access::Write, "create suppressions")
+            .await?;
         let out = async {
-            let new = NewSuppression::try_from(req.into_inner())?;
+            let new = NewSuppression::from_pb(req.into_inner(), who.name)?;
             let s = ops::create_suppression(&self.state, new).await?;
             Ok(pb::Suppression::from(&s))
         }
@@ -211,7 +263,10 @@ impl QueryService for QueryApi {
         &self,
         req: Request<pb::DeleteSuppressionRequest>,
     ) -> Result<Response<pb::DeleteSuppressionResponse>, Status> {
-        let out = ops::delete_suppression(&self.state, req.into_inner().id)
+        let who = self
+            .allow("DeleteSuppression", &req, Access::Write, "delete suppressions")
+            .await?;
+        let out = ops::delete_suppression(&self.state, req.into_inner().id, who.name)
             .await
             .map(|()| pb::DeleteSuppressionResponse {});
         self.done("DeleteSuppression", out)

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::extract::{Extension, MatchedPath, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -21,6 +21,7 @@ use super::live::{self, LiveEvent};
 use super::params::{self, ALERT_FILTER_KEYS};
 use super::{ApiError, ops, web};
 use crate::alert::Alert;
+use crate::auth::Principal;
 use crate::policy::SuppressionMatch;
 use crate::state::AppState;
 use crate::store::query::filter::parse_time;
@@ -72,6 +73,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/suppressions/{id}", delete(delete_suppression))
         .route("/api/v1/export/alerts", get(export_alerts))
         .fallback(not_found)
+        // Authentication, roles, Host and Content-Type (auth/http.rs), inside
+        // the request counter so refusals are counted too.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::http::guard,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -130,6 +137,9 @@ async fn readyz(State(state): State<AppState>) -> ApiResult<&'static str> {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if let Err(e) = ops::refresh_suppression_metrics(&state).await {
+        tracing::warn!(error = %e, "suppression hits not refreshed for /metrics");
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -268,7 +278,11 @@ struct CreateSuppressionBody {
     matcher: SuppressionMatch,
 }
 
-async fn create_suppression(State(state): State<AppState>, body: Bytes) -> ApiResult<Response> {
+async fn create_suppression(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    body: Bytes,
+) -> ApiResult<Response> {
     let b: CreateSuppressionBody = serde_json::from_slice(&body)
         .map_err(|e| FilterError::new("body", format!("not a suppression: {e}")))?;
     let new = NewSuppression {
@@ -276,6 +290,7 @@ async fn create_suppression(State(state): State<AppState>, body: Bytes) -> ApiRe
         reason: b.reason,
         expires: parse_time("expires", &b.expires)?,
         matcher: b.matcher,
+        created_by: who.name,
     };
     let entry = ops::create_suppression(&state, new).await?;
     Ok((StatusCode::CREATED, Json(entry)).into_response())
@@ -283,9 +298,10 @@ async fn create_suppression(State(state): State<AppState>, body: Bytes) -> ApiRe
 
 async fn delete_suppression(
     State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    ops::delete_suppression(&state, id).await?;
+    ops::delete_suppression(&state, id, who.name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -112,7 +112,7 @@ pub async fn create_suppression(
     new: NewSuppression,
 ) -> Result<SuppressionEntry, ApiError> {
     let now = Utc::now();
-    new.validate(now)?;
+    new.validate(now, state.policy.max_suppression)?;
     let entry = state
         .store
         .write(move |tx| Ok(suppressions::create_suppression(tx, now, &new)))
@@ -121,11 +121,13 @@ pub async fn create_suppression(
     Ok(entry)
 }
 
-pub async fn delete_suppression(state: &AppState, id: String) -> Result<(), ApiError> {
+/// Deletes an API suppression on behalf of principal `by` (recorded).
+pub async fn delete_suppression(state: &AppState, id: String, by: String) -> Result<(), ApiError> {
     let key = id.clone();
+    let now = Utc::now();
     let outcome = state
         .store
-        .write(move |tx| Ok(suppressions::delete_suppression(tx, &key)))
+        .write(move |tx| Ok(suppressions::delete_suppression(tx, now, &key, &by)))
         .await??;
     match outcome {
         Deleted::Yes => {
@@ -137,6 +139,24 @@ pub async fn delete_suppression(state: &AppState, id: String) -> Result<(), ApiE
             "suppression {id:?} comes from the policy file; change it there"
         ))),
     }
+}
+
+/// Refreshes the per-suppression hit gauges in `/metrics` from the store
+/// (active suppressions only, so the label set stays bounded).
+pub async fn refresh_suppression_metrics(state: &AppState) -> Result<(), ApiError> {
+    let list = list_suppressions(state, false).await?;
+    state.metrics.suppression_hits.clear();
+    for s in list {
+        state
+            .metrics
+            .suppression_hits
+            .get_or_create(&crate::metrics::SuppressionLabel {
+                id: s.id,
+                origin: s.origin,
+            })
+            .set(i64::try_from(s.hits).unwrap_or(i64::MAX));
+    }
+    Ok(())
 }
 
 /// The store answers a trivial read.

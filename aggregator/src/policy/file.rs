@@ -103,6 +103,10 @@ pub struct DetectionSpec {
     /// is outside every cluster and trusted range (default true).
     #[serde(default)]
     pub alert_outside_without_expectation: Option<bool>,
+    /// Longest an API-made suppression may last (default `30d`); the API
+    /// refuses a later `expires`.
+    #[serde(default)]
+    pub max_suppression: Option<String>,
 }
 
 /// A maintenance window: alerts in `[start, end)` matching the scope are suppressed.

@@ -135,6 +135,8 @@ pub struct Policy {
     pub learning_window: Duration,
     pub join_window: Duration,
     pub jti_reuse_window: Duration,
+    /// Longest an API-made suppression may last.
+    pub max_suppression: Duration,
     pub alert_outside_without_expectation: bool,
     pub maintenance: Vec<MaintenanceWindow>,
     pub suppressions: Vec<Suppression>,

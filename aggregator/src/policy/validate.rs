@@ -205,6 +205,11 @@ pub fn validate(file: PolicyFile, now: DateTime<Utc>) -> Result<Policy, Vec<Stri
         d.jti_reuse_window.as_deref(),
         Duration::minutes(10),
     );
+    let max_suppression = c.duration(
+        "detection.max_suppression",
+        d.max_suppression.as_deref(),
+        Duration::days(30),
+    );
     let maintenance = file
         .maintenance_windows
         .iter()
@@ -291,6 +296,7 @@ pub fn validate(file: PolicyFile, now: DateTime<Utc>) -> Result<Policy, Vec<Stri
         learning_window,
         join_window,
         jti_reuse_window,
+        max_suppression,
         alert_outside_without_expectation: d.alert_outside_without_expectation.unwrap_or(true),
         maintenance,
         suppressions,

@@ -43,7 +43,8 @@ fn json<T: serde::de::DeserializeOwned + Default>(s: &str) -> T {
 /// Reads the suppressions (policy and API ones).
 pub fn load_suppressions(c: &Connection) -> Result<Vec<Suppression>, StoreError> {
     let mut st = c.prepare(
-        "SELECT id, owner, reason, created, expires, matcher FROM suppressions ORDER BY id",
+        "SELECT id, owner, reason, created, expires, matcher FROM suppressions \
+         WHERE deleted IS NULL ORDER BY id",
     )?;
     let rows = st.query_map([], |r| {
         Ok((

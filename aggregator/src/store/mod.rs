@@ -193,6 +193,21 @@ fn apply_schema(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch("ALTER TABLE audit_events RENAME TO audit_events_v1")?;
     }
     tx.execute_batch(SCHEMA)?;
+    // Suppressions gained attribution columns: add them to older databases.
+    for (col, decl) in [
+        ("created_by", "TEXT"),
+        ("deleted_by", "TEXT"),
+        ("deleted", "TEXT"),
+    ] {
+        let has: bool = tx.query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info('suppressions') WHERE name = ?1",
+            [col],
+            |r| r.get(0),
+        )?;
+        if !has {
+            tx.execute_batch(&format!("ALTER TABLE suppressions ADD COLUMN {col} {decl}"))?;
+        }
+    }
     if v1 {
         tx.execute_batch(
             "INSERT OR IGNORE INTO audit_events(time_ms, audit_id, stage, batch_id)

@@ -189,7 +189,10 @@ CREATE TABLE IF NOT EXISTS suppressions (
     matcher     TEXT NOT NULL,               -- JSON crate::policy::SuppressionMatch
     origin      TEXT NOT NULL,               -- policy | api
     hits        INTEGER NOT NULL DEFAULT 0,
-    last_hit_ms INTEGER
+    last_hit_ms INTEGER,
+    created_by  TEXT,                        -- principal that created it (API ones)
+    deleted_by  TEXT,                        -- principal that deleted it
+    deleted     TEXT                         -- RFC 3339; set = deleted (kept for the record)
 );
 
 -- Coverage: audit streams alive, by source.

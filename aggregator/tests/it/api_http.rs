@@ -292,7 +292,14 @@ async fn http_live_stream_delivers_new_alerts_as_server_sent_events() {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
     let uri = format!("http://{}/api/v1/alerts/stream?analytic=AN1579", api.http);
-    let resp = client.get(uri.parse().unwrap()).await.unwrap();
+    let req = hyper::Request::get(uri)
+        .header(
+            "authorization",
+            format!("Bearer {}", api_support::VIEWER_TOKEN),
+        )
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let mut body = resp.into_body();

@@ -7,7 +7,7 @@ use crate::api_support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use api_support::{base_time, grant_to_anonymous};
+use api_support::{ADMIN_TOKEN, WithToken, base_time, grant_to_anonymous, token_file_text};
 use credtrail_aggregator::server::{ServeConfig, serve};
 use credtrail_aggregator::store::Synchronous;
 use credtrail_proto::pb::query as pb;
@@ -23,10 +23,11 @@ fn free_port() -> SocketAddr {
 
 async fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
-    let resp = client
-        .get(format!("http://{addr}{path}").parse().unwrap())
-        .await
-        .ok()?;
+    let req = hyper::Request::get(format!("http://{addr}{path}"))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .body(Empty::new())
+        .unwrap();
+    let resp = client.request(req).await.ok()?;
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.ok()?.to_bytes();
     Some((status, String::from_utf8(body.to_vec()).unwrap()))
@@ -40,6 +41,8 @@ async fn serve_runs_both_query_listeners_and_stops_cleanly() {
         grant_to_anonymous("srv-1", "srv-1", "mallory", "127.0.66.1", base_time()).to_string();
     std::fs::write(&log, format!("{line}\n")).unwrap();
     let (api, grpc) = (free_port(), free_port());
+    let tokens = dir.path().join("api-tokens");
+    std::fs::write(&tokens, token_file_text()).unwrap();
     let cfg = ServeConfig {
         db: dir.path().join("credtrail.db"),
         db_synchronous: Synchronous::Full,
@@ -54,6 +57,10 @@ async fn serve_runs_both_query_listeners_and_stops_cleanly() {
         agent_tls: None,
         api_listen: Some(api),
         grpc_listen: Some(grpc),
+        api_auth: credtrail_aggregator::auth::config::ApiAuthConfig {
+            token_file: Some(tokens),
+            ..Default::default()
+        },
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(cfg, async move {
@@ -80,9 +87,15 @@ async fn serve_runs_both_query_listeners_and_stops_cleanly() {
     assert_eq!(status, 200);
     assert!(page.contains("/app.js"));
 
-    let mut c = pb::query_service_client::QueryServiceClient::connect(format!("http://{grpc}"))
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+        .unwrap()
+        .connect()
         .await
         .unwrap();
+    let mut c = pb::query_service_client::QueryServiceClient::with_interceptor(
+        channel,
+        WithToken(Some(ADMIN_TOKEN)),
+    );
     let alerts = c
         .list_alerts(pb::ListAlertsRequest::default())
         .await

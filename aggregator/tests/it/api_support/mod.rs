@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use credtrail_aggregator::audit::AuditEvent;
+use credtrail_aggregator::auth::{ApiAuth, TokenFile};
 use credtrail_aggregator::policy::Policy;
 use credtrail_aggregator::state::AppState;
 use credtrail_proto::pb::query::query_service_client::QueryServiceClient;
@@ -16,6 +17,53 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+
+/// Tokens the test API accepts, one per role (names `admin`, `responder`, `viewer`).
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
+pub const RESPONDER_TOKEN: &str = "test-responder-token-0123456789abcdef012345";
+pub const VIEWER_TOKEN: &str = "test-viewer-token-0123456789abcdef0123456789";
+
+/// The token file for those three tokens.
+pub fn token_file_text() -> String {
+    use credtrail_aggregator::auth::{Role, tokens};
+    format!(
+        "{}\n{}\n{}\n",
+        tokens::line("admin", Role::Admin, ADMIN_TOKEN),
+        tokens::line("responder", Role::Responder, RESPONDER_TOKEN),
+        tokens::line("viewer", Role::Viewer, VIEWER_TOKEN)
+    )
+}
+
+/// The authentication the test API uses: the three tokens, default hosts.
+pub fn test_auth(listen: SocketAddr) -> ApiAuth {
+    let tokens = TokenFile::parse("test tokens", &token_file_text()).unwrap();
+    let hosts = credtrail_aggregator::auth::default_hosts(Some(listen));
+    ApiAuth::deny_all()
+        .with_tokens(tokens)
+        .with_http(credtrail_aggregator::auth::HttpPolicy {
+            allowed_hosts: hosts,
+            metrics_require_auth: false,
+        })
+}
+
+/// Adds `authorization: Bearer <token>` to every gRPC call.
+#[derive(Clone)]
+pub struct WithToken(pub Option<&'static str>);
+
+impl tonic::service::Interceptor for WithToken {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(t) = self.0 {
+            req.metadata_mut()
+                .insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        Ok(req)
+    }
+}
+
+/// A gRPC query client that sends a token.
+pub type GrpcClient = QueryServiceClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, WithToken>,
+>;
 
 /// A running API: both listeners on loopback, sharing one aggregator.
 pub struct Api {
@@ -32,9 +80,11 @@ impl Api {
     }
 
     pub async fn start_with(policy: Policy) -> Self {
-        let state = AppState::in_memory(policy).expect("in-memory aggregator");
         let http_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http = http_listener.local_addr().unwrap();
+        let state = AppState::in_memory(policy)
+            .expect("in-memory aggregator")
+            .with_auth(test_auth(http));
         let st = state.clone();
         tokio::spawn(async move {
             credtrail_aggregator::api::http::serve(http_listener, st, std::future::pending())
@@ -52,15 +102,24 @@ impl Api {
         Api { state, http, grpc }
     }
 
-    pub async fn grpc_client(&self) -> QueryServiceClient<tonic::transport::Channel> {
-        QueryServiceClient::connect(format!("http://{}", self.grpc))
+    /// A gRPC client with the admin token.
+    pub async fn grpc_client(&self) -> GrpcClient {
+        self.grpc_client_as(Some(ADMIN_TOKEN)).await
+    }
+
+    /// A gRPC client with `token` (or none).
+    pub async fn grpc_client_as(&self, token: Option<&'static str>) -> GrpcClient {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.grpc))
+            .unwrap()
+            .connect()
             .await
-            .expect("gRPC connect")
+            .expect("gRPC connect");
+        QueryServiceClient::with_interceptor(channel, WithToken(token))
     }
 
     /// A client whose HTTP/2 windows are the protocol minimum (64 KiB), so a
     /// client that stops reading stops the server quickly.
-    pub async fn grpc_client_small_window(&self) -> QueryServiceClient<tonic::transport::Channel> {
+    pub async fn grpc_client_small_window(&self) -> GrpcClient {
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", self.grpc))
             .unwrap()
             .initial_stream_window_size(Some(65_535))
@@ -68,7 +127,7 @@ impl Api {
             .connect()
             .await
             .expect("gRPC connect");
-        QueryServiceClient::new(channel)
+        QueryServiceClient::with_interceptor(channel, WithToken(Some(ADMIN_TOKEN)))
     }
 
     /// `GET path` → status and body text.
@@ -84,17 +143,42 @@ impl Api {
         serde_json::from_str(&b).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {b}"))
     }
 
+    /// A request with the admin token and `Content-Type: application/json`.
     pub async fn request(
         &self,
         method: Method,
         path: &str,
         body: Option<String>,
     ) -> (StatusCode, hyper::HeaderMap, String) {
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        self.request_with(
+            method,
+            path,
+            body,
+            &[
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+            ],
+        )
+        .await
+    }
+
+    /// A request with exactly these headers (plus the client's `Host`).
+    pub async fn request_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, hyper::HeaderMap, String) {
         let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-        let req = hyper::Request::builder()
+        let mut req = hyper::Request::builder()
             .method(method)
-            .uri(format!("http://{}{path}", self.http))
-            .header("content-type", "application/json")
+            .uri(format!("http://{}{path}", self.http));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .unwrap();
         let resp = client.request(req).await.expect("HTTP request");

@@ -1,0 +1,120 @@
+//! The query API's authentication settings as `serve` receives them, and the
+//! start-up checks: a query listener must be able to authenticate someone;
+//! `--api-insecure-no-auth` only on loopback, and loudly.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::kube::{KubeAuth, KubeConfig};
+use super::{ApiAuth, HttpPolicy, TokenFile, default_hosts};
+
+/// Settings (flags in `main.rs`).
+#[derive(Debug, Clone, Default)]
+pub struct ApiAuthConfig {
+    /// `--api-token-file`: `<name> <role> sha256:<hex>` lines.
+    pub token_file: Option<PathBuf>,
+    /// `--api-kube-auth` (in-cluster) or `--api-kube-server` & co.
+    pub kube: Option<KubeConfig>,
+    /// `--api-insecure-no-auth`: everyone is admin (loopback only).
+    pub insecure_no_auth: bool,
+    /// `--api-allowed-host`: names the `Host` header may carry, besides the
+    /// loopback names and the listen address (`*`: any).
+    pub allowed_hosts: Vec<String>,
+    /// `--metrics-require-auth`.
+    pub metrics_require_auth: bool,
+}
+
+/// Why `serve` refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    #[error(
+        "the query API ({0}) would let nobody in: set --api-token-file (see `credtrail-aggregator api-token`) and/or --api-kube-auth; \
+         --api-insecure-no-auth exists for local development on loopback only; or turn the listener off (--api-listen off --grpc-listen off)"
+    )]
+    NoWay(String),
+    #[error(
+        "--api-insecure-no-auth is refused on {0}, which is not a loopback address; use --api-token-file or --api-kube-auth"
+    )]
+    InsecureNotLoopback(SocketAddr),
+    #[error("--api-insecure-no-auth cannot be combined with --api-token-file or --api-kube-auth")]
+    InsecureCombined,
+    #[error("--api-token-file: {0}")]
+    Tokens(#[from] super::TokenFileError),
+    #[error("--api-kube-auth: {0}")]
+    Kube(#[from] super::kube::KubeAuthError),
+}
+
+impl ApiAuthConfig {
+    /// Builds the authenticator for listeners at `listens` (the HTTP and gRPC
+    /// query addresses that are on).
+    pub fn build(&self, listens: &[SocketAddr]) -> Result<ApiAuth, AuthConfigError> {
+        let mut hosts = default_hosts(listens.first().copied());
+        for l in listens.iter().skip(1) {
+            for h in default_hosts(Some(*l)) {
+                if !hosts.contains(&h) {
+                    hosts.push(h);
+                }
+            }
+        }
+        for h in &self.allowed_hosts {
+            let h = h.trim().to_ascii_lowercase();
+            if !h.is_empty() && !hosts.contains(&h) {
+                hosts.push(h);
+            }
+        }
+        let http = HttpPolicy {
+            allowed_hosts: hosts,
+            metrics_require_auth: self.metrics_require_auth,
+        };
+        if self.insecure_no_auth {
+            if self.token_file.is_some() || self.kube.is_some() {
+                return Err(AuthConfigError::InsecureCombined);
+            }
+            if let Some(a) = listens.iter().find(|a| !a.ip().is_loopback()) {
+                return Err(AuthConfigError::InsecureNotLoopback(*a));
+            }
+            return Ok(ApiAuth::insecure_no_auth().with_http(http));
+        }
+        let mut auth = ApiAuth::deny_all().with_http(http);
+        if let Some(f) = &self.token_file {
+            auth = auth.with_tokens(TokenFile::load(f)?);
+        }
+        if let Some(k) = &self.kube {
+            auth = auth.with_kube(KubeAuth::new(k.clone())?);
+        }
+        if !listens.is_empty() && !auth.is_configured() {
+            let names: Vec<String> = listens.iter().map(ToString::to_string).collect();
+            return Err(AuthConfigError::NoWay(names.join(", ")));
+        }
+        Ok(auth)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_no_way_and_insecure_off_loopback() {
+        let lo: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let e = ApiAuthConfig::default().build(&[lo]).unwrap_err();
+        assert!(e.to_string().contains("--api-token-file"), "{e}");
+        // No query listener: nothing to protect.
+        assert!(ApiAuthConfig::default().build(&[]).is_ok());
+        let insecure = ApiAuthConfig {
+            insecure_no_auth: true,
+            ..Default::default()
+        };
+        assert!(insecure.build(&[lo]).unwrap().is_insecure());
+        let e = insecure.build(&[lo, any]).unwrap_err();
+        assert!(matches!(e, AuthConfigError::InsecureNotLoopback(a) if a == any), "{e}");
+        let e = ApiAuthConfig {
+            token_file: Some("/nonexistent/tokens".into()),
+            ..Default::default()
+        }
+        .build(&[lo])
+        .unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/tokens"), "{e}");
+    }
+}
