@@ -129,7 +129,11 @@ struct ServeArgs {
     #[arg(long, env = "CREDTRAIL_API_KUBE_CA", requires = "api_kube_server")]
     api_kube_ca: Option<PathBuf>,
     /// The aggregator's own token for TokenReview calls (--api-kube-server).
-    #[arg(long, env = "CREDTRAIL_API_KUBE_TOKEN_FILE", requires = "api_kube_server")]
+    #[arg(
+        long,
+        env = "CREDTRAIL_API_KUBE_TOKEN_FILE",
+        requires = "api_kube_server"
+    )]
     api_kube_token_file: Option<PathBuf>,
     /// Local development only: no authentication on the query API (everyone is admin);
     /// refused unless both query listeners are on loopback.
@@ -195,9 +199,9 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
                 .clone()
                 .context("--api-kube-token-file")?,
         }),
-        (None, true) => Some(
-            KubeConfig::in_cluster().map_err(|e| anyhow::anyhow!("--api-kube-auth: {e}"))?,
-        ),
+        (None, true) => {
+            Some(KubeConfig::in_cluster().map_err(|e| anyhow::anyhow!("--api-kube-auth: {e}"))?)
+        }
         (None, false) => None,
     };
     let api_auth = ApiAuthConfig {
@@ -237,14 +241,21 @@ fn run_api_token(a: ApiTokenArgs) -> anyhow::Result<()> {
     let line = tokens::line(&a.name, role, &token);
     let existing = std::fs::read_to_string(&a.append).unwrap_or_default();
     // Check the result parses (name syntax, duplicates) before writing.
-    tokens::TokenFile::parse(&a.append.display().to_string(), &format!("{existing}\n{line}\n"))?;
+    tokens::TokenFile::parse(
+        &a.append.display().to_string(),
+        &format!("{existing}\n{line}\n"),
+    )?;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o600)
         .open(&a.append)
         .with_context(|| format!("opening {}", a.append.display()))?;
-    let sep = if existing.is_empty() || existing.ends_with('\n') { "" } else { "\n" };
+    let sep = if existing.is_empty() || existing.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
     write!(f, "{sep}{line}\n").with_context(|| format!("writing {}", a.append.display()))?;
     println!("{token}");
     Ok(())

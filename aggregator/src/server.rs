@@ -68,7 +68,12 @@ pub fn open_state(cfg: &ServeConfig) -> anyhow::Result<AppState> {
 
 /// Runs the aggregator until `shutdown` resolves or a listener fails.
 pub async fn serve(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let query_listens: Vec<SocketAddr> = cfg.api_listen.iter().chain(&cfg.grpc_listen).copied().collect();
+    let query_listens: Vec<SocketAddr> = cfg
+        .api_listen
+        .iter()
+        .chain(&cfg.grpc_listen)
+        .copied()
+        .collect();
     let auth = cfg.api_auth.build(&query_listens)?;
     if auth.is_insecure() {
         tracing::warn!(

@@ -96,8 +96,7 @@ impl QueryService for QueryApi {
         &self,
         req: Request<pb::ListAlertsRequest>,
     ) -> Result<Response<pb::ListAlertsResponse>, Status> {
-        self
-            .allow("ListAlerts", &req, Access::Read, "read alerts")
+        self.allow("ListAlerts", &req, Access::Read, "read alerts")
             .await?;
         let r = req.into_inner();
         let out = async {
@@ -120,8 +119,7 @@ impl QueryService for QueryApi {
         &self,
         req: Request<pb::GetAlertRequest>,
     ) -> Result<Response<pb::Alert>, Status> {
-        self
-            .allow("GetAlert", &req, Access::Read, "read alerts")
+        self.allow("GetAlert", &req, Access::Read, "read alerts")
             .await?;
         let out = ops::get_alert(&self.state, req.into_inner().id)
             .await
@@ -135,8 +133,7 @@ impl QueryService for QueryApi {
         &self,
         req: Request<pb::StreamAlertsRequest>,
     ) -> Result<Response<AlertStream>, Status> {
-        self
-            .allow("StreamAlerts", &req, Access::Read, "stream alerts")
+        self.allow("StreamAlerts", &req, Access::Read, "stream alerts")
             .await?;
         let out = filter(req.into_inner().filter).map(|f| {
             let s = live::subscribe(&self.state, f).map(|ev| {
@@ -160,8 +157,7 @@ impl QueryService for QueryApi {
         &self,
         req: Request<pb::ListCredentialsRequest>,
     ) -> Result<Response<pb::ListCredentialsResponse>, Status> {
-        self
-            .allow("ListCredentials", &req, Access::Read, "read credentials")
+        self.allow("ListCredentials", &req, Access::Read, "read credentials")
             .await?;
         let r = req.into_inner();
         let q = CredentialQuery {
@@ -183,8 +179,7 @@ impl QueryService for QueryApi {
         &self,
         req: Request<pb::ListNodesRequest>,
     ) -> Result<Response<pb::ListNodesResponse>, Status> {
-        self
-            .allow("ListNodes", &req, Access::Read, "read nodes")
+        self.allow("ListNodes", &req, Access::Read, "read nodes")
             .await?;
         let out = ops::list_nodes(&self.state)
             .await
@@ -198,8 +193,7 @@ impl QueryService for QueryApi {
         &self,
         req: Request<pb::ListBindingsRequest>,
     ) -> Result<Response<pb::ListBindingsResponse>, Status> {
-        self
-            .allow("ListBindings", &req, Access::Read, "read bindings")
+        self.allow("ListBindings", &req, Access::Read, "read bindings")
             .await?;
         let r = req.into_inner();
         let q = BindingQuery {
@@ -219,8 +213,7 @@ impl QueryService for QueryApi {
         &self,
         req: Request<pb::GetCoverageRequest>,
     ) -> Result<Response<pb::Coverage>, Status> {
-        self
-            .allow("GetCoverage", &req, Access::Read, "read coverage")
+        self.allow("GetCoverage", &req, Access::Read, "read coverage")
             .await?;
         let out = ops::coverage(&self.state, req.into_inner().freshness_seconds)
             .await
@@ -232,8 +225,7 @@ impl QueryService for QueryApi {
         &self,
         req: Request<pb::ListSuppressionsRequest>,
     ) -> Result<Response<pb::ListSuppressionsResponse>, Status> {
-        self
-            .allow("ListSuppressions", &req, Access::Read, "read suppressions")
+        self.allow("ListSuppressions", &req, Access::Read, "read suppressions")
             .await?;
         let out = ops::list_suppressions(&self.state, req.into_inner().include_expired)
             .await
@@ -248,7 +240,12 @@ impl QueryService for QueryApi {
         req: Request<pb::CreateSuppressionRequest>,
     ) -> Result<Response<pb::Suppression>, Status> {
         let who = self
-            .allow("CreateSuppression", &req, Access::Write, "create suppressions")
+            .allow(
+                "CreateSuppression",
+                &req,
+                Access::Write,
+                "create suppressions",
+            )
             .await?;
         let out = async {
             let new = NewSuppression::from_pb(req.into_inner(), who.name)?;
@@ -264,7 +261,12 @@ impl QueryService for QueryApi {
         req: Request<pb::DeleteSuppressionRequest>,
     ) -> Result<Response<pb::DeleteSuppressionResponse>, Status> {
         let who = self
-            .allow("DeleteSuppression", &req, Access::Write, "delete suppressions")
+            .allow(
+                "DeleteSuppression",
+                &req,
+                Access::Write,
+                "delete suppressions",
+            )
             .await?;
         let out = ops::delete_suppression(&self.state, req.into_inner().id, who.name)
             .await

@@ -108,7 +108,10 @@ mod tests {
         };
         assert!(insecure.build(&[lo]).unwrap().is_insecure());
         let e = insecure.build(&[lo, any]).unwrap_err();
-        assert!(matches!(e, AuthConfigError::InsecureNotLoopback(a) if a == any), "{e}");
+        assert!(
+            matches!(e, AuthConfigError::InsecureNotLoopback(a) if a == any),
+            "{e}"
+        );
         let e = ApiAuthConfig {
             token_file: Some("/nonexistent/tokens".into()),
             ..Default::default()

@@ -101,9 +101,7 @@ fn is_json(req: &Request) -> bool {
 pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let auth = state.auth.clone();
     let path = req.uri().path().to_owned();
-    if OPEN.contains(&path.as_str())
-        || (path == "/metrics" && !auth.http.metrics_require_auth)
-    {
+    if OPEN.contains(&path.as_str()) || (path == "/metrics" && !auth.http.metrics_require_auth) {
         return next.run(req).await;
     }
     if !host_allowed(&auth.http.allowed_hosts, &req) {

@@ -178,7 +178,9 @@ impl KubeAuth {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let server_name = rustls::pki_types::ServerName::try_from(host.to_owned())
             .map_err(|_| KubeAuthError::Url(cfg.server.clone()))?;
-        let authority = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        let authority = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
         {
             authority
         } else {
@@ -266,7 +268,10 @@ impl KubeAuth {
                         AuthError::Unavailable
                     })?;
                 if !(200..300).contains(&status) {
-                    tracing::warn!(status, "TokenReview refused (does the aggregator's ServiceAccount have create on tokenreviews?)");
+                    tracing::warn!(
+                        status,
+                        "TokenReview refused (does the aggregator's ServiceAccount have create on tokenreviews?)"
+                    );
                     return Err(AuthError::Unavailable);
                 }
                 let st = &v["status"];
@@ -298,7 +303,12 @@ impl KubeAuth {
     /// Whether `user` may do `access`, per `SubjectAccessReview` (cached).
     pub async fn authorize(&self, user: &KubeUser, access: Access) -> Result<bool, AuthError> {
         let key = (
-            format!("{}\u{0}{}\u{0}{}", user.username, user.uid, user.groups.join("\u{0}")),
+            format!(
+                "{}\u{0}{}\u{0}{}",
+                user.username,
+                user.uid,
+                user.groups.join("\u{0}")
+            ),
             access,
         );
         if let Some(d) = lock(&self.decisions).get(&key) {
@@ -327,7 +337,10 @@ impl KubeAuth {
                 AuthError::Unavailable
             })?;
         if !(200..300).contains(&status) {
-            tracing::warn!(status, "SubjectAccessReview refused (does the aggregator's ServiceAccount have create on subjectaccessreviews?)");
+            tracing::warn!(
+                status,
+                "SubjectAccessReview refused (does the aggregator's ServiceAccount have create on subjectaccessreviews?)"
+            );
             return Err(AuthError::Unavailable);
         }
         let allowed = v["status"]["allowed"].as_bool() == Some(true)

@@ -111,7 +111,10 @@ impl TokenFile {
             let role = Role::parse(role)
                 .ok_or_else(|| bad(format!("role {role:?} is not viewer, responder or admin")))?;
             let hex_digest = digest.strip_prefix("sha256:").ok_or_else(|| {
-                bad("the third field must be sha256:<64 hex digits> (the hash, never the token)".into())
+                bad(
+                    "the third field must be sha256:<64 hex digits> (the hash, never the token)"
+                        .into(),
+                )
             })?;
             let mut h = [0u8; 32];
             hex::decode_to_slice(hex_digest, &mut h)
@@ -193,11 +196,32 @@ mod tests {
             ("al/ice viewer sha256:00", "name"),
         ] {
             let err = TokenFile::parse("tokens", bad).unwrap_err().to_string();
-            assert!(err.contains("tokens:1:") && err.contains(want), "{bad}: {err}");
+            assert!(
+                err.contains("tokens:1:") && err.contains(want),
+                "{bad}: {err}"
+            );
         }
-        let dup = format!("{}\n{}", line("a", Role::Viewer, "x"), line("a", Role::Admin, "y"));
-        assert!(TokenFile::parse("t", &dup).unwrap_err().to_string().contains("twice"));
-        let dup = format!("{}\n{}", line("a", Role::Viewer, "x"), line("b", Role::Admin, "x"));
-        assert!(TokenFile::parse("t", &dup).unwrap_err().to_string().contains("twice"));
+        let dup = format!(
+            "{}\n{}",
+            line("a", Role::Viewer, "x"),
+            line("a", Role::Admin, "y")
+        );
+        assert!(
+            TokenFile::parse("t", &dup)
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
+        let dup = format!(
+            "{}\n{}",
+            line("a", Role::Viewer, "x"),
+            line("b", Role::Admin, "x")
+        );
+        assert!(
+            TokenFile::parse("t", &dup)
+                .unwrap_err()
+                .to_string()
+                .contains("twice")
+        );
     }
 }

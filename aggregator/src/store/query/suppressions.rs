@@ -100,11 +100,16 @@ impl NewSuppression {
                     .map_err(|e| FilterError::new("source_cidr", format!("{c:?}: {e}")))
             })
             .transpose()?;
-        let narrows = [&m.rule, &m.analytic, &m.credential_id, &m.namespace, &m.node]
-            .iter()
-            .any(|f| f.as_deref().is_some_and(|v| !v.is_empty()))
-            || m
-                .username
+        let narrows = [
+            &m.rule,
+            &m.analytic,
+            &m.credential_id,
+            &m.namespace,
+            &m.node,
+        ]
+        .iter()
+        .any(|f| f.as_deref().is_some_and(|v| !v.is_empty()))
+            || m.username
                 .as_deref()
                 .is_some_and(|u| !u.is_empty() && !matches_everyone(u))
             || cidr.is_some_and(|c| c.prefix_len() > 0);
@@ -292,7 +297,10 @@ mod tests {
             source_cidr: Some("10.0.0.0/40".into()),
             ..Default::default()
         });
-        assert_eq!(bad_cidr.validate(now, MAX).unwrap_err().field, "source_cidr");
+        assert_eq!(
+            bad_cidr.validate(now, MAX).unwrap_err().field,
+            "source_cidr"
+        );
     }
 
     #[test]
@@ -393,9 +401,11 @@ mod tests {
         let d = all.iter().find(|s| s.id == created.id).unwrap();
         assert_eq!(d.deleted_by.as_deref(), Some("token:bob"));
         assert!(!d.active);
-        assert!(crate::store::load_suppressions(&conn)
-            .unwrap()
-            .iter()
-            .all(|s| s.id != created.id));
+        assert!(
+            crate::store::load_suppressions(&conn)
+                .unwrap()
+                .iter()
+                .all(|s| s.id != created.id)
+        );
     }
 }
