@@ -10,13 +10,16 @@
 //!   `ResponseComplete`; `RequestResponse` for RBAC resources, `Metadata`
 //!   otherwise; `sourceIPs` = X-Forwarded-For entries, X-Real-Ip, then the
 //!   connection's real peer address last) and delivers them to the
-//!   aggregator's webhook in `EventList` batches ([`audit`]).
+//!   aggregator's webhook in `EventList` batches ([`audit`]);
+//! - answers `TokenReview` and `SubjectAccessReview` ([`review`]) from the
+//!   same issuer and RBAC table.
 
 pub mod api;
 pub mod audit;
 pub mod authn;
 pub mod https;
 pub mod rbac;
+pub mod review;
 mod server;
 pub mod token;
 

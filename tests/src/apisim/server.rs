@@ -243,7 +243,11 @@ async fn handle(
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            v.split_once(' ')
+                .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
+                .map(|(_, t)| t)
+        })
         .map(|t| t.trim().to_string());
     // A bearer token wins over a client certificate, as in the API server's union authenticator.
     let user = match (bearer, cert_user) {
@@ -279,19 +283,19 @@ async fn handle(
             return respond(401, &status);
         }
     };
-    let (code, resp, record) = api::serve(
-        &state.objects,
-        &state.rbac,
-        api::Request {
-            method: &method,
-            path: &path,
-            user,
-            source_ips: ips,
-            user_agent,
-            body: &body,
-            received,
-        },
-    );
+    let req = api::Request {
+        method: &method,
+        path: &path,
+        user,
+        source_ips: ips,
+        user_agent,
+        body: &body,
+        received,
+    };
+    let (code, resp, record) = match super::review::serve(&state.issuer, &state.rbac, &req) {
+        Some(r) => r,
+        None => api::serve(&state.objects, &state.rbac, req),
+    };
     state.audit.emit(record.to_event());
     respond(code, &resp)
 }

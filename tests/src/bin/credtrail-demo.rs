@@ -120,7 +120,7 @@ async fn run(cli: Cli, bin_dir: PathBuf) -> anyhow::Result<()> {
     demo::play(&env, &sim, &apisim_bin, |s| println!("{s}")).await?;
     // Let detection finish on the last batch.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let alerts = report::fetch_alerts(a.api_listen).await?;
+    let alerts = report::fetch_alerts(a.api_listen, &env.api_token).await?;
     println!();
     println!("Alerts (GET http://{}/api/v1/alerts):", a.api_listen);
     print!("{}", report::render(&alerts));
@@ -133,10 +133,18 @@ async fn run(cli: Cli, bin_dir: PathBuf) -> anyhow::Result<()> {
         Err(e) => println!("NOT as expected:\n{e}"),
     }
     println!();
-    println!("Web page:      http://{}/", a.api_listen);
     println!(
-        "HTTP/JSON API: http://{}/api/v1/alerts   (docs/API.md)",
-        a.api_listen
+        "Web page:      http://{}/#token={}   (the page keeps the token in this tab only)",
+        a.api_listen, env.api_token
+    );
+    println!(
+        "HTTP/JSON API: curl -H 'Authorization: Bearer {}' http://{}/api/v1/alerts   (docs/API.md)",
+        env.api_token, a.api_listen
+    );
+    println!(
+        "API token:     {} (role responder; file {})",
+        env.api_token,
+        env.api_token_file.display()
     );
     println!(
         "gRPC API:      {}  (credtrail.query.v1.QueryService)",

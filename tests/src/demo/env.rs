@@ -118,6 +118,10 @@ pub struct DemoEnv {
     pub ci_token: String,
     pub ci_jti: String,
     pub policy: PathBuf,
+    /// The query-API token file (`--api-token-file`) and the responder
+    /// token in it (the demo reads alerts with it; printed for the page).
+    pub api_token_file: PathBuf,
+    pub api_token: String,
 }
 
 fn pair(dir: &Path, name: &str, ck: &crate::certs::CertKey) -> anyhow::Result<Pair> {
@@ -203,6 +207,14 @@ impl DemoEnv {
         let policy = dir.join("policy.yaml");
         std::fs::write(&policy, policy_yaml(&addrs, &ci_claims.jti))
             .context("writing the policy")?;
+        use credtrail_aggregator::auth::{Role, tokens};
+        let api_token = tokens::generate().map_err(|_| anyhow::anyhow!("no randomness"))?;
+        let api_token_file = dir.join("api-tokens");
+        std::fs::write(
+            &api_token_file,
+            format!("{}\n", tokens::line("demo", Role::Responder, &api_token)),
+        )
+        .context("writing the API token file")?;
         Ok(Self {
             dir: dir.to_path_buf(),
             node,
@@ -221,6 +233,8 @@ impl DemoEnv {
             ci_token,
             ci_jti: ci_claims.jti,
             policy,
+            api_token_file,
+            api_token,
             addrs,
         })
     }

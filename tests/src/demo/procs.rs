@@ -99,6 +99,8 @@ pub fn aggregator(bin_dir: &Path, env: &DemoEnv) -> anyhow::Result<Proc> {
         .arg(a.api_listen.to_string())
         .arg("--grpc-listen")
         .arg(a.grpc_listen.to_string())
+        .arg("--api-token-file")
+        .arg(&env.api_token_file)
         .env("RUST_LOG", "info");
     Proc::spawn("credtrail-aggregator", cmd, env.dir.join("aggregator.log"))
 }

@@ -10,8 +10,17 @@ use credtrail_aggregator::alert::Alert;
 use http_body_util::{BodyExt as _, Empty};
 use hyper_util::rt::TokioIo;
 
-/// `GET http://<addr><path>`: status and body.
+/// `GET http://<addr><path>` without credentials (health, metrics): status and body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    http_get_as(addr, path, None).await
+}
+
+/// `GET http://<addr><path>` with `Authorization: Bearer <token>` when given.
+pub async fn http_get_as(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
         .with_context(|| format!("connecting to {addr}"))?;
@@ -19,8 +28,11 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Stri
         .await
         .context("HTTP handshake")?;
     let driver = tokio::spawn(conn);
-    let req = hyper::Request::get(path)
-        .header("host", addr.to_string())
+    let mut req = hyper::Request::get(path).header("host", addr.to_string());
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = req
         .body(Empty::<Bytes>::new())
         .context("building the request")?;
     let resp = sender
@@ -38,9 +50,9 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Stri
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
-/// Every raised alert, newest first (`GET /api/v1/alerts`).
-pub async fn fetch_alerts(api: SocketAddr) -> anyhow::Result<Vec<Alert>> {
-    let (status, body) = http_get(api, "/api/v1/alerts?page_size=1000").await?;
+/// Every raised alert, newest first (`GET /api/v1/alerts` with `token`).
+pub async fn fetch_alerts(api: SocketAddr, token: &str) -> anyhow::Result<Vec<Alert>> {
+    let (status, body) = http_get_as(api, "/api/v1/alerts?page_size=1000", Some(token)).await?;
     if status != 200 {
         bail!("GET /api/v1/alerts answered {status}: {body}");
     }

@@ -45,6 +45,11 @@ async fn requests_become_audit_events_batched_to_the_webhook() {
         agent_tls: None,
         api_listen: Some(api),
         grpc_listen: None,
+        // Only /healthz and /metrics are read here (open); loopback only.
+        api_auth: credtrail_aggregator::auth::config::ApiAuthConfig {
+            insecure_no_auth: true,
+            ..Default::default()
+        },
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let agg = tokio::spawn(serve(cfg, async move {

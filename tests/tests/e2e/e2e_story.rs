@@ -45,6 +45,10 @@ fn serve_config(env: &DemoEnv) -> ServeConfig {
         )),
         api_listen: Some(a.api_listen),
         grpc_listen: Some(a.grpc_listen),
+        api_auth: credtrail_aggregator::auth::config::ApiAuthConfig {
+            token_file: Some(env.api_token_file.clone()),
+            ..Default::default()
+        },
     }
 }
 
@@ -158,7 +162,9 @@ async fn story() {
 
     // Detection finishes on the last batch, then the alerts through the query API.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let alerts = report::fetch_alerts(a.api_listen).await.unwrap();
+    let alerts = report::fetch_alerts(a.api_listen, &env.api_token)
+        .await
+        .unwrap();
     eprintln!("{}", report::render(&alerts));
     if let Err(e) = demo::check_alerts(&env, &alerts) {
         panic!("alerts differ from the story:\n{e}\n{alerts:#?}");

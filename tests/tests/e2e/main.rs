@@ -7,6 +7,7 @@ mod deploy_check;
 
 mod deploy_agreement;
 mod deploy_manifests;
+mod e2e_api_kube_auth;
 mod e2e_apisim;
 mod e2e_story;
 mod stream_dedupe;
