@@ -135,6 +135,13 @@ struct ServeArgs {
         requires = "api_kube_server"
     )]
     api_kube_token_file: Option<PathBuf>,
+    /// Namespace of the SubjectAccessReviews with --api-kube-server (in a pod: the pod's own).
+    #[arg(
+        long,
+        env = "CREDTRAIL_API_KUBE_NAMESPACE",
+        requires = "api_kube_server"
+    )]
+    api_kube_namespace: Option<String>,
     /// Local development only: no authentication on the query API (everyone is admin);
     /// refused unless both query listeners are on loopback.
     #[arg(long, env = "CREDTRAIL_API_INSECURE_NO_AUTH")]
@@ -198,6 +205,7 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
                 .api_kube_token_file
                 .clone()
                 .context("--api-kube-token-file")?,
+            namespace: a.api_kube_namespace.clone(),
         }),
         (None, true) => {
             Some(KubeConfig::in_cluster().map_err(|e| anyhow::anyhow!("--api-kube-auth: {e}"))?)

@@ -47,6 +47,9 @@ pub struct KubeConfig {
     pub ca: PathBuf,
     /// The aggregator's own bearer token file.
     pub token_file: PathBuf,
+    /// Namespace of the SubjectAccessReviews (the aggregator's own), so a
+    /// namespaced Role/RoleBinding there decides; `None` asks cluster-wide.
+    pub namespace: Option<String>,
 }
 
 impl KubeConfig {
@@ -62,10 +65,15 @@ impl KubeConfig {
             host
         };
         let sa = Path::new("/var/run/secrets/kubernetes.io/serviceaccount");
+        let namespace = std::fs::read_to_string(sa.join("namespace"))
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty());
         Ok(Self {
             server: format!("https://{host}:{port}"),
             ca: sa.join("ca.crt"),
             token_file: sa.join("token"),
+            namespace,
         })
     }
 }
@@ -314,6 +322,14 @@ impl KubeAuth {
         if let Some(d) = lock(&self.decisions).get(&key) {
             return Ok(d);
         }
+        let mut attributes = json!({
+            "group": GROUP,
+            "resource": RESOURCE,
+            "verb": access.kube_verb(),
+        });
+        if let Some(ns) = &self.cfg.namespace {
+            attributes["namespace"] = json!(ns);
+        }
         let body = json!({
             "apiVersion": "authorization.k8s.io/v1",
             "kind": "SubjectAccessReview",
@@ -322,11 +338,7 @@ impl KubeAuth {
                 "uid": user.uid,
                 "groups": user.groups,
                 "extra": user.extra,
-                "resourceAttributes": {
-                    "group": GROUP,
-                    "resource": RESOURCE,
-                    "verb": access.kube_verb(),
-                },
+                "resourceAttributes": attributes,
             },
         });
         let (status, v) = self

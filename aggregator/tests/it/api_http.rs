@@ -393,13 +393,21 @@ async fn http_web_page_is_served_and_uses_the_api() {
         "/api/v1/alerts/stream?",
         "/api/v1/coverage",
         "/api/v1/export/alerts?",
-        "EventSource",
+        "/api/v1/suppressions",
+        "text/event-stream",
+        "sessionStorage",
+        "Authorization",
+        "created_by",
     ] {
         assert!(js.contains(endpoint), "app.js uses {endpoint}");
     }
     assert!(
         !js.contains("innerHTML"),
         "API values are written as text only"
+    );
+    assert!(
+        !js.contains("cookie") && !js.contains("localStorage") && !js.contains("new EventSource"),
+        "the token lives in sessionStorage and travels only in the Authorization header"
     );
     let (s, css) = api.get("/style.css").await;
     assert_eq!(s, StatusCode::OK);

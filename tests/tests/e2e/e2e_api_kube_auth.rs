@@ -156,6 +156,7 @@ async fn token_review_mode_lets_the_clusters_rbac_decide() {
         server: format!("https://{}", sim.addr),
         ca: paths.server_ca.clone(),
         token_file,
+        namespace: Some("credtrail".into()),
     };
     let (api, stop) = start_aggregator(dir.path(), kube(own.clone())).await;
 

@@ -1,11 +1,38 @@
 // credtrail web page: reads the public /api/v1 endpoints only.
 // Every value from the API is written with textContent, never as HTML.
+// The API token is kept in sessionStorage (this tab only), sent as
+// `Authorization: Bearer`, never in a cookie or a URL the server sees
+// (`#token=` in the address is read once, stored, and removed).
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
 let nextToken = null;
 let live = null;
 const shown = new Set();
+const TOKEN_KEY = "credtrail.token";
+
+function apiToken() {
+  const m = /^#token=([A-Za-z0-9._~+\/=-]+)$/.exec(location.hash);
+  if (m) {
+    sessionStorage.setItem(TOKEN_KEY, m[1]);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+function authHeaders(extra) {
+  const h = Object.assign({ Accept: "application/json" }, extra || {});
+  const t = apiToken();
+  if (t) h.Authorization = "Bearer " + t;
+  return h;
+}
+
+// Ask for a token (after a 401, or when none is stored).
+function askToken(why) {
+  const f = $("#login");
+  $("#login-why").textContent = why || "";
+  f.hidden = false;
+}
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -60,8 +87,9 @@ function row(a, fresh) {
 }
 
 async function getJSON(url) {
-  const r = await fetch(url, { headers: { Accept: "application/json" } });
+  const r = await fetch(url, { headers: authHeaders(), credentials: "omit" });
   const body = await r.json();
+  if (r.status === 401) askToken("The API needs a token (" + (body.error || "401") + ").");
   if (!r.ok) throw new Error(body.error || r.statusText);
   return body;
 }
@@ -105,33 +133,107 @@ async function showDetail(id) {
   d.hidden = false;
 }
 
-function startLive() {
-  if (live) live.close();
-  const p = filterParams();
-  p.delete("include_suppressed");
-  live = new EventSource("/api/v1/alerts/stream?" + p.toString());
-  const state = $("#live");
-  live.onopen = () => { state.textContent = "live"; state.className = "live on"; };
-  live.onerror = () => { state.textContent = "live: reconnecting"; state.className = "live off"; };
-  live.addEventListener("alert", (ev) => {
-    const a = JSON.parse(ev.data);
+function onLiveEvent(type, data) {
+  if (type === "alert") {
+    const a = JSON.parse(data);
     if (shown.has(a.id)) return;
     shown.add(a.id);
     $("#alerts tbody").prepend(row(a, true));
     $("#empty").hidden = true;
-  });
-  live.addEventListener("skipped", (ev) => {
-    const n = JSON.parse(ev.data).count;
+  } else if (type === "skipped") {
+    const n = JSON.parse(data).count;
     banner(n + " live alert(s) were skipped because this page fell behind; reload to see them.");
-  });
+  }
 }
 
-function exportLinks() {
+// The live stream (text/event-stream) read with fetch, so the token goes in
+// the Authorization header (EventSource cannot send one).
+async function readLive(url, ctl) {
+  const state = $("#live");
+  const r = await fetch(url, { headers: authHeaders({ Accept: "text/event-stream" }), credentials: "omit", signal: ctl.signal });
+  if (r.status === 401) { askToken("The API needs a token."); throw new Error("401"); }
+  if (!r.ok) throw new Error(r.statusText);
+  state.textContent = "live"; state.className = "live on";
+  const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += value;
+    let i;
+    while ((i = buf.indexOf("\n\n")) >= 0) {
+      const chunk = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      let type = "message", data = [];
+      for (const line of chunk.split("\n")) {
+        if (line.startsWith("event:")) type = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+      }
+      if (data.length) onLiveEvent(type, data.join("\n"));
+    }
+  }
+}
+
+function startLive() {
+  if (live) live.abort();
+  const ctl = new AbortController();
+  live = ctl;
   const p = filterParams();
-  for (const fmt of ["jsonl", "cef"]) {
-    const q = new URLSearchParams(p);
-    q.set("format", fmt);
-    $("#export-" + fmt).href = "/api/v1/export/alerts?" + q.toString();
+  p.delete("include_suppressed");
+  const url = "/api/v1/alerts/stream?" + p.toString();
+  const state = $("#live");
+  const loop = async () => {
+    while (live === ctl) {
+      try { await readLive(url, ctl); } catch (e) { if (live !== ctl) return; }
+      state.textContent = "live: reconnecting"; state.className = "live off";
+      await new Promise((res) => setTimeout(res, 3000));
+    }
+  };
+  loop();
+}
+
+function exportQuery(fmt) {
+  const q = new URLSearchParams(filterParams());
+  q.set("format", fmt);
+  return "/api/v1/export/alerts?" + q.toString();
+}
+
+// Exports are fetched with the token and saved from memory.
+async function download(fmt) {
+  try {
+    const r = await fetch(exportQuery(fmt), { headers: authHeaders({ Accept: "*/*" }), credentials: "omit" });
+    if (r.status === 401) askToken("The API needs a token.");
+    if (!r.ok) throw new Error(r.statusText);
+    const url = URL.createObjectURL(await r.blob());
+    const a = el("a");
+    a.href = url;
+    a.download = "credtrail-alerts." + fmt;
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (e) {
+    banner("Export failed: " + e.message);
+  }
+}
+
+function exportLinks() {}
+
+async function loadSuppressions() {
+  const ul = $("#suppressions");
+  try {
+    const body = await getJSON("/api/v1/suppressions");
+    ul.replaceChildren();
+    for (const s of body.suppressions) {
+      const li = el("li");
+      li.append(el("span", "mono", s.id));
+      li.append(el("div", "muted small", JSON.stringify(s.match)));
+      li.append(el("div", "small", s.owner + ": " + s.reason));
+      li.append(el("div", "muted small",
+        s.hits + " alert(s) silenced · until " + s.expires + " · created by " + (s.created_by || s.origin)));
+      ul.append(li);
+    }
+    if (!body.suppressions.length) ul.append(el("li", "muted", "none active"));
+  } catch (e) {
+    ul.replaceChildren(el("li", "muted", "unavailable: " + e.message));
   }
 }
 
@@ -192,7 +294,28 @@ function apply(ev) {
 document.addEventListener("DOMContentLoaded", () => {
   $("#filters").addEventListener("submit", apply);
   $("#more").addEventListener("click", () => loadAlerts(true));
+  $("#export-jsonl").addEventListener("click", (ev) => { ev.preventDefault(); download("jsonl"); });
+  $("#export-cef").addEventListener("click", (ev) => { ev.preventDefault(); download("cef"); });
+  $("#login").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const t = $("#token").value.trim();
+    if (t) sessionStorage.setItem(TOKEN_KEY, t);
+    $("#token").value = "";
+    $("#login").hidden = true;
+    apply(null);
+    loadCoverage();
+    loadSuppressions();
+  });
+  $("#logout").addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    if (live) live.abort();
+    live = null;
+    askToken("Token forgotten.");
+  });
+  if (!apiToken()) askToken("Paste an API token (docs/API.md: Authentication).");
   apply(null);
   loadCoverage();
+  loadSuppressions();
   setInterval(loadCoverage, 15000);
+  setInterval(loadSuppressions, 30000);
 });
