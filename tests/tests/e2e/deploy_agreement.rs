@@ -346,11 +346,17 @@ fn the_deployment_passes_only_flags_the_aggregator_accepts_on_its_ports_and_volu
                 "{label}: Service lacks {name}"
             );
             if label == "deploy/manifests" {
-                // The chart's defaults are the binary's defaults.
-                assert_eq!(
-                    help_default(&help, flag).as_deref(),
-                    Some(value(flag).as_str())
-                );
+                // The chart's defaults are the binary's defaults, except that the
+                // binary's query listeners default to loopback (they need no
+                // network outside a pod) where the chart listens on the pod's address.
+                let default = help_default(&help, flag).unwrap();
+                if matches!(name, "api" | "grpc") {
+                    let d: SocketAddr = default.parse().unwrap();
+                    assert!(d.ip().is_loopback(), "{flag} defaults to loopback");
+                    assert_eq!(d.port(), addr.port(), "{flag}");
+                } else {
+                    assert_eq!(default, value(flag));
+                }
             }
         }
         // The database lives on the claim.
@@ -387,6 +393,58 @@ fn the_deployment_passes_only_flags_the_aggregator_accepts_on_its_ports_and_volu
             "{label}: cluster CA ConfigMap"
         );
         assert!(!rest.is_empty());
+        // The query API can authenticate someone: a token file from a Secret and/or
+        // TokenReview with the pod's own projected ServiceAccount token.
+        let token_file = flags.iter().any(|(k, _)| k == "--api-token-file");
+        let kube = args.iter().any(|a| a == "--api-kube-auth");
+        assert!(
+            token_file || kube,
+            "{label}: the query API would refuse to start"
+        );
+        if token_file {
+            let (volume, rest, _) = volume_for(pod, c, &value("--api-token-file"));
+            assert!(volume["secret"]["secretName"].is_string(), "{label}");
+            assert_eq!(rest, "tokens", "{label}");
+        }
+        if kube {
+            let (volume, _, _) = volume_for(
+                pod,
+                c,
+                "/var/run/secrets/kubernetes.io/serviceaccount/token",
+            );
+            let sources = volume["projected"]["sources"].as_array().unwrap();
+            assert!(
+                sources
+                    .iter()
+                    .any(|s| s["serviceAccountToken"]["path"] == "token"),
+                "{label}"
+            );
+            assert!(
+                sources
+                    .iter()
+                    .any(|s| s["configMap"]["name"] == "kube-root-ca.crt"),
+                "{label}"
+            );
+            let sa = pod["serviceAccountName"].as_str().unwrap();
+            let bound = docs.iter().any(|d| {
+                d["kind"] == "ClusterRoleBinding"
+                    && d["roleRef"]["name"] == "system:auth-delegator"
+                    && d["subjects"][0]["name"] == sa
+            });
+            assert!(bound, "{label}: the aggregator may not create TokenReviews");
+        }
+        // Nobody is handed port-forward: the query API is reached through its own
+        // authentication, not around it.
+        for d in docs
+            .iter()
+            .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
+        {
+            assert!(
+                !d.to_string().contains("pods/portforward"),
+                "{label}: {} grants pods/portforward",
+                d["metadata"]["name"]
+            );
+        }
     }
 }
 
@@ -469,8 +527,29 @@ fn the_probes_hit_paths_the_aggregator_serves_with_the_rendered_policy() {
         .unwrap();
     std::fs::write(&policy, cm["data"]["policy.yaml"].as_str().unwrap()).unwrap();
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    // The query API needs a way to authenticate: a token file made the documented way.
+    let tokens = dir.path().join("tokens");
+    let made = Command::new(aggregator)
+        .args([
+            "api-token",
+            "--name",
+            "probe-test",
+            "--role",
+            "viewer",
+            "--append",
+        ])
+        .arg(&tokens)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let mut child = Command::new(aggregator)
         .arg("serve")
+        .arg("--api-token-file")
+        .arg(&tokens)
         .arg("--db")
         .arg(dir.path().join("credtrail.db"))
         .arg("--policy")
