@@ -264,7 +264,7 @@ fn run_api_token(a: ApiTokenArgs) -> anyhow::Result<()> {
     } else {
         "\n"
     };
-    write!(f, "{sep}{line}\n").with_context(|| format!("writing {}", a.append.display()))?;
+    writeln!(f, "{sep}{line}").with_context(|| format!("writing {}", a.append.display()))?;
     println!("{token}");
     Ok(())
 }

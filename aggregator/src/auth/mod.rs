@@ -263,7 +263,7 @@ impl ApiAuth {
 
     /// Whether anyone at all can be authenticated.
     pub fn is_configured(&self) -> bool {
-        self.insecure || self.tokens.as_ref().is_some_and(|t| t.len() > 0) || self.kube.is_some()
+        self.insecure || self.tokens.as_ref().is_some_and(|t| !t.is_empty()) || self.kube.is_some()
     }
 
     pub fn is_insecure(&self) -> bool {

@@ -406,7 +406,9 @@ async fn http_web_page_is_served_and_uses_the_api() {
         "API values are written as text only"
     );
     assert!(
-        !js.contains("cookie") && !js.contains("localStorage") && !js.contains("new EventSource"),
+        !js.contains("document.cookie")
+            && !js.contains("localStorage.")
+            && !js.contains("new EventSource"),
         "the token lives in sessionStorage and travels only in the Authorization header"
     );
     let (s, css) = api.get("/style.css").await;
