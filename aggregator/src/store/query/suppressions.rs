@@ -51,6 +51,12 @@ pub struct NewSuppression {
     pub created_by: String,
 }
 
+/// Most active API suppressions at once (each one is checked against every alert).
+pub const MAX_ACTIVE_API: i64 = 1000;
+/// Longest `owner` / `reason`, and longest matcher value, in characters.
+pub const MAX_TEXT: usize = 1024;
+pub const MAX_MATCH_VALUE: usize = 512;
+
 /// Whether a username pattern matches every identity (`*`, `**`, …).
 fn matches_everyone(pattern: &str) -> bool {
     pattern.chars().all(|c| c == '*')
@@ -66,6 +72,33 @@ impl NewSuppression {
         }
         if self.reason.trim().is_empty() {
             return Err(FilterError::new("reason", "required"));
+        }
+        for (field, v) in [("owner", &self.owner), ("reason", &self.reason)] {
+            if v.chars().count() > MAX_TEXT {
+                return Err(FilterError::new(
+                    field,
+                    format!("longer than {MAX_TEXT} characters"),
+                ));
+            }
+        }
+        let m = &self.matcher;
+        for (field, v) in [
+            ("rule", &m.rule),
+            ("analytic", &m.analytic),
+            ("username", &m.username),
+            ("credential_id", &m.credential_id),
+            ("source_cidr", &m.source_cidr),
+            ("namespace", &m.namespace),
+            ("node", &m.node),
+        ] {
+            if v.as_ref()
+                .is_some_and(|v| v.chars().count() > MAX_MATCH_VALUE)
+            {
+                return Err(FilterError::new(
+                    field,
+                    format!("longer than {MAX_MATCH_VALUE} characters"),
+                ));
+            }
         }
         if self.expires <= now {
             return Err(FilterError::new(
@@ -180,6 +213,18 @@ pub fn create_suppression(
     now: DateTime<Utc>,
     new: &NewSuppression,
 ) -> Result<SuppressionEntry, QueryError> {
+    let active: i64 = conn.query_row(
+        "SELECT count(*) FROM suppressions WHERE origin = 'api' AND deleted IS NULL AND expires_ms > ?1",
+        [now.timestamp_millis()],
+        |r| r.get(0),
+    )?;
+    if active >= MAX_ACTIVE_API {
+        return Err(FilterError::new(
+            "suppressions",
+            format!("{MAX_ACTIVE_API} API suppressions are already active; delete or let some expire first"),
+        )
+        .into());
+    }
     let id = format!("api-{}", uuid::Uuid::new_v4());
     let created = crate::store::rfc3339(now);
     let expires = crate::store::rfc3339(new.expires);
@@ -353,6 +398,32 @@ mod tests {
         assert!(e.message.contains("max_suppression"), "{e:?}");
         far.expires = now + MAX;
         assert!(far.validate(now, MAX).is_ok());
+        let mut long = far.clone();
+        long.reason = "x".repeat(MAX_TEXT + 1);
+        assert_eq!(long.validate(now, MAX).unwrap_err().field, "reason");
+        let mut long = far.clone();
+        long.matcher.node = Some("n".repeat(MAX_MATCH_VALUE + 1));
+        assert_eq!(long.validate(now, MAX).unwrap_err().field, "node");
+    }
+
+    #[test]
+    fn active_api_suppressions_are_capped() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(crate::store::SCHEMA).unwrap();
+        let now = DateTime::from_timestamp(1_000_000_000, 0).unwrap();
+        let s = new(SuppressionMatch {
+            node: Some("n".into()),
+            ..Default::default()
+        });
+        for _ in 0..MAX_ACTIVE_API {
+            create_suppression(&conn, now, &s).unwrap();
+        }
+        let e = create_suppression(&conn, now, &s).unwrap_err();
+        assert!(e.to_string().contains("already active"), "{e}");
+        // Deleting one makes room.
+        let first = list_suppressions(&conn, now, false).unwrap()[0].id.clone();
+        delete_suppression(&conn, now, &first, "token:a").unwrap();
+        create_suppression(&conn, now, &s).unwrap();
     }
 
     #[test]
