@@ -153,6 +153,18 @@ struct ServeArgs {
     /// Require a token (role viewer) on /metrics.
     #[arg(long, env = "CREDTRAIL_METRICS_REQUIRE_AUTH")]
     metrics_require_auth: bool,
+    /// Serve both query listeners over TLS with this certificate (PEM chain); with --api-tls-key.
+    #[arg(long, env = "CREDTRAIL_API_TLS_CERT", requires = "api_tls_key")]
+    api_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --api-tls-cert.
+    #[arg(long, env = "CREDTRAIL_API_TLS_KEY", requires = "api_tls_cert")]
+    api_tls_key: Option<PathBuf>,
+    /// CA whose client certificates may authenticate to the query API (needs --api-tls-cert).
+    #[arg(long, env = "CREDTRAIL_API_CLIENT_CA")]
+    api_client_ca: Option<PathBuf>,
+    /// Client-certificate subject → role: `CN=<name>:<role>` or `O=<group>:<role>`; repeat.
+    #[arg(long, env = "CREDTRAIL_API_CERT_ROLE", value_delimiter = ',')]
+    api_cert_role: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -218,6 +230,10 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         insecure_no_auth: a.api_insecure_no_auth,
         allowed_hosts: a.api_allowed_host,
         metrics_require_auth: a.metrics_require_auth,
+        tls_cert: a.api_tls_cert,
+        tls_key: a.api_tls_key,
+        client_ca: a.api_client_ca,
+        cert_roles: a.api_cert_role,
     };
     Ok(ServeConfig {
         db: a.db,

@@ -42,7 +42,11 @@ pub async fn serve(
             }
         })
     });
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = &state.auth.tls {
+        server = server.tls_config(tls.grpc.clone())?;
+    }
+    server
         .add_service(service(state))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
@@ -63,7 +67,9 @@ impl QueryApi {
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        match self.state.auth.check(header, access, what).await {
+        let cert = req.peer_certs();
+        let der = cert.as_ref().and_then(|c| c.first()).map(|c| c.as_ref());
+        match self.state.auth.check_with(header, der, access, what).await {
             Ok(p) => Ok(p),
             Err(e) => {
                 self.state.metrics.api_auth_refused("grpc", e.reason());

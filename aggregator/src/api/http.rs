@@ -39,6 +39,9 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if let Some(tls) = state.auth.tls.clone() {
+        return super::https::serve(listener, tls.http, state, shutdown).await;
+    }
     use axum::serve::ListenerExt as _;
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {

@@ -22,13 +22,20 @@ pub struct ApiAuthConfig {
     pub allowed_hosts: Vec<String>,
     /// `--metrics-require-auth`.
     pub metrics_require_auth: bool,
+    /// `--api-tls-cert`/`--api-tls-key`: serve both query listeners over TLS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// `--api-client-ca`: verify client certificates (needs TLS).
+    pub client_ca: Option<PathBuf>,
+    /// `--api-cert-role`: `CN=<name>:<role>` / `O=<group>:<role>`.
+    pub cert_roles: Vec<String>,
 }
 
 /// Why `serve` refuses to start.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthConfigError {
     #[error(
-        "the query API ({0}) would let nobody in: set --api-token-file (see `credtrail-aggregator api-token`) and/or --api-kube-auth; \
+        "the query API ({0}) would let nobody in: set --api-token-file (see `credtrail-aggregator api-token`), --api-kube-auth, and/or --api-client-ca with --api-cert-role; \
          --api-insecure-no-auth exists for local development on loopback only; or turn the listener off (--api-listen off --grpc-listen off)"
     )]
     NoWay(String),
@@ -42,6 +49,36 @@ pub enum AuthConfigError {
     Tokens(#[from] super::TokenFileError),
     #[error("--api-kube-auth: {0}")]
     Kube(#[from] super::kube::KubeAuthError),
+    #[error(transparent)]
+    CertRole(#[from] super::certs::CertRoleError),
+    #[error("{0}")]
+    Tls(String),
+}
+
+/// Both listeners' TLS from the files.
+fn listener_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    ca: Option<&std::path::Path>,
+) -> Result<super::ListenerTls, AuthConfigError> {
+    let http = crate::ingest::tls::server_config(&crate::ingest::tls::TlsPaths {
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+        client_ca: ca.map(std::path::Path::to_path_buf),
+    })
+    .map_err(|e| AuthConfigError::Tls(format!("query API TLS: {e}")))?;
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| AuthConfigError::Tls(format!("reading {}: {e}", p.display())))
+    };
+    let mut grpc = tonic::transport::ServerTlsConfig::new().identity(
+        tonic::transport::Identity::from_pem(read(cert)?, read(key)?),
+    );
+    if let Some(ca) = ca {
+        grpc = grpc
+            .client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?))
+            .client_auth_optional(true);
+    }
+    Ok(super::ListenerTls { http, grpc })
 }
 
 impl ApiAuthConfig {
@@ -76,6 +113,31 @@ impl ApiAuthConfig {
             return Ok(ApiAuth::insecure_no_auth().with_http(http));
         }
         let mut auth = ApiAuth::deny_all().with_http(http);
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => {
+                auth = auth.with_tls(listener_tls(c, k, self.client_ca.as_deref())?);
+            }
+            (None, None) => {
+                if self.client_ca.is_some() {
+                    return Err(AuthConfigError::Tls(
+                        "--api-client-ca needs --api-tls-cert and --api-tls-key (client certificates need TLS)".into(),
+                    ));
+                }
+            }
+            _ => {
+                return Err(AuthConfigError::Tls(
+                    "--api-tls-cert and --api-tls-key go together".into(),
+                ));
+            }
+        }
+        if !self.cert_roles.is_empty() {
+            if self.client_ca.is_none() {
+                return Err(AuthConfigError::Tls(
+                    "--api-cert-role needs --api-client-ca".into(),
+                ));
+            }
+            auth = auth.with_certs(super::certs::CertRoles::parse(&self.cert_roles)?);
+        }
         if let Some(f) = &self.token_file {
             auth = auth.with_tokens(TokenFile::load(f)?);
         }

@@ -125,7 +125,19 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let principal = match auth.check(authorization.as_deref(), access, what).await {
+    let cert = req
+        .extensions()
+        .get::<super::PeerCert>()
+        .map(|c| c.0.clone());
+    let principal = match auth
+        .check_with(
+            authorization.as_deref(),
+            cert.as_deref().map(Vec::as_slice),
+            access,
+            what,
+        )
+        .await
+    {
         Ok(p) => p,
         Err(e) => {
             state.metrics.api_auth_refused("http", e.reason());

@@ -13,11 +13,16 @@
 //!   `credtrail.io` (verbs `get`, `update`, `admin`), so the cluster's own
 //!   RBAC decides (as kube-rbac-proxy does).
 //!
+//! - client certificates ([`certs`]): verified against `--api-client-ca` by
+//!   the TLS layer of the query listeners (`--api-tls-cert`/`--api-tls-key`),
+//!   the subject mapped to a role by `--api-cert-role` rules.
+//!
 //! The HTTP middleware ([`http`]) adds the browser-facing checks: the `Host`
 //! header against the allowed names (stops DNS rebinding) and
 //! `Content-Type: application/json` on writes (stops simple cross-origin form
 //! posts). Tokens never appear in errors, logs or metrics.
 
+pub mod certs;
 pub mod config;
 pub mod http;
 pub mod kube;
@@ -101,6 +106,8 @@ impl Access {
 pub enum Method {
     TokenFile,
     TokenReview,
+    /// A client certificate verified against `--api-client-ca`.
+    ClientCert,
     /// `--api-insecure-no-auth` (local development only).
     Insecure,
 }
@@ -202,15 +209,31 @@ pub fn default_hosts(listen: Option<std::net::SocketAddr>) -> Vec<String> {
 pub struct ApiAuth {
     tokens: Option<Arc<TokenFile>>,
     kube: Option<Arc<kube::KubeAuth>>,
+    certs: Option<Arc<certs::CertRoles>>,
     insecure: bool,
     pub http: HttpPolicy,
+    /// TLS of the query listeners (HTTP and gRPC), when configured.
+    pub tls: Option<ListenerTls>,
 }
+
+/// TLS for the query listeners: rustls for HTTP, tonic's for gRPC.
+#[derive(Clone)]
+pub struct ListenerTls {
+    pub http: Arc<rustls::ServerConfig>,
+    pub grpc: tonic::transport::ServerTlsConfig,
+}
+
+/// The verified client certificate of an HTTPS connection (request extension).
+#[derive(Debug, Clone)]
+pub struct PeerCert(pub Arc<Vec<u8>>);
 
 impl fmt::Debug for ApiAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiAuth")
             .field("tokens", &self.tokens.as_ref().map(|t| t.len()))
             .field("kube", &self.kube.is_some())
+            .field("certs", &self.certs.is_some())
+            .field("tls", &self.tls.is_some())
             .field("insecure", &self.insecure)
             .field("http", &self.http)
             .finish()
@@ -230,6 +253,8 @@ impl ApiAuth {
         Self {
             tokens: None,
             kube: None,
+            certs: None,
+            tls: None,
             insecure: false,
             http: HttpPolicy {
                 allowed_hosts: default_hosts(None),
@@ -256,6 +281,17 @@ impl ApiAuth {
         self
     }
 
+    /// Client-certificate subjects → roles (needs [`Self::with_tls`] with a client CA).
+    pub fn with_certs(mut self, c: certs::CertRoles) -> Self {
+        self.certs = Some(Arc::new(c));
+        self
+    }
+
+    pub fn with_tls(mut self, t: ListenerTls) -> Self {
+        self.tls = Some(t);
+        self
+    }
+
     pub fn with_http(mut self, h: HttpPolicy) -> Self {
         self.http = h;
         self
@@ -263,7 +299,10 @@ impl ApiAuth {
 
     /// Whether anyone at all can be authenticated.
     pub fn is_configured(&self) -> bool {
-        self.insecure || self.tokens.as_ref().is_some_and(|t| !t.is_empty()) || self.kube.is_some()
+        self.insecure
+            || self.tokens.as_ref().is_some_and(|t| !t.is_empty())
+            || self.kube.is_some()
+            || self.certs.as_ref().is_some_and(|c| !c.is_empty())
     }
 
     pub fn is_insecure(&self) -> bool {
@@ -272,6 +311,24 @@ impl ApiAuth {
 
     /// Who presents this `Authorization` header value (`None`: absent).
     pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
+        self.authenticate_with(authorization, None).await
+    }
+
+    /// Who presents this `Authorization` header or, without one, this
+    /// verified client certificate (DER).
+    pub async fn authenticate_with(
+        &self,
+        authorization: Option<&str>,
+        cert: Option<&[u8]>,
+    ) -> Result<Principal, AuthError> {
+        if authorization.is_none()
+            && !self.insecure
+            && let (Some(der), Some(roles)) = (cert, &self.certs)
+        {
+            return roles.principal(der).ok_or(AuthError::Unauthenticated(
+                "the client certificate's subject maps to no role",
+            ));
+        }
         if self.insecure {
             return Ok(Principal {
                 name: "insecure:local".into(),
@@ -335,7 +392,18 @@ impl ApiAuth {
         access: Access,
         what: &'static str,
     ) -> Result<Principal, AuthError> {
-        let p = self.authenticate(authorization).await?;
+        self.check_with(authorization, None, access, what).await
+    }
+
+    /// [`Self::check`] with the connection's verified client certificate.
+    pub async fn check_with(
+        &self,
+        authorization: Option<&str>,
+        cert: Option<&[u8]>,
+        access: Access,
+        what: &'static str,
+    ) -> Result<Principal, AuthError> {
+        let p = self.authenticate_with(authorization, cert).await?;
         self.authorize(&p, access, what).await?;
         Ok(p)
     }

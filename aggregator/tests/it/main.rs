@@ -5,6 +5,7 @@ mod api_support;
 mod common;
 
 mod api_auth;
+mod api_auth_cert;
 mod api_data;
 mod api_grpc;
 mod api_http;
