@@ -182,4 +182,60 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("/nonexistent/tokens"), "{e}");
     }
+
+    #[test]
+    fn allowed_hosts_are_loopback_the_listen_address_and_the_configured_names() {
+        let at: SocketAddr = "127.0.0.7:8080".parse().unwrap();
+        let any: SocketAddr = "0.0.0.0:9090".parse().unwrap();
+        let a = ApiAuthConfig {
+            insecure_no_auth: true,
+            allowed_hosts: vec!["Credtrail.SOC.example".into()],
+            ..Default::default()
+        }
+        .build(&[at])
+        .unwrap();
+        let h = &a.http.allowed_hosts;
+        for want in [
+            "localhost",
+            "127.0.0.1",
+            "::1",
+            "127.0.0.7",
+            "credtrail.soc.example",
+        ] {
+            assert!(h.iter().any(|x| x == want), "{want} in {h:?}");
+        }
+        // An unspecified listen address names no host.
+        let t = tempfile_tokens();
+        let a = ApiAuthConfig {
+            token_file: Some(t.path().to_path_buf()),
+            ..Default::default()
+        }
+        .build(&[any])
+        .unwrap();
+        assert!(!a.http.allowed_hosts.iter().any(|x| x == "0.0.0.0"));
+    }
+
+    fn tempfile_tokens() -> TempTokens {
+        let path = std::env::temp_dir().join(format!("credtrail-tokens-{}", uuid::Uuid::new_v4()));
+        std::fs::write(
+            &path,
+            super::super::tokens::line("a", super::super::Role::Viewer, "t"),
+        )
+        .unwrap();
+        TempTokens(path)
+    }
+
+    struct TempTokens(PathBuf);
+
+    impl TempTokens {
+        fn path(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempTokens {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
 }

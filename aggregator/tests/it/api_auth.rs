@@ -76,10 +76,14 @@ async fn unauthenticated_reads_and_writes_are_401() {
         )
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
-    let (s, _, _) = api
-        .request_with(Method::DELETE, "/api/v1/suppressions/api-x", None, &[])
-        .await;
-    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    for (m, path) in [
+        (Method::DELETE, "/api/v1/suppressions/api-x"),
+        (Method::PUT, "/api/v1/alerts"),
+        (Method::PATCH, "/api/v1/suppressions/api-x"),
+    ] {
+        let (s, _, _) = api.request_with(m.clone(), path, None, &[]).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{m} {path}");
+    }
     // A wrong token, a wrong scheme, an empty one: 401, and the answer never
     // echoes what was sent.
     for h in [
