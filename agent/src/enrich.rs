@@ -11,7 +11,7 @@
 //! are dropped: its credential reads are opens of watched paths too.
 
 use std::fs::File;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,47 +23,12 @@ use credtrail_proto::model::{
 };
 
 use crate::attribution::{CgroupPaths, KubeletPods, parse_cgroup_path, proc_info};
+use crate::config::AgentConfig;
 use crate::dedupe::{Decision, Deduper};
 use crate::identity::rootfs::open_in_root;
 use crate::identity::{self, FileKey, IdentityCache, MAX_CREDENTIAL_BYTES, ReadError, RefReader};
+pub use crate::loader::events::{RawConnect, RawOpen};
 use crate::patterns::WatchPatterns;
-
-/// A watched file was opened (from the kernel).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawOpen {
-    pub time: DateTime<Utc>,
-    pub pid: u32,
-    pub tgid: u32,
-    pub uid: u32,
-    pub comm: String,
-    pub cgroup_id: u64,
-    pub mnt_ns: u64,
-    /// Parent tgid as the kernel saw it (0 = unknown); used when `/proc` no
-    /// longer has the process.
-    pub ppid: u32,
-    pub path: String,
-    pub flags: u32,
-    /// 0 when the hook cannot know it (tracepoints); then filled by `stat`.
-    pub inode: u64,
-    pub source: CaptureSource,
-}
-
-/// A connect to an API-server endpoint (from the kernel).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawConnect {
-    pub time: DateTime<Utc>,
-    pub pid: u32,
-    pub tgid: u32,
-    pub uid: u32,
-    pub comm: String,
-    pub cgroup_id: u64,
-    pub mnt_ns: u64,
-    /// Parent tgid as the kernel saw it (0 = unknown).
-    pub ppid: u32,
-    pub local: Option<SocketAddr>,
-    pub remote: SocketAddr,
-    pub source: CaptureSource,
-}
 
 /// What the enricher needs to know about the node.
 #[derive(Debug, Clone)]
@@ -82,8 +47,8 @@ pub struct EnrichConfig {
     pub patterns: WatchPatterns,
 }
 
-impl From<&crate::run::AgentConfig> for EnrichConfig {
-    fn from(c: &crate::run::AgentConfig) -> Self {
+impl From<&AgentConfig> for EnrichConfig {
+    fn from(c: &AgentConfig) -> Self {
         Self {
             node_name: c.node_name.clone(),
             proc_root: c.proc_root.clone(),

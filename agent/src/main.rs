@@ -39,7 +39,7 @@ fn init_logging(format: LogFormat) {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let output = cli.output_target().map_err(anyhow::Error::msg)?;
-    let cfg = credtrail_agent::config::resolve(&cli)?;
+    let cfg = credtrail_agent::cli::resolve(&cli)?;
     if output.is_none() && cli.stream.aggregator.is_none() {
         bail!("nowhere to send observations: give --output jsonl PATH|- or --aggregator URL");
     }

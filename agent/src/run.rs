@@ -2,8 +2,6 @@
 //! programs, then runs the event loop (ring buffer -> raw events -> enricher ->
 //! observations) until [`RunningAgent::shutdown`].
 
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use aya::maps::{MapData, RingBuf};
@@ -12,182 +10,14 @@ use credtrail_proto::model::Observation;
 use tokio::io::{Interest, unix::AsyncFd};
 use tokio::sync::mpsc;
 
+pub use crate::config::{
+    AgentConfig, ConnectHook, ENV_CONNECT_HOOK, ENV_HOOK_MODE, HookMode, default_node_name,
+};
 use crate::enrich::{EnrichConfig, Enricher};
 use crate::loader::{
     self,
     events::{self, Clock, KernelEvent},
 };
-use crate::patterns::WatchPatterns;
-
-/// Environment variable that forces the open-capture hook (`auto|lsm|fentry|raw-tracepoint|tracepoint`).
-pub const ENV_HOOK_MODE: &str = "CREDTRAIL_HOOK_MODE";
-
-/// Which kernel hook captures credential opens.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum HookMode {
-    /// Try LSM, then fentry, then the raw `sys_enter` tracepoint, then the
-    /// `sys_enter_open*` tracepoints; use the first that loads.
-    #[default]
-    Auto,
-    /// BPF LSM `file_open` only (error if refused).
-    Lsm,
-    /// fentry on `security_file_open` only (error if refused).
-    Fentry,
-    /// The BTF raw tracepoint `sys_enter`, open calls picked by number
-    /// (error if refused).
-    RawTracepoint,
-    /// The `sys_enter_openat`/`openat2`/`open` tracepoints only.
-    Tracepoint,
-}
-
-impl std::str::FromStr for HookMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        parse_value("hook mode", s)
-    }
-}
-
-/// Environment variable that forces the connect hook (`auto|tp-btf|tracepoint`).
-pub const ENV_CONNECT_HOOK: &str = "CREDTRAIL_CONNECT_HOOK";
-
-/// How the `sock:inet_sock_set_state` tracepoint is attached for API-server
-/// connects.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum ConnectHook {
-    /// `tp-btf` where the kernel allows it, else the classic tracepoint.
-    #[default]
-    Auto,
-    /// BTF-typed raw tracepoint (`tp_btf`, kernel 5.5+ with BTF): no record
-    /// is built for the many state changes that do not matter.
-    TpBtf,
-    /// The classic tracepoint.
-    Tracepoint,
-}
-
-impl std::str::FromStr for ConnectHook {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        parse_value("connect hook", s)
-    }
-}
-
-/// Parses a value the way the CLI does (clap's names, any case), also
-/// accepting `_` for `-` (the config file's spelling), for the environment.
-fn parse_value<T: clap::ValueEnum>(what: &str, s: &str) -> Result<T, String> {
-    let v = s.trim().replace('_', "-");
-    T::from_str(&v, true).map_err(|_| {
-        let names: Vec<String> = T::value_variants()
-            .iter()
-            .filter_map(|x| x.to_possible_value())
-            .map(|p| p.get_name().to_owned())
-            .collect();
-        format!("{what} {v:?} is not one of {}", names.join(", "))
-    })
-}
-
-/// Everything [`start`] needs. `Default` gives the documented defaults and
-/// honours [`ENV_HOOK_MODE`].
-#[derive(Debug, Clone)]
-pub struct AgentConfig {
-    /// Node name (`NODE_NAME`, else the hostname).
-    pub node_name: String,
-    /// cgroup v2 root, for cgroup id -> path attribution.
-    pub cgroup_root: PathBuf,
-    /// Where `/proc` is (the host's, when the agent runs in a container).
-    pub proc_root: PathBuf,
-    /// The kubelet's pods folder (`/var/lib/kubelet/pods`).
-    pub kubelet_pods_dir: PathBuf,
-    /// Watched credential paths.
-    pub patterns: WatchPatterns,
-    /// API-server endpoints whose connects are reported.
-    pub api_endpoints: Vec<SocketAddr>,
-    /// Open-capture hook.
-    pub hook: HookMode,
-    /// How the connect tracepoint is attached.
-    pub connect_hook: ConnectHook,
-    /// Repeated reads of one file by one process are reported once per interval.
-    pub report_interval: Duration,
-    /// Scan existing credential files at start.
-    pub scan_on_start: bool,
-    /// Extra node addresses to report beside the interface addresses.
-    pub extra_addresses: Vec<IpAddr>,
-    /// This node's pod CIDRs, when known.
-    pub pod_cidrs: Vec<String>,
-    /// Capacity of [`RunningAgent::observations`]; when full, observations
-    /// are dropped and counted (a `Loss` with stage `channel`).
-    pub channel_capacity: usize,
-}
-
-/// A setting from the environment variable `var`; the default when it is
-/// unset, empty or not understood (with a warning).
-fn from_env<T: std::str::FromStr<Err = String> + Default + std::fmt::Debug>(var: &str) -> T {
-    match std::env::var(var) {
-        Ok(v) if !v.trim().is_empty() => v.parse().unwrap_or_else(|e| {
-            let d = T::default();
-            tracing::warn!("{var}: {e}; using {d:?}");
-            d
-        }),
-        _ => T::default(),
-    }
-}
-
-impl Default for AgentConfig {
-    fn default() -> Self {
-        let hook = from_env(ENV_HOOK_MODE);
-        let connect_hook = from_env(ENV_CONNECT_HOOK);
-        Self {
-            node_name: default_node_name(),
-            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
-            proc_root: PathBuf::from("/proc"),
-            kubelet_pods_dir: PathBuf::from("/var/lib/kubelet/pods"),
-            patterns: WatchPatterns::default(),
-            api_endpoints: Vec::new(),
-            hook,
-            connect_hook,
-            report_interval: Duration::from_secs(60),
-            scan_on_start: true,
-            extra_addresses: Vec::new(),
-            pod_cidrs: Vec::new(),
-            channel_capacity: 4096,
-        }
-    }
-}
-
-/// `NODE_NAME`, else the hostname, else `unknown`.
-pub fn default_node_name() -> String {
-    if let Ok(n) = std::env::var(crate::config::ENV_NODE_NAME)
-        && !n.trim().is_empty()
-    {
-        return n.trim().to_owned();
-    }
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned())
-}
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -473,27 +303,5 @@ mod tests {
         // A report that could not be sent is due again.
         l.unreport(STAGE_RING_BUFFER, 2);
         assert_eq!(l.due(), vec![(STAGE_RING_BUFFER, 2, 7)]);
-    }
-
-    #[test]
-    fn hook_mode_parses_env_spellings() {
-        assert_eq!("LSM".parse::<HookMode>(), Ok(HookMode::Lsm));
-        assert_eq!(" tracepoint ".parse::<HookMode>(), Ok(HookMode::Tracepoint));
-        assert!("kprobe".parse::<HookMode>().unwrap_err().contains("kprobe"));
-        assert_eq!(
-            "raw_tracepoint".parse::<HookMode>(),
-            Ok(HookMode::RawTracepoint)
-        );
-        assert_eq!("TP_BTF".parse::<ConnectHook>(), Ok(ConnectHook::TpBtf));
-        assert_eq!(
-            "tracepoint".parse::<ConnectHook>(),
-            Ok(ConnectHook::Tracepoint)
-        );
-        assert!(
-            "kprobe"
-                .parse::<ConnectHook>()
-                .unwrap_err()
-                .contains("tp-btf")
-        );
     }
 }

@@ -9,7 +9,42 @@ use credtrail_common::{
 };
 use credtrail_proto::model::CaptureSource;
 
-use crate::enrich::{RawConnect, RawOpen};
+/// A watched file was opened (from the kernel).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawOpen {
+    pub time: DateTime<Utc>,
+    pub pid: u32,
+    pub tgid: u32,
+    pub uid: u32,
+    pub comm: String,
+    pub cgroup_id: u64,
+    pub mnt_ns: u64,
+    /// Parent tgid as the kernel saw it (0 = unknown); used when `/proc` no
+    /// longer has the process.
+    pub ppid: u32,
+    pub path: String,
+    pub flags: u32,
+    /// 0 when the hook cannot know it (tracepoints); then filled by `stat`.
+    pub inode: u64,
+    pub source: CaptureSource,
+}
+
+/// A connect to an API-server endpoint (from the kernel).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawConnect {
+    pub time: DateTime<Utc>,
+    pub pid: u32,
+    pub tgid: u32,
+    pub uid: u32,
+    pub comm: String,
+    pub cgroup_id: u64,
+    pub mnt_ns: u64,
+    /// Parent tgid as the kernel saw it (0 = unknown).
+    pub ppid: u32,
+    pub local: Option<SocketAddr>,
+    pub remote: SocketAddr,
+    pub source: CaptureSource,
+}
 
 /// One decoded kernel event.
 #[derive(Debug, Clone, PartialEq, Eq)]

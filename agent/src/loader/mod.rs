@@ -20,8 +20,8 @@ use credtrail_common::{
 };
 use credtrail_proto::model::CaptureSource;
 
+use crate::config::{ConnectHook, HookMode};
 use crate::patterns::WatchPatterns;
-use crate::run::{ConnectHook, HookMode};
 
 /// The eBPF object built by `build.rs` (empty when built with `AYA_BUILD_SKIP=1`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/credtrail"));
