@@ -13,6 +13,7 @@ pub mod loader;
 pub mod node;
 pub mod output;
 pub mod patterns;
+pub mod pool;
 pub mod redact;
 pub mod run;
 pub mod scan;

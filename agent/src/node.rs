@@ -83,8 +83,29 @@ pub fn node_info(name: &str, hooks: Vec<String>, pod_cidrs: Vec<String>) -> Node
         pod_cidrs,
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
         kernel_release: kernel_release(),
+        blind_spots: blind_spots(&hooks),
         hooks,
     }
+}
+
+/// What the open hooks in `hooks` cannot see, one sentence each (see
+/// docs/OBSERVATIONS.md, "What each hook sees").
+pub fn blind_spots(hooks: &[String]) -> Vec<String> {
+    let btf_file_hook = hooks
+        .iter()
+        .any(|h| h == "lsm_file_open" || h == "fentry_security_file_open");
+    if btf_file_hook {
+        return Vec::new();
+    }
+    vec![
+        "system-call hooks: opens through io_uring and open_by_handle_at are not seen".into(),
+        "system-call hooks: a hard link to a credential under a name that is no watched name \
+         or ending is not seen"
+            .into(),
+        "system-call hooks: for patterns ending in `*`, only paths spelled with the watched \
+         prefix are seen"
+            .into(),
+    ]
 }
 
 #[cfg(test)]

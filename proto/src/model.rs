@@ -61,6 +61,10 @@ pub struct NodeInfo {
     pub kernel_release: String,
     /// Which kernel hooks are in use, e.g. `["lsm_file_open", "cgroup_connect4"]`.
     pub hooks: Vec<String>,
+    /// What the hooks in use cannot see (one sentence each); empty when
+    /// nothing is known to be missed.
+    #[serde(default)]
+    pub blind_spots: Vec<String>,
 }
 
 /// How an event was captured.
@@ -184,6 +188,9 @@ pub enum CredentialKind {
     /// Unreadable or unrecognised content.
     #[default]
     Unknown,
+    /// A FIFO, device, socket or directory at a watched path: reported
+    /// with its type in `error`, never read.
+    NotARegularFile,
 }
 
 /// Identifies a credential without holding it.

@@ -23,6 +23,10 @@ pub struct RawOpen {
     /// longer has the process.
     pub ppid: u32,
     pub path: String,
+    /// For a relative path: the directory descriptor it is relative to
+    /// (`openat(dirfd, ...)`); None for the working directory (`AT_FDCWD`)
+    /// or when the hook cannot know it.
+    pub dirfd: Option<i32>,
     pub flags: u32,
     /// 0 when the hook cannot know it (tracepoints); then filled by `stat`.
     pub inode: u64,
@@ -159,6 +163,7 @@ pub fn decode(bytes: &[u8], clock: &Clock) -> Result<KernelEvent, DecodeError> {
                 mnt_ns: h.mnt_ns,
                 ppid: h.ppid,
                 path: String::from_utf8_lossy(path).into_owned(),
+                dirfd: None,
                 flags: ev.flags,
                 inode: ev.inode,
                 source: source(h.source)?,

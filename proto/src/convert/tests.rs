@@ -58,6 +58,7 @@ fn samples() -> Vec<Observation> {
                 agent_version: "0.1.0".into(),
                 kernel_release: "6.18".into(),
                 hooks: vec!["tracepoint_openat".into()],
+                blind_spots: vec!["x".into()],
             }),
         },
         Observation {
