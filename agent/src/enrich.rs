@@ -134,6 +134,11 @@ impl Enricher {
         }
     }
 
+    /// `<node>/<boot id>`: the prefix of every observation id of this run.
+    pub fn id_prefix(&self) -> String {
+        format!("{}/{}", self.cfg.node_name, self.boot_id)
+    }
+
     fn next_id(&mut self) -> String {
         self.counter += 1;
         format!("{}/{}/{}", self.cfg.node_name, self.boot_id, self.counter)

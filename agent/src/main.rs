@@ -22,7 +22,11 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run(cli))
+    let result = runtime.block_on(run(cli));
+    // Work still running (an I/O worker stuck on a file that never answers)
+    // does not keep the agent alive.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    result
 }
 
 fn init_logging(format: LogFormat) {
@@ -104,7 +108,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     tracing::info!("shutting down");
-    agent.shutdown().await;
+    // The event loop stops at once; the enrichment thread and its I/O
+    // workers are not waited for (one may be stuck on a hostile file).
+    if tokio::time::timeout(Duration::from_secs(1), agent.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the event loop did not stop within 1 s: exiting anyway");
+    }
     drop(stream_tx);
     if let Some(s) = stream {
         s.join().await;
