@@ -99,8 +99,13 @@ pub fn blind_spots(hooks: &[String]) -> Vec<String> {
     }
     vec![
         "system-call hooks: opens through io_uring and open_by_handle_at are not seen".into(),
-        "system-call hooks: a hard link to a credential under a name that is no watched name \
-         or ending is not seen"
+        "system-call hooks: an absolute path that does not start with a watched prefix is not \
+         seen even when it leads to a credential (a symlink or hard link the process made, \
+         e.g. /tmp/x -> a token, or /proc/<pid>/root/...); relative paths, openat(dirfd), \
+         //, /./ and .. are seen"
+            .into(),
+        "system-call hooks: a relative path is resolved after the open, through the process's \
+         cwd or dirfd; if the process exited first, it is reported without identity"
             .into(),
         "system-call hooks: for patterns ending in `*`, only paths spelled with the watched \
          prefix are seen"
