@@ -105,7 +105,8 @@ pub fn blind_spots(hooks: &[String]) -> Vec<String> {
          //, /./ and .. are seen"
             .into(),
         "system-call hooks: a relative path is resolved after the open, through the process's \
-         cwd or dirfd; if the process exited first, it is reported without identity"
+         cwd or dirfd; if the process exited or closed the dirfd first, it is reported \
+         without identity, with why"
             .into(),
         "system-call hooks: for patterns ending in `*`, only paths spelled with the watched \
          prefix are seen"

@@ -88,8 +88,9 @@ pub unsafe fn handle(
         if pflags & PREFIX_ANY_NAME == 0 {
             // The last component: scan back from the end for '/', at most
             // NAME_LEN steps; a longer component is tested on its last
-            // NAME_LEN bytes (suffix only).
-            let mut name_len = NAME_LEN;
+            // NAME_LEN bytes (suffix only). A relative path without '/'
+            // (`token`) is all name.
+            let mut name_len = if len < NAME_LEN { len } else { NAME_LEN };
             for k in 1..=NAME_LEN {
                 if k > len {
                     break;

@@ -38,6 +38,10 @@ pub enum RootError {
     /// The process's working directory is deleted or outside its root.
     #[error("the process's working directory is gone or outside its root")]
     CwdGone,
+    /// The directory descriptor of `openat(dirfd, ...)` was closed before
+    /// the agent could resolve it (user-space resolution is after the fact).
+    #[error("the directory descriptor was closed before the path could be resolved")]
+    DirfdClosed,
     #[error("cannot open {path}: {source}")]
     Open {
         path: String,
@@ -177,7 +181,13 @@ pub fn path_in_root(root_link: &Path, base_link: &Path, rel: &str) -> Result<Str
         },
     };
     let root = std::fs::read_link(root_link).map_err(gone)?;
-    let base = std::fs::read_link(base_link).map_err(gone)?;
+    let base = std::fs::read_link(base_link).map_err(|e| {
+        let is_fd = base_link.parent().and_then(Path::file_name) == Some("fd".as_ref());
+        match gone(e) {
+            RootError::ProcessGone if is_fd && root_link.exists() => RootError::DirfdClosed,
+            other => other,
+        }
+    })?;
     let base_s = base.to_string_lossy();
     if !base_s.starts_with('/') || base_s.ends_with(" (deleted)") {
         return Err(RootError::CwdGone);
