@@ -446,10 +446,16 @@ fn a_hundred_thousand_opens_are_one_report_at_bounded_cost() {
     let pod = KubeletPod::create(spec.clone(), &ca.cert_pem()).unwrap();
     let cgroup = PodCgroup::create("besteffort", &spec.uid, &container_id()).unwrap();
     let cfg = config(&cgroup, &pod.pods_dir, &pod.watch_patterns());
+    // 100,000 here; fewer under the VMs' emulated CPU (CI time), same code path.
+    let opens: u32 = if std::env::var_os("CREDTRAIL_IN_VM").is_some() {
+        20_000
+    } else {
+        100_000
+    };
     let steps = [Step::Open {
         path: pod.token_path.clone(),
         at: None,
-        times: 100_000,
+        times: opens,
         nonblock: false,
         may_fail: false,
     }];
@@ -482,7 +488,7 @@ fn a_hundred_thousand_opens_are_one_report_at_bounded_cost() {
             })
             .collect();
         println!(
-            "100000 opens in {opened:?}: {reports} report(s), losses {losses:?}, agent CPU time {cpu:?}"
+            "{opens} opens in {opened:?}: {reports} report(s), losses {losses:?}, agent CPU time {cpu:?}"
         );
         assert_eq!(reports, 1, "one report per interval: {all:#?}");
         // Generous: the point is that it is bounded, not a benchmark.
