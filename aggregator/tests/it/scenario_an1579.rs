@@ -197,9 +197,14 @@ async fn binding_to_a_custom_role_with_wildcard_verbs_alerts() {
     );
     let alerts = run(&app, vec![Step::Audit(vec![role, harmless, bind, bind_ok])]).await;
     assert_eq!(rules(&alerts), ["CT1579-001"], "{alerts:#?}");
-    assert_eq!(
-        alerts[0].details["why_high_privilege"],
-        json!(["wildcard verbs"])
+    let why = alerts[0].details["why_high_privilege"].as_array().unwrap();
+    assert_eq!(why.len(), 2, "{why:?}");
+    assert!(
+        why[0]
+            .as_str()
+            .unwrap()
+            .starts_with("wildcard verbs (rules[0]: verbs [*] on [pods]"),
+        "{why:?}"
     );
     assert_eq!(alerts[0].audit_ids, ["r3"]);
 }
@@ -425,7 +430,7 @@ automation:
     );
     assert_eq!(
         alerts[0].details["why_high_privilege"],
-        json!(["nodes/proxy"])
+        json!(["nodes/proxy (rules[0]: verbs [get] on [nodes/proxy] in [core])"])
     );
     let h5 = alerts
         .iter()
