@@ -6,6 +6,7 @@ pub mod alert;
 pub mod api;
 pub mod audit;
 pub mod detect;
+pub mod eval;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;

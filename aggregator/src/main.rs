@@ -34,6 +34,14 @@ enum Cmd {
     Serve(Box<ServeArgs>),
     /// Run detection offline over saved audit logs; print alerts as JSON lines (time order).
     Replay(ReplayArgs),
+    /// Replay the evaluation corpus (eval/scenarios) and print the confusion tables; exit non-zero on any wrong scenario.
+    Eval {
+        /// The folder of scenario folders.
+        dir: PathBuf,
+        /// Print the report as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a policy file and print what it configures.
     CheckPolicy {
         /// The policy file (YAML, see docs/POLICY.md).
@@ -200,6 +208,20 @@ fn run_replay(a: ReplayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn run_eval(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let report = credtrail_aggregator::eval::run(dir)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", credtrail_aggregator::eval::render(&report));
+    }
+    let wrong = report.wrong().count();
+    if wrong > 0 {
+        anyhow::bail!("{wrong} of {} scenarios wrong", report.scenarios.len());
+    }
+    Ok(())
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -232,6 +254,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.cmd {
         Cmd::Replay(a) => run_replay(a),
+        Cmd::Eval { dir, json } => run_eval(&dir, json),
         Cmd::CheckPolicy { policy } => Policy::load(&policy)
             .map(|p| {
                 println!(

@@ -72,6 +72,8 @@ pub struct Metrics {
     pub live_stream_clients: Gauge,
     /// Alerts live-stream clients missed because they read too slowly.
     pub live_stream_skipped: Counter,
+    /// RBAC object fields that could not be read (each named in its alert's details).
+    pub rbac_unreadable_fields: Counter,
 }
 
 /// The atomic behind the loss gauge (plain i64 gauge).
@@ -148,8 +150,15 @@ impl Metrics {
             "Alerts live-stream clients missed because they read too slowly",
             live_stream_skipped.clone(),
         );
+        let rbac_unreadable_fields = Counter::default();
+        registry.register(
+            "rbac_unreadable_fields",
+            "RBAC object fields in audit events that could not be read (the events were still judged)",
+            rbac_unreadable_fields.clone(),
+        );
         Self {
             registry,
+            rbac_unreadable_fields,
             api_requests,
             live_stream_clients,
             live_stream_skipped,

@@ -171,20 +171,52 @@ pub struct PolicyRule {
 }
 
 /// The parts of a request/response object that RBAC detection reads
-/// (bindings and roles); for any other object everything is skipped.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// (bindings and roles), as read by [`super::read_object`]: every field that
+/// had an unexpected shape is `None`/skipped and named in `unreadable`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct K8sObject {
-    #[serde(default)]
     pub kind: Option<String>,
-    #[serde(default)]
     pub metadata: ObjectMeta,
-    #[serde(default)]
     pub role_ref: Option<RoleRef>,
-    #[serde(default)]
     pub subjects: Option<Vec<Subject>>,
-    #[serde(default)]
     pub rules: Option<Vec<PolicyRule>>,
+    /// Fields present but unreadable (`subjects[1].name: expected a string`).
+    pub unreadable: Vec<String>,
+}
+
+/// `requestObject` / `responseObject` kept as the raw JSON the API server
+/// wrote: an object, a JSON-patch array, a string, anything. Interpreted only
+/// where detection needs it ([`super::read_object`], `detect::patch`), so no
+/// shape can make the event unreadable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct RawObject(Box<serde_json::value::RawValue>);
+
+impl RawObject {
+    /// The JSON text.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The value; `None` only if the text is not JSON (it always is when
+    /// it came through the parser).
+    pub fn value(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(self.0.get()).ok()
+    }
+
+    /// Wraps a value (tests, builders).
+    pub fn from_value(v: &serde_json::Value) -> Self {
+        // A Value always serializes.
+        Self(serde_json::value::to_raw_value(v).unwrap_or_else(|_| {
+            serde_json::value::RawValue::from_string("null".to_owned()).unwrap()
+        }))
+    }
+}
+
+impl PartialEq for RawObject {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
 }
 
 /// One audit event (`audit.k8s.io/v1` or `v1beta1`).
@@ -210,9 +242,9 @@ pub struct AuditEvent {
     #[serde(default)]
     pub response_status: Option<ResponseStatus>,
     #[serde(default)]
-    pub request_object: Option<K8sObject>,
+    pub request_object: Option<RawObject>,
     #[serde(default)]
-    pub response_object: Option<K8sObject>,
+    pub response_object: Option<RawObject>,
     #[serde(default)]
     pub request_received_timestamp: Option<DateTime<Utc>>,
     #[serde(default)]
@@ -329,6 +361,19 @@ mod tests {
         assert!(!ev(r#","annotations":{"authorization.k8s.io/decision":"forbid"}"#).allowed());
         let conflict = ev(r#","responseStatus":{"code":409}"#);
         assert!(conflict.allowed() && !conflict.succeeded());
+    }
+
+    #[test]
+    fn objects_of_any_shape_are_kept_raw() {
+        // kubectl patch --type=json: an array of operations whose value is an object.
+        let e = ev(
+            r#","requestObject":[{"op":"add","path":"/subjects/-","value":{"kind":"User","name":"eve"}}],"responseObject":"text""#,
+        );
+        assert!(e.request_object.unwrap().json().starts_with("[{\"op\""));
+        assert_eq!(e.response_object.unwrap().json(), "\"text\"");
+        let e = ev(r#","requestObject":null,"responseObject":42"#);
+        assert!(e.request_object.is_none());
+        assert_eq!(e.response_object.unwrap().json(), "42");
     }
 
     #[test]

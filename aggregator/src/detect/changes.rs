@@ -87,6 +87,19 @@ pub struct RbacLevelRow {
     pub audit_id: String,
 }
 
+/// A binding write by approved automation logged at Metadata level: counted
+/// in coverage (with an example event), not alerted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutomationBlindRow {
+    /// The `automation[].name` that approved it.
+    pub automation: String,
+    pub resource: String,
+    pub level: String,
+    pub time_ms: i64,
+    /// A summary of the event (audit ID, time, verb, URI, user, credential, source, user agent).
+    pub example: serde_json::Value,
+}
+
 /// A node's network identity from its agent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeNetRow {
@@ -110,4 +123,8 @@ pub struct Changes {
     pub node_network: Vec<NodeNetRow>,
     /// `(suppression id, time_ms)`.
     pub suppression_hits: Vec<(String, i64)>,
+    /// Approved automation's Metadata-level binding writes.
+    pub automation_blind: Vec<AutomationBlindRow>,
+    /// RBAC object fields that could not be read (each is also named in its alert).
+    pub unreadable_fields: u64,
 }

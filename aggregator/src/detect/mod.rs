@@ -9,8 +9,10 @@
 mod alerts;
 mod an1547;
 mod an1579;
+mod builtin;
 pub mod changes;
 mod expect;
+pub mod patch;
 pub mod rbac;
 mod rules;
 pub mod sightings;

@@ -210,6 +210,17 @@ CREATE TABLE IF NOT EXISTS coverage_rbac_levels (
     PRIMARY KEY (resource, level)
 );
 
+-- Coverage: binding writes by approved automation logged at Metadata level
+-- (counted, not alerted), with the latest one as an example.
+CREATE TABLE IF NOT EXISTS coverage_automation_blind (
+    automation    TEXT NOT NULL,              -- policy automation[].name
+    resource      TEXT NOT NULL,              -- rolebindings | clusterrolebindings
+    count         INTEGER NOT NULL,
+    last_seen_ms  INTEGER NOT NULL,
+    example       TEXT NOT NULL,              -- JSON summary of the latest event
+    PRIMARY KEY (automation, resource)
+);
+
 -- Node networking as agents reported it (node_info), for classifying source IPs.
 CREATE TABLE IF NOT EXISTS node_network (
     node       TEXT PRIMARY KEY,
