@@ -31,6 +31,12 @@ pub struct Cli {
     #[arg(long)]
     pub print_config: bool,
 
+    /// Write the agent's seccomp profile (containers/common's default plus
+    /// `bpf` and `perf_event_open`) to PATH and exit: the chart's init
+    /// container installs it in the kubelet's seccomp directory.
+    #[arg(long, value_name = "PATH")]
+    pub install_seccomp_profile: Option<PathBuf>,
+
     /// Write observations as JSON lines: `--output jsonl PATH` appends to
     /// PATH, `--output jsonl -` writes to standard output. In the
     /// environment: `CREDTRAIL_OUTPUT="jsonl PATH"`.

@@ -309,13 +309,13 @@ impl Enricher {
 
     /// The node-info observation, with the hooks in use.
     pub fn node_info(&self, hooks: Vec<String>) -> Observation {
-        let mut info =
-            crate::node::node_info(&self.cfg.node_name, hooks, self.cfg.pod_cidrs.clone());
-        for a in &self.cfg.extra_addresses {
-            if !info.addresses.contains(a) {
-                info.addresses.push(*a);
-            }
-        }
+        let info = crate::node::node_info(
+            &self.cfg.node_name,
+            hooks,
+            self.cfg.pod_cidrs.clone(),
+            &self.cfg.proc_root,
+            &self.cfg.extra_addresses,
+        );
         Observation {
             id: format!("{}/{}/0", self.cfg.node_name, self.boot_id),
             time: Utc::now(),

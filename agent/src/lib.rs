@@ -17,6 +17,7 @@ pub mod pool;
 pub mod redact;
 pub mod run;
 pub mod scan;
+pub mod seccomp;
 pub mod stream;
 
 pub use run::{AgentConfig, AgentError, ConnectHook, HookMode, RunningAgent, start};

@@ -16,6 +16,11 @@ fn main() -> anyhow::Result<()> {
         print!("{}", credtrail_agent::config::default_yaml());
         return Ok(());
     }
+    if let Some(dest) = &cli.install_seccomp_profile {
+        credtrail_agent::seccomp::install(dest)?;
+        println!("seccomp profile written to {}", dest.display());
+        return Ok(());
+    }
     init_logging(cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
