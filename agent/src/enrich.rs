@@ -237,6 +237,7 @@ impl Enricher {
             workload: Some(workload),
             local: raw.local,
             remote: raw.remote,
+            translated: None,
         });
         self.observation(raw.time, event)
     }

@@ -121,6 +121,10 @@ pub struct Annotations {
     pub decision: Option<String>,
     #[serde(rename = "authorization.k8s.io/reason", default)]
     pub reason: Option<String>,
+    /// `JTI=<uuid>` of a token minted by this TokenRequest (`create` on
+    /// `serviceaccounts/token`, Kubernetes 1.29+).
+    #[serde(rename = "authentication.kubernetes.io/issued-credential-id", default)]
+    pub issued_credential_id: Option<String>,
 }
 
 /// `metadata` of a request/response object.
@@ -130,6 +134,8 @@ pub struct ObjectMeta {
     pub name: Option<String>,
     #[serde(default)]
     pub namespace: Option<String>,
+    #[serde(default)]
+    pub uid: Option<String>,
 }
 
 /// `roleRef` of a binding.
@@ -185,6 +191,17 @@ pub struct K8sObject {
     pub subjects: Option<Vec<Subject>>,
     #[serde(default)]
     pub rules: Option<Vec<PolicyRule>>,
+    /// Kept as JSON, read when needed (Node, TokenRequest, Service).
+    #[serde(default)]
+    pub spec: Option<serde_json::Value>,
+    #[serde(default)]
+    pub status: Option<serde_json::Value>,
+    /// EndpointSlice `endpoints`.
+    #[serde(default)]
+    pub endpoints: Option<serde_json::Value>,
+    /// Endpoints `subsets`.
+    #[serde(default)]
+    pub subsets: Option<serde_json::Value>,
 }
 
 /// One audit event (`audit.k8s.io/v1` or `v1beta1`).

@@ -76,6 +76,8 @@ pub struct BaselineRow {
     pub source_ip: String,
     pub time_ms: i64,
     pub learned: bool,
+    /// The event that taught it.
+    pub audit_id: String,
 }
 
 /// An audit level seen for an RBAC resource.
@@ -110,4 +112,8 @@ pub struct Changes {
     pub node_network: Vec<NodeNetRow>,
     /// `(suppression id, time_ms)`.
     pub suppression_hits: Vec<(String, i64)>,
+    /// Facts learned from the audit stream; nodes released.
+    pub cluster: Vec<super::cluster::ClusterChange>,
+    /// TokenRequests that named their token (lineage).
+    pub minted: Vec<super::lineage::Minted>,
 }
