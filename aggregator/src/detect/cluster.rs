@@ -98,6 +98,9 @@ pub enum ClusterChange {
 #[derive(Debug, Default)]
 pub struct ClusterFacts {
     nodes: HashMap<String, LearnedNode>,
+    /// Nodes deleted in the audit stream: their credentials teach nothing
+    /// until the node registers again (bounded).
+    deleted: HashMap<String, DateTime<Utc>>,
     api_endpoints: Vec<(IpAddr, Provenance)>,
 }
 
@@ -238,6 +241,17 @@ impl ClusterFacts {
         if res == "nodes" && ev.verb == "delete" && ev.subresource().is_none() {
             if let Some(name) = ev.name() {
                 self.nodes.remove(name);
+                if self.deleted.len() >= MAX_NODES {
+                    let oldest = self
+                        .deleted
+                        .iter()
+                        .min_by_key(|(_, t)| **t)
+                        .map(|(k, _)| k.clone());
+                    if let Some(k) = oldest {
+                        self.deleted.remove(&k);
+                    }
+                }
+                self.deleted.insert(name.to_owned(), t);
                 out.push(ClusterChange::Released {
                     node: name.to_owned(),
                     audit_id: ev.audit_id.clone(),
@@ -268,6 +282,7 @@ impl ClusterFacts {
             let name = name.to_owned();
             if ev.verb == "create" || self.replaced(&name, uid.as_deref()) {
                 self.reset(&name, uid.clone());
+                self.deleted.remove(&name);
             }
             for (_, ip) in addrs {
                 // A node may only vouch for internal addresses; public ones
@@ -298,10 +313,13 @@ impl ClusterFacts {
             let o = owners(ip, name);
             let known = self.addresses(name, t, ttl);
             let registering = res == "nodes" && ev.verb == "create";
-            let first = known.is_empty() && !o.node_has_agent;
+            let first = known.is_empty() && !o.node_has_agent && !self.deleted.contains_key(name);
             if known.contains(&ip) {
                 self.add_addr(name, ip, prov("kubelet request", ev), t);
             } else if (first || registering) && self.may_own(name, ip, policy, &o) {
+                if registering {
+                    self.deleted.remove(name);
+                }
                 self.add_addr(name, ip, prov("kubelet request", ev), t);
                 changed = Some(name.to_owned());
             }
