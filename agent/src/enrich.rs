@@ -248,6 +248,7 @@ impl Enricher {
             workload: Some(workload),
             local: raw.local,
             remote: raw.remote,
+            translated: None,
         });
         self.observation(raw.time, event)
     }

@@ -362,6 +362,7 @@ impl From<model::ApiConnect> for pb::ApiConnect {
             workload: c.workload.map(Into::into),
             local: c.local.map(Into::into),
             remote: Some(c.remote.into()),
+            translated: c.translated.map(Into::into),
         }
     }
 }
@@ -375,6 +376,7 @@ impl TryFrom<pb::ApiConnect> for model::ApiConnect {
             workload: c.workload.map(Into::into),
             local: optional("local", c.local)?,
             remote: required("remote", c.remote)?,
+            translated: optional("translated", c.translated)?,
         })
     }
 }

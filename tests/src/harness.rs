@@ -184,6 +184,7 @@ pub fn connect_observation(node: &str, run: &str, i: u64) -> Observation {
                 40000 + (i % 20000) as u16,
             ))),
             remote: SocketAddr::from(([127, 10, 0, 2], 6443)),
+            translated: None,
         }),
     }
 }

@@ -121,6 +121,10 @@ pub struct Annotations {
     pub decision: Option<String>,
     #[serde(rename = "authorization.k8s.io/reason", default)]
     pub reason: Option<String>,
+    /// `JTI=<uuid>` of a token minted by this TokenRequest (`create` on
+    /// `serviceaccounts/token`, Kubernetes 1.29+).
+    #[serde(rename = "authentication.kubernetes.io/issued-credential-id", default)]
+    pub issued_credential_id: Option<String>,
 }
 
 /// `metadata` of a request/response object.
@@ -130,6 +134,8 @@ pub struct ObjectMeta {
     pub name: Option<String>,
     #[serde(default)]
     pub namespace: Option<String>,
+    #[serde(default)]
+    pub uid: Option<String>,
 }
 
 /// `roleRef` of a binding.
@@ -182,6 +188,13 @@ pub struct K8sObject {
     pub rules: Option<Vec<PolicyRule>>,
     /// Fields present but unreadable (`subjects[1].name: expected a string`).
     pub unreadable: Vec<String>,
+    /// Kept as JSON, read when needed (Node, TokenRequest, Service).
+    pub spec: Option<serde_json::Value>,
+    pub status: Option<serde_json::Value>,
+    /// EndpointSlice `endpoints`.
+    pub endpoints: Option<serde_json::Value>,
+    /// Endpoints `subsets`.
+    pub subsets: Option<serde_json::Value>,
 }
 
 /// `requestObject` / `responseObject` kept as the raw JSON the API server

@@ -53,6 +53,20 @@ fn string_field(v: Option<&Value>, at: &str, field: &str, u: &mut Vec<String>) -
     }
 }
 
+impl super::AuditEvent {
+    /// The event's object as the detector reads it: the response when logged,
+    /// else the request (`None` when neither is an object that can be read).
+    pub fn object(&self) -> Option<K8sObject> {
+        [self.response_object.as_ref(), self.request_object.as_ref()]
+            .into_iter()
+            .flatten()
+            .find_map(|raw| {
+                let v = object_value(raw).ok()?;
+                v.is_object().then(|| read_object(&v, "object"))
+            })
+    }
+}
+
 /// Reads what RBAC detection needs from one object; `at` prefixes the names
 /// of unreadable fields (`responseObject`).
 pub fn read_object(v: &Value, at: &str) -> K8sObject {
@@ -69,6 +83,7 @@ pub fn read_object(v: &Value, at: &str) -> K8sObject {
         Some(Value::Object(m)) => {
             metadata.name = string_field(m.get("name"), at, "metadata.name", u);
             metadata.namespace = string_field(m.get("namespace"), at, "metadata.namespace", u);
+            metadata.uid = string_field(m.get("uid"), at, "metadata.uid", u);
         }
         None | Some(Value::Null) => {}
         Some(other) => u.push(format!(
@@ -92,6 +107,12 @@ pub fn read_object(v: &Value, at: &str) -> K8sObject {
     };
     out.kind = kind;
     out.metadata = metadata;
+    // Kept as JSON for the cluster facts and lineage (Node, TokenRequest,
+    // Endpoints/EndpointSlice); read where needed.
+    out.spec = map.get("spec").cloned();
+    out.status = map.get("status").cloned();
+    out.endpoints = map.get("endpoints").cloned();
+    out.subsets = map.get("subsets").cloned();
     out.role_ref = role_ref;
     match map.get("subjects") {
         None => {}

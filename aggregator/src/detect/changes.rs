@@ -76,6 +76,8 @@ pub struct BaselineRow {
     pub source_ip: String,
     pub time_ms: i64,
     pub learned: bool,
+    /// The event that taught it.
+    pub audit_id: String,
 }
 
 /// An audit level seen for an RBAC resource.
@@ -127,4 +129,8 @@ pub struct Changes {
     pub automation_blind: Vec<AutomationBlindRow>,
     /// RBAC object fields that could not be read (each is also named in its alert).
     pub unreadable_fields: u64,
+    /// Facts learned from the audit stream; nodes released.
+    pub cluster: Vec<super::cluster::ClusterChange>,
+    /// TokenRequests that named their token (lineage).
+    pub minted: Vec<super::lineage::Minted>,
 }

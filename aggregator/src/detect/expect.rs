@@ -26,10 +26,14 @@ pub struct Expect {
     pub hard: bool,
     /// A learned baseline applies (learning window over).
     pub baseline: bool,
+    /// When the request was made (learned facts are judged at this time).
+    pub time: DateTime<Utc>,
+    /// Who minted this token (TokenRequest lineage), when known and not a kubelet.
+    pub minted_by: Option<serde_json::Value>,
 }
 
 impl Expect {
-    fn add(&mut self, kind: &str, value: String, basis: &str) {
+    pub(super) fn add(&mut self, kind: &str, value: String, basis: &str) {
         if !self
             .locations
             .iter()
@@ -43,7 +47,7 @@ impl Expect {
         }
     }
 
-    fn node(&mut self, n: &str, basis: &str) {
+    pub(super) fn node(&mut self, n: &str, basis: &str) {
         if !self.nodes.iter().any(|x| x == n) {
             self.nodes.push(n.to_owned());
         }
@@ -73,7 +77,10 @@ impl Expect {
 impl Detector {
     /// Expectations for the authenticated user of `ev` at time `t`.
     pub(super) fn expectations(&self, ev: &AuditEvent, learning: bool) -> Expect {
-        let mut e = Expect::default();
+        let mut e = Expect {
+            time: ev.time(),
+            ..Expect::default()
+        };
         let user = &ev.user.username;
         let x = &ev.user.extra;
         if let Some(n) = x.node_name.first() {
@@ -111,6 +118,7 @@ impl Detector {
             e.hard = true;
         }
         e.reads = reads.to_vec();
+        self.minted_expectations(ev, &mut e);
         for a in self.policy.allowances(user) {
             for c in &a.cidrs {
                 e.cidrs.push(*c);
@@ -138,7 +146,10 @@ impl Detector {
 
     /// Classifies `ip` against `e`; also returns where the agents place it.
     pub(super) fn classify(&self, ip: IpAddr, e: &Expect) -> (SourceClass, Option<Location>) {
-        let loc = self.sight.resolve(ip);
+        let loc = self
+            .sight
+            .resolve(ip)
+            .or_else(|| self.cluster.resolve(ip, e.time, self.policy.learned_ttl));
         if let Some(l) = &loc {
             if l.pod_uid.as_ref().is_some_and(|u| e.pod_uids.contains(u)) {
                 return (SourceClass::ExpectedPod, loc);
@@ -149,11 +160,16 @@ impl Detector {
                 return (SourceClass::ExpectedNode, loc);
             }
         }
-        if e.cidrs.iter().any(|c| c.contains(&ip)) || self.policy.trusted_range(ip).is_some() {
+        if e.cidrs.iter().any(|c| c.contains(&ip))
+            || self.policy.trusted_range(ip).is_some()
+            || self
+                .cluster
+                .is_api_endpoint(ip, e.time, self.policy.learned_ttl)
+        {
             return (SourceClass::TrustedRange, loc);
         }
         if let Some(l) = &loc {
-            let class = if l.via == "node address" {
+            let class = if l.via.starts_with("node address") {
                 SourceClass::OtherNode
             } else {
                 SourceClass::OtherPod
@@ -171,7 +187,8 @@ impl Detector {
         {
             return (SourceClass::OtherPod, None);
         }
-        if self.cluster_known() {
+        // Zero-config: a public address is outside whatever else is known.
+        if self.cluster_known() || !super::cluster::is_internal(ip) {
             (SourceClass::Outside, None)
         } else {
             (SourceClass::Unknown, None)

@@ -136,6 +136,9 @@ pub struct Policy {
     pub join_window: Duration,
     pub jti_reuse_window: Duration,
     pub alert_outside_without_expectation: bool,
+    pub learned_ttl: Duration,
+    pub node_grace: Duration,
+    pub max_token_lifetime: Duration,
     pub maintenance: Vec<MaintenanceWindow>,
     pub suppressions: Vec<Suppression>,
 }

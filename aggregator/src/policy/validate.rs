@@ -205,6 +205,21 @@ pub fn validate(file: PolicyFile, now: DateTime<Utc>) -> Result<Policy, Vec<Stri
         d.jti_reuse_window.as_deref(),
         Duration::minutes(10),
     );
+    let learned_ttl = c.duration(
+        "detection.learned_ttl",
+        d.learned_ttl.as_deref(),
+        Duration::hours(24),
+    );
+    let node_grace = c.duration(
+        "detection.node_grace",
+        d.node_grace.as_deref(),
+        Duration::hours(6),
+    );
+    let max_token_lifetime = c.duration(
+        "detection.max_token_lifetime",
+        d.max_token_lifetime.as_deref(),
+        Duration::hours(24),
+    );
     let maintenance = file
         .maintenance_windows
         .iter()
@@ -292,6 +307,9 @@ pub fn validate(file: PolicyFile, now: DateTime<Utc>) -> Result<Policy, Vec<Stri
         join_window,
         jti_reuse_window,
         alert_outside_without_expectation: d.alert_outside_without_expectation.unwrap_or(true),
+        learned_ttl,
+        node_grace,
+        max_token_lifetime,
         maintenance,
         suppressions,
     })

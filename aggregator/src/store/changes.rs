@@ -97,6 +97,7 @@ pub fn write_changes(
     write_identities(tx, &c.identities)?;
     write_rbac_levels(tx, &c.rbac_levels)?;
     write_node_network(tx, &c.node_network)?;
+    super::learned::write_learned(tx, c)?;
     write_suppression_hits(tx, &c.suppression_hits)?;
     write_automation_blind(tx, &c.automation_blind)
 }

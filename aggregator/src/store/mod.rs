@@ -13,6 +13,7 @@
 mod agents;
 mod changes;
 mod ingest;
+mod learned;
 mod load;
 pub mod query;
 mod retention;
@@ -193,6 +194,7 @@ fn apply_schema(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch("ALTER TABLE audit_events RENAME TO audit_events_v1")?;
     }
     tx.execute_batch(SCHEMA)?;
+    tx.execute_batch(learned::LEARNED_SCHEMA)?;
     if v1 {
         tx.execute_batch(
             "INSERT OR IGNORE INTO audit_events(time_ms, audit_id, stage, batch_id)

@@ -16,6 +16,7 @@ mod policy_file;
 mod replay_cli;
 mod scenario_an1547;
 mod scenario_an1579;
+mod scenario_corpus;
 mod secrets;
 mod serve;
 mod store_restart;

@@ -104,6 +104,7 @@ fn samples() -> Vec<Observation> {
                 workload: Some(workload),
                 local: Some("127.10.1.5:40000".parse().unwrap()),
                 remote: "[::1]:6443".parse().unwrap(),
+                translated: Some("127.10.0.1:61000".parse().unwrap()),
             }),
         },
         Observation {
