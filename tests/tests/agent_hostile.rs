@@ -750,8 +750,8 @@ fn sigterm_ends_the_agent_binary_within_2s_after_a_fifo_attack() {
     let took = t.elapsed();
     if exited.is_none() {
         let _ = agent.kill();
-        let _ = agent.wait();
     }
+    let _ = agent.wait();
     drop((attacker, reader));
     assert!(started, "the agent binary did not start");
     assert!(
