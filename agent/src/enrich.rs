@@ -88,7 +88,10 @@ pub struct EnrichStats {
 /// Threads that do the agent's file and `/proc` I/O.
 pub const IO_WORKERS: usize = 4;
 /// How long one file or `/proc` access may take before it is abandoned.
-pub const IO_DEADLINE: Duration = Duration::from_millis(500);
+/// Generous: parsing a kubeconfig and its certificates is part of the job,
+/// and emulated or overloaded CPUs are slow; stopping the agent never waits
+/// for it.
+pub const IO_DEADLINE: Duration = Duration::from_secs(3);
 
 /// Key of one (process, file) pair for dedupe.
 type OpenKey = (u32, String, u64);
@@ -366,6 +369,13 @@ impl Enricher {
             let key = FileKey::of(&o.meta);
             if let Some(id) = self.identities.get(&key) {
                 return Ok(id);
+            }
+            // Larger than the cap by its size: refused without reading.
+            if o.meta.len() > MAX_CREDENTIAL_BYTES {
+                return Err(ReadError::TooLarge {
+                    path: path.to_owned(),
+                    max: MAX_CREDENTIAL_BYTES,
+                });
             }
             let refs = ProcRoot {
                 at: at.clone(),

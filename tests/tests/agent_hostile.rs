@@ -661,3 +661,108 @@ fn secret_markers_reach_no_observation_log_or_stream_message() {
         stop_within_2s(agent).await;
     });
 }
+
+/// The shipping binary: `CREDTRAIL_AGENT_BIN`, else `/bin/credtrail-agent`
+/// (the VMs), else next to the test binary's folder (`target/<profile>/`).
+fn agent_binary() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("CREDTRAIL_AGENT_BIN").map(PathBuf::from),
+        Some(PathBuf::from("/bin/credtrail-agent")),
+        std::env::current_exe()
+            .ok()
+            .and_then(|e| Some(e.parent()?.parent()?.join("credtrail-agent"))),
+    ];
+    candidates.into_iter().flatten().find(|p| p.is_file())
+}
+
+/// Waits until `file` holds `needle` (at most `wait`).
+fn wait_for_text(file: &Path, needle: &str, wait: Duration) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < wait {
+        if std::fs::read_to_string(file).is_ok_and(|s| s.contains(needle)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn sigterm_ends_the_agent_binary_within_2s_after_a_fifo_attack() {
+    run_if_child();
+    let test = "sigterm_ends_the_agent_binary_within_2s_after_a_fifo_attack";
+    if skip_unless_privileged(test) {
+        return;
+    }
+    let Some(bin) = agent_binary() else {
+        println!("SKIP {test}: no credtrail-agent binary (build it, or set CREDTRAIL_AGENT_BIN)");
+        return;
+    };
+    let spec = PodSpec::new("attack", "fifo-bin-0", "node-a", "default");
+    let cgroup = PodCgroup::create("besteffort", &spec.uid, &container_id()).unwrap();
+    let d = scratch();
+    std::fs::create_dir(d.path().join("fifo")).unwrap();
+    std::fs::create_dir(d.path().join("good")).unwrap();
+    let fifo = d.path().join("fifo/token");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let good = d.path().join("good/token");
+    std::fs::write(&good, "opaque-test-token").unwrap();
+    let out = d.path().join("out.jsonl");
+    let mut agent = std::process::Command::new(&bin)
+        .args([
+            "--node-name",
+            "credtrail-hostile-bin",
+            "--no-scan",
+            "--output",
+            "jsonl",
+        ])
+        .arg(&out)
+        .arg("--watch")
+        .arg(format!("{}/*/token", d.path().display()))
+        .arg("--cgroup-root")
+        .arg(cgroup.root())
+        .spawn()
+        .unwrap();
+    let started = wait_for_text(&out, "node_info", WAIT);
+    let open = |p: &Path| Step::Open {
+        path: p.to_path_buf(),
+        at: None,
+        times: 1,
+        nonblock: true,
+        may_fail: false,
+    };
+    let attacker = started.then(|| run_child(test, &[open(&fifo)], &cgroup));
+    let reader = started.then(|| run_child(test, &[open(&good)], &cgroup));
+    let reported = started && wait_for_text(&out, &good.display().to_string(), WAIT);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    let t = Instant::now();
+    let mut exited = None;
+    while t.elapsed() < Duration::from_secs(2) {
+        if let Ok(Some(status)) = agent.try_wait() {
+            exited = Some(status);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = t.elapsed();
+    if exited.is_none() {
+        let _ = agent.kill();
+    }
+    let _ = agent.wait();
+    drop((attacker, reader));
+    assert!(started, "the agent binary did not start");
+    assert!(
+        reported,
+        "a token read after the FIFO attack was not reported"
+    );
+    println!("agent binary exited {took:?} after SIGTERM: {exited:?}");
+    assert!(exited.is_some(), "the agent binary ignored SIGTERM for 2 s");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.contains("not_a_regular_file"),
+        "the FIFO is not reported as what it is"
+    );
+}

@@ -328,7 +328,7 @@ mod tests {
                 b("{\"alg\":\"RS256\"}"),
                 b(&format!("{{\"iat\":{{\"{M}\":1}}}}"))
             ),
-            format!("{}.{}.sig", b("{\"alg\":\"RS256\"}"), b(&format!("{M}"))),
+            format!("{}.{}.sig", b("{\"alg\":\"RS256\"}"), b(M)),
             format!(
                 "{}.{}.{M}",
                 b("{\"alg\":\"RS256\"}"),

@@ -121,19 +121,43 @@ pub fn kubeconfig_identity(
     if cfg.clusters.is_empty() && cfg.contexts.is_empty() && cfg.users.is_empty() {
         return Err(KubeconfigError::NoContent);
     }
-    let mut users = Vec::with_capacity(cfg.users.len());
-    for u in cfg.users {
-        users.push(user_identity(u.name, u.inner, refs)?);
+    let mut users = Vec::with_capacity(cfg.users.len().min(MAX_ENTRIES));
+    for u in cfg.users.into_iter().take(MAX_ENTRIES) {
+        let mut user = user_identity(cap(u.name), u.inner, refs)?;
+        user.exec_command = user.exec_command.map(cap);
+        user.auth_provider = user.auth_provider.map(cap);
+        user.username = user.username.map(cap);
+        users.push(user);
     }
     Ok(KubeconfigIdentity {
-        current_context: cfg.current_context.filter(|c| !c.is_empty()),
+        current_context: cfg.current_context.filter(|c| !c.is_empty()).map(cap),
         servers: cfg
             .clusters
             .into_iter()
             .filter_map(|c| c.inner.server)
+            .take(MAX_ENTRIES)
+            .map(cap)
             .collect(),
         users,
     })
+}
+
+/// Users and servers described per kubeconfig, at most (real ones have a few).
+pub const MAX_ENTRIES: usize = 32;
+/// Longest name, server or command kept from a kubeconfig, in bytes.
+pub const MAX_FIELD: usize = 256;
+
+/// `s` cut at [`MAX_FIELD`] bytes (on a character boundary), marked `…`.
+fn cap(mut s: String) -> String {
+    if s.len() > MAX_FIELD {
+        let mut end = MAX_FIELD;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
 }
 
 /// What is wrong with a YAML document, without any of its content: the
@@ -400,5 +424,33 @@ users:
             let e = id.error.unwrap_or_default();
             assert!(!e.contains(M), "{d:?} -> {e}");
         }
+    }
+
+    #[test]
+    fn a_huge_kubeconfig_gives_a_bounded_identity() {
+        let mut text = String::from("clusters:\n");
+        for i in 0..100 {
+            text.push_str(&format!(
+                "- name: c{i}\n  cluster:\n    server: https://{}\n",
+                "s".repeat(5000)
+            ));
+        }
+        text.push_str("users:\n");
+        for i in 0..100 {
+            text.push_str(&format!(
+                "- name: {i}{}\n  user:\n    username: {}\n",
+                "u".repeat(5000),
+                "n".repeat(5000)
+            ));
+        }
+        let k = kubeconfig_identity(&text, &NoRefs).unwrap();
+        assert_eq!((k.users.len(), k.servers.len()), (MAX_ENTRIES, MAX_ENTRIES));
+        assert!(k.servers.iter().all(|s| s.len() <= MAX_FIELD + 3));
+        assert!(k.users.iter().all(|u| {
+            u.name.len() <= MAX_FIELD + 3
+                && u.username
+                    .as_ref()
+                    .is_some_and(|n| n.len() <= MAX_FIELD + 3)
+        }));
     }
 }
