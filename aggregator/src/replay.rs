@@ -87,8 +87,8 @@ fn read(path: &Path) -> Result<Vec<u8>, ReplayError> {
 }
 
 enum Item {
-    Obs(Observation),
-    Audit(AuditEvent),
+    Obs(Box<Observation>),
+    Audit(Box<AuditEvent>),
 }
 
 impl Item {
@@ -120,7 +120,12 @@ pub fn replay(input: &ReplayInput, policy: Policy) -> Result<ReplayOutput, Repla
                 path: p.clone(),
                 error,
             }));
-        items.extend(parsed.observations.into_iter().map(Item::Obs));
+        items.extend(
+            parsed
+                .observations
+                .into_iter()
+                .map(|o| Item::Obs(Box::new(o))),
+        );
     }
     for p in &input.audit {
         let bytes = read(p)?;
@@ -137,7 +142,7 @@ pub fn replay(input: &ReplayInput, policy: Policy) -> Result<ReplayOutput, Repla
                 path: p.clone(),
                 error: e.to_string(),
             }));
-        items.extend(parsed.events.into_iter().map(Item::Audit));
+        items.extend(parsed.events.into_iter().map(|e| Item::Audit(Box::new(e))));
     }
     // Stable: equal keys keep file order.
     items.sort_by_key(Item::key);

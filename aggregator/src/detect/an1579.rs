@@ -78,7 +78,7 @@ impl Detector {
             known = true;
             for x in rbac::reasons_for_binding(&b.reasons, binding_kind) {
                 let x = format!("built-in ClusterRole {}: {x}", r.name);
-                if !reasons.iter().any(|y| *y == x) {
+                if !reasons.contains(&x) {
                     reasons.push(x);
                 }
             }
@@ -216,7 +216,6 @@ impl Detector {
         self.judge_binding(ev, kind, key, Some(w), ch, out);
     }
 
-    #[expect(clippy::too_many_lines, reason = "one decision per outcome, in order")]
     fn judge_binding(
         &mut self,
         ev: &AuditEvent,

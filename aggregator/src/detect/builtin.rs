@@ -65,6 +65,15 @@ pub struct BuiltinBinding {
     pub subjects: Vec<Subject>,
 }
 
+/// A ClusterRole as read from the bootstrap files, before aggregation.
+struct RawRole {
+    name: String,
+    rules: Vec<PolicyRule>,
+    labels: HashMap<String, String>,
+    /// `aggregationRule.clusterRoleSelectors[].matchLabels`.
+    selectors: Vec<HashMap<String, String>>,
+}
+
 struct Table {
     roles: HashMap<String, BuiltinRole>,
     bindings: HashMap<String, BuiltinBinding>,
@@ -111,7 +120,7 @@ fn load() -> Table {
             items.extend(list.iter().cloned());
         }
     }
-    let mut raw_roles: Vec<(String, Vec<PolicyRule>, HashMap<String, String>, Vec<_>)> = Vec::new();
+    let mut raw_roles: Vec<RawRole> = Vec::new();
     let mut bindings = HashMap::new();
     for item in &items {
         let o = read_object(item, "bootstrap");
@@ -119,12 +128,12 @@ fn load() -> Table {
             continue;
         };
         match o.kind.as_deref() {
-            Some("ClusterRole") => raw_roles.push((
+            Some("ClusterRole") => raw_roles.push(RawRole {
                 name,
-                o.rules.unwrap_or_default(),
-                labels(item),
-                selectors(item),
-            )),
+                rules: o.rules.unwrap_or_default(),
+                labels: labels(item),
+                selectors: selectors(item),
+            }),
             Some("ClusterRoleBinding") => {
                 if let Some(role_ref) = o.role_ref {
                     bindings.insert(
@@ -142,24 +151,24 @@ fn load() -> Table {
     // Aggregation, to a fixed point (admin aggregates edit, which aggregates view).
     let mut rules: HashMap<String, Vec<PolicyRule>> = raw_roles
         .iter()
-        .map(|(n, r, _, _)| (n.clone(), r.clone()))
+        .map(|r| (r.name.clone(), r.rules.clone()))
         .collect();
     for _ in 0..4 {
-        for (name, _, _, sel) in raw_roles.iter().filter(|r| !r.3.is_empty()) {
+        for agg_role in raw_roles.iter().filter(|r| !r.selectors.is_empty()) {
             let mut agg: Vec<PolicyRule> = Vec::new();
-            for (other, _, lab, _) in &raw_roles {
-                let matched = sel
-                    .iter()
-                    .any(|s| !s.is_empty() && s.iter().all(|(k, v)| lab.get(k) == Some(v)));
-                if matched && other != name {
-                    for r in rules.get(other).into_iter().flatten() {
+            for other in &raw_roles {
+                let matched = agg_role.selectors.iter().any(|s| {
+                    !s.is_empty() && s.iter().all(|(k, v)| other.labels.get(k) == Some(v))
+                });
+                if matched && other.name != agg_role.name {
+                    for r in rules.get(&other.name).into_iter().flatten() {
                         if !agg.contains(r) {
                             agg.push(r.clone());
                         }
                     }
                 }
             }
-            rules.insert(name.clone(), agg);
+            rules.insert(agg_role.name.clone(), agg);
         }
     }
     let roles = rules

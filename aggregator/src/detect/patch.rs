@@ -278,40 +278,32 @@ fn json_patch_additions(body: &[Value], out: &mut K8sObject) {
 pub fn written(ev: &AuditEvent, known: Option<&Value>) -> Written {
     let mut unreadable = Vec::new();
     if let Some(raw) = &ev.response_object {
-        match object_value(raw) {
-            Ok(v) => {
-                let o = read_object(&v, "responseObject");
-                if is_rbac_body(&o) {
-                    return Written {
-                        unreadable: o.unreadable.clone(),
-                        object: o,
-                        from: StateFrom::ResponseObject,
-                        patch_type: None,
-                    };
-                }
+        let mut resp_unreadable = Vec::new();
+        if let Some(v) = object_value(raw, "responseObject", &mut resp_unreadable) {
+            let o = read_object(&v, "responseObject");
+            if is_rbac_body(&o) {
+                resp_unreadable.extend(o.unreadable.iter().cloned());
+                return Written {
+                    unreadable: resp_unreadable,
+                    object: o,
+                    from: StateFrom::ResponseObject,
+                    patch_type: None,
+                };
             }
-            Err(e) => unreadable.push(format!("responseObject: {e}")),
         }
+        unreadable.extend(resp_unreadable);
     }
-    let body = match ev.request_object.as_ref().map(object_value) {
-        None => {
-            return Written {
-                object: K8sObject::default(),
-                from: StateFrom::Nothing,
-                patch_type: None,
-                unreadable,
-            };
-        }
-        Some(Err(e)) => {
-            unreadable.push(format!("requestObject: {e}"));
-            return Written {
-                object: K8sObject::default(),
-                from: StateFrom::Nothing,
-                patch_type: None,
-                unreadable,
-            };
-        }
-        Some(Ok(v)) => v,
+    let nothing = |unreadable| Written {
+        object: K8sObject::default(),
+        from: StateFrom::Nothing,
+        patch_type: None,
+        unreadable,
+    };
+    let Some(raw) = &ev.request_object else {
+        return nothing(unreadable);
+    };
+    let Some(body) = object_value(raw, "requestObject", &mut unreadable) else {
+        return nothing(unreadable);
     };
     if ev.verb != "patch" {
         let o = read_object(&body, "requestObject");

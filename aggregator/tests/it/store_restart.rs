@@ -94,7 +94,10 @@ async fn detection_state_and_alerts_survive_a_restart() {
     let why = alerts[0].details["why_high_privilege"].as_array().unwrap();
     assert_eq!(why.len(), 1, "{why:?}");
     assert!(
-        why[0].as_str().unwrap().starts_with("reads secrets (rules[0]"),
+        why[0]
+            .as_str()
+            .unwrap()
+            .starts_with("reads secrets (rules[0]"),
         "{why:?}"
     );
     // A resent event is still a duplicate after the restart.
