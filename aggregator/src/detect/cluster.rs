@@ -117,8 +117,11 @@ fn fresh(p: &Provenance, t: DateTime<Utc>, ttl: chrono::Duration) -> bool {
     ttl <= chrono::Duration::zero() || t <= p.last + ttl
 }
 
-/// `(uid, addresses, podCIDRs)` of a Node object in an event's response (else request).
-fn node_object(ev: &AuditEvent) -> Option<(Option<String>, Vec<(String, IpAddr)>, Vec<IpNet>)> {
+/// `(uid, [(address type, address)], podCIDRs)` of a Node object.
+type NodeObject = (Option<String>, Vec<(String, IpAddr)>, Vec<IpNet>);
+
+/// The Node object in an event's response (else request).
+fn node_object(ev: &AuditEvent) -> Option<NodeObject> {
     let obj = ev.response_object.as_ref().or(ev.request_object.as_ref())?;
     if obj.kind.as_deref().is_some_and(|k| k != "Node") {
         return None;
