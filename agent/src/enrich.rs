@@ -251,7 +251,8 @@ impl Enricher {
             workload: Some(workload),
             local: raw.local,
             remote: raw.remote,
-            translated: None,
+            // What the API server sees, when the node NATs this connection.
+            translated: crate::conntrack::translated(raw.local, raw.remote),
         });
         self.observation(raw.time, event)
     }

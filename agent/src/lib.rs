@@ -6,6 +6,7 @@
 pub mod attribution;
 pub mod cli;
 pub mod config;
+pub mod conntrack;
 pub mod dedupe;
 pub mod enrich;
 pub mod identity;

@@ -272,6 +272,28 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Drops one reviewed baseline source (store and memory); returns whether it existed.
+    pub async fn drop_baseline(
+        &self,
+        username: String,
+        ip: std::net::IpAddr,
+    ) -> Result<bool, PipelineError> {
+        let detector = self.inner.detector.clone();
+        let found = self
+            .inner
+            .store
+            .write(move |tx| {
+                let stored = store::learned::drop_baseline(tx, &username, &ip.to_string())?;
+                let mem = detector
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .drop_baseline(&username, ip);
+                Ok(stored || mem)
+            })
+            .await?;
+        Ok(found)
+    }
+
     /// Re-reads the `suppressions` table (after the API adds or deletes one).
     pub async fn reload_suppressions(&self) -> Result<(), PipelineError> {
         let sups = self.inner.store.read(store::load_suppressions).await?;

@@ -71,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/suppressions/{id}", delete(delete_suppression))
         .route("/api/v1/export/alerts", get(export_alerts))
+        .merge(super::learned::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),

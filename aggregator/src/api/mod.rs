@@ -8,6 +8,7 @@ pub mod convert_inventory;
 pub mod export;
 pub mod grpc;
 pub mod http;
+mod learned;
 pub mod live;
 pub mod ops;
 mod params;

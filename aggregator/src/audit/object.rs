@@ -255,14 +255,18 @@ fn string_field(v: Option<&Value>, at: &str, field: &str, u: &mut Vec<String>) -
 }
 
 impl super::AuditEvent {
-    /// The event's object as the detector reads it: the response when logged,
-    /// else the request (`None` when neither is an object that can be read).
+    /// The whole object (spec and status included) for the cluster facts
+    /// and token lineage: the response when logged, else the request. `None`
+    /// when neither is a JSON object within [`MAX_OBJECT_BYTES`] that parses
+    /// (too deep, say); RBAC detection reads its skeleton through
+    /// [`object_value`] instead, so such an object hides no grant.
     pub fn object(&self) -> Option<K8sObject> {
         [self.response_object.as_ref(), self.request_object.as_ref()]
             .into_iter()
             .flatten()
+            .filter(|raw| raw.json().len() <= MAX_OBJECT_BYTES)
             .find_map(|raw| {
-                let v = object_value(raw).ok()?;
+                let v = raw.value()?;
                 v.is_object().then(|| read_object(&v, "object"))
             })
     }

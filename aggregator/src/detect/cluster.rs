@@ -117,8 +117,11 @@ fn fresh(p: &Provenance, t: DateTime<Utc>, ttl: chrono::Duration) -> bool {
     ttl <= chrono::Duration::zero() || t <= p.last + ttl
 }
 
-/// `(uid, addresses, podCIDRs)` of a Node object in an event's response (else request).
-fn node_object(ev: &AuditEvent) -> Option<(Option<String>, Vec<(String, IpAddr)>, Vec<IpNet>)> {
+/// `(uid, [(address type, address)], podCIDRs)` of a Node object.
+type NodeObject = (Option<String>, Vec<(String, IpAddr)>, Vec<IpNet>);
+
+/// The Node object in an event's response (else request).
+fn node_object(ev: &AuditEvent) -> Option<NodeObject> {
     let obj = ev.object()?;
     if obj.kind.as_deref().is_some_and(|k| k != "Node") {
         return None;
@@ -292,6 +295,12 @@ impl ClusterFacts {
                     self.add_addr(&name, ip, prov("Node status.addresses", ev), t);
                     changed = Some(name.clone());
                 }
+            }
+            if let Some(u) = &uid
+                && let Some(n) = self.nodes.get_mut(&name)
+                && n.uid.is_none()
+            {
+                n.uid = Some(u.clone());
             }
             for c in cidrs {
                 let pol = policy;
@@ -499,6 +508,314 @@ impl ClusterFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn ev(
+        id: &str,
+        at: i64,
+        user: &str,
+        ip: &str,
+        verb: &str,
+        res: &str,
+        extra: Value,
+    ) -> AuditEvent {
+        let t = DateTime::from_timestamp(1_800_000_000 + at, 0).unwrap();
+        let mut v = json!({
+            "level": "RequestResponse", "auditID": id, "stage": "ResponseComplete",
+            "verb": verb, "user": {"username": user}, "sourceIPs": [ip],
+            "objectRef": {"resource": res},
+            "responseStatus": {"code": 200}, "requestReceivedTimestamp": t.to_rfc3339(),
+        });
+        if let (Some(o), Some(x)) = (v.as_object_mut(), extra.as_object()) {
+            for (k, val) in x {
+                o.insert(k.clone(), val.clone());
+            }
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn node_obj(name: &str, uid: &str, addrs: &[(&str, &str)], cidr: Option<&str>) -> Value {
+        let a: Vec<Value> = addrs
+            .iter()
+            .map(|(t, a)| json!({"type": t, "address": a}))
+            .collect();
+        json!({"objectRef": {"resource": "nodes", "name": name},
+               "responseObject": {"kind": "Node", "metadata": {"name": name, "uid": uid},
+                  "spec": cidr.map_or(json!({}), |c| json!({"podCIDRs": [c]})),
+                  "status": {"addresses": a}}})
+    }
+
+    struct T {
+        f: ClusterFacts,
+        p: Policy,
+        agent: Option<Location>,
+    }
+
+    impl T {
+        fn new(policy: &str) -> Self {
+            T {
+                f: ClusterFacts::default(),
+                p: Policy::from_yaml("t", policy).unwrap(),
+                agent: None,
+            }
+        }
+        fn learn(&mut self, e: &AuditEvent) -> Vec<ClusterChange> {
+            let agent = self.agent.clone();
+            let owners = move |_: IpAddr, _: &str| Owners {
+                agent: agent.clone(),
+                node_has_agent: false,
+            };
+            self.f
+                .learn(e, chrono::Duration::hours(24), &self.p, &owners)
+        }
+        fn at(&self, ip: &str, at: i64) -> Option<String> {
+            let t = DateTime::from_timestamp(1_800_000_000 + at, 0).unwrap();
+            self.f
+                .resolve(ip.parse().unwrap(), t, chrono::Duration::hours(24))
+                .map(|l| format!("{} via {}", l.node, l.via))
+        }
+    }
+
+    const NODE_Q: &str = "system:node:node-q";
+
+    #[test]
+    fn a_new_node_is_learned_from_its_kubelet_and_keeps_its_address() {
+        let mut t = T::new("");
+        t.learn(&ev(
+            "1",
+            0,
+            NODE_Q,
+            "10.0.1.90",
+            "update",
+            "leases",
+            json!({}),
+        ));
+        assert_eq!(
+            t.at("10.0.1.90", 1).as_deref(),
+            Some("node-q via node address (learned)")
+        );
+        // The same credential elsewhere (stolen, used from another address) teaches nothing.
+        t.learn(&ev("2", 5, NODE_Q, "10.0.2.7", "get", "secrets", json!({})));
+        assert_eq!(t.at("10.0.2.7", 6), None);
+        // Public sources never teach.
+        t.learn(&ev(
+            "3",
+            5,
+            "system:node:node-z",
+            "203.0.113.8",
+            "update",
+            "leases",
+            json!({}),
+        ));
+        assert_eq!(t.at("203.0.113.8", 6), None);
+        // Learned facts expire.
+        assert_eq!(t.at("10.0.1.90", 25 * 3600), None);
+    }
+
+    #[test]
+    fn policy_ranges_and_agents_win() {
+        let mut t = T::new("cluster:\n  node_cidrs: [10.0.1.0/24]\n  pod_cidrs: [10.244.0.0/16]\n");
+        t.learn(&ev(
+            "1",
+            0,
+            NODE_Q,
+            "10.244.3.9",
+            "update",
+            "leases",
+            json!({}),
+        ));
+        assert_eq!(t.at("10.244.3.9", 1), None, "a pod address is not a node's");
+        t.learn(&ev(
+            "2",
+            0,
+            NODE_Q,
+            "10.9.9.9",
+            "update",
+            "leases",
+            json!({}),
+        ));
+        assert_eq!(
+            t.at("10.9.9.9", 1),
+            None,
+            "outside the configured node ranges"
+        );
+        t.agent = Some(Location {
+            node: "node-b".into(),
+            pod_uid: None,
+            pod: None,
+            via: "node address",
+        });
+        t.learn(&ev(
+            "3",
+            0,
+            NODE_Q,
+            "10.0.1.12",
+            "update",
+            "leases",
+            json!({}),
+        ));
+        assert_eq!(t.at("10.0.1.12", 1), None, "node-b's agent claims it");
+        // A pod range outside the configured pod ranges is refused.
+        t.agent = None;
+        t.learn(&ev(
+            "4",
+            0,
+            "system:kube-controller-manager",
+            "10.0.0.2",
+            "patch",
+            "nodes",
+            node_obj("node-q", "u1", &[], Some("192.168.50.0/24")),
+        ));
+        assert_eq!(t.at("192.168.50.7", 1), None);
+    }
+
+    #[test]
+    fn node_objects_teach_addresses_and_ranges_and_a_new_uid_replaces_them() {
+        let mut t = T::new("");
+        let kcm = "system:kube-controller-manager";
+        t.learn(&ev(
+            "1",
+            0,
+            kcm,
+            "10.0.0.2",
+            "patch",
+            "nodes",
+            node_obj(
+                "node-q",
+                "u1",
+                &[("InternalIP", "10.0.1.90")],
+                Some("10.244.7.0/24"),
+            ),
+        ));
+        assert_eq!(
+            t.at("10.244.7.33", 1).as_deref(),
+            Some("node-q via node pod CIDR (learned)")
+        );
+        // The kubelet may not vouch for a public address of its own.
+        t.learn(&ev(
+            "2",
+            2,
+            NODE_Q,
+            "10.0.1.90",
+            "patch",
+            "nodes",
+            node_obj("node-q", "u1", &[("ExternalIP", "198.51.100.4")], None),
+        ));
+        assert_eq!(t.at("198.51.100.4", 3), None);
+        // The cloud node controller may.
+        t.learn(&ev(
+            "3",
+            4,
+            "system:serviceaccount:kube-system:cloud-node-controller",
+            "10.0.0.2",
+            "patch",
+            "nodes",
+            node_obj("node-q", "u1", &[("ExternalIP", "198.51.100.4")], None),
+        ));
+        assert!(t.at("198.51.100.4", 5).is_some());
+        // Replacement: same name, new uid, new address.
+        t.learn(&ev(
+            "4",
+            9,
+            kcm,
+            "10.0.0.2",
+            "update",
+            "nodes",
+            node_obj("node-q", "u2", &[("InternalIP", "10.0.1.91")], None),
+        ));
+        assert_eq!(t.at("10.0.1.90", 10), None);
+        assert_eq!(t.at("10.244.7.33", 10), None);
+        assert!(t.at("10.0.1.91", 10).is_some());
+    }
+
+    #[test]
+    fn deletion_releases_and_the_deleted_credential_teaches_nothing_until_it_registers() {
+        let mut t = T::new("");
+        t.learn(&ev(
+            "1",
+            0,
+            NODE_Q,
+            "10.0.1.90",
+            "update",
+            "leases",
+            json!({}),
+        ));
+        let mut del = ev(
+            "2",
+            5,
+            "system:serviceaccount:kube-system:cluster-autoscaler",
+            "10.0.0.2",
+            "delete",
+            "nodes",
+            json!({}),
+        );
+        del.object_ref.as_mut().unwrap().name = Some("node-q".into());
+        let ch = t.learn(&del);
+        assert!(matches!(&ch[0], ClusterChange::Released { node, .. } if node == "node-q"));
+        assert_eq!(t.at("10.0.1.90", 6), None);
+        t.learn(&ev(
+            "3",
+            7,
+            NODE_Q,
+            "10.0.1.90",
+            "get",
+            "secrets",
+            json!({}),
+        ));
+        assert_eq!(t.at("10.0.1.90", 8), None, "a deleted node's credential");
+        // A new node reuses the address.
+        t.learn(&ev(
+            "4",
+            9,
+            "system:node:node-r",
+            "10.0.1.90",
+            "create",
+            "nodes",
+            json!({}),
+        ));
+        assert_eq!(
+            t.at("10.0.1.90", 10).as_deref(),
+            Some("node-r via node address (learned)")
+        );
+        // node-q re-registers elsewhere.
+        t.learn(&ev(
+            "5",
+            11,
+            NODE_Q,
+            "10.0.1.95",
+            "create",
+            "nodes",
+            json!({}),
+        ));
+        assert!(t.at("10.0.1.95", 12).is_some());
+    }
+
+    #[test]
+    fn api_endpoints_come_from_the_kubernetes_endpointslice_only() {
+        let mut t = T::new("");
+        let mut e = ev(
+            "1",
+            0,
+            "system:apiserver",
+            "::1",
+            "update",
+            "endpointslices",
+            json!({
+            "objectRef": {"resource": "endpointslices", "namespace": "default", "name": "kubernetes"},
+            "responseObject": {"kind": "EndpointSlice", "metadata": {"name": "kubernetes"},
+                "endpoints": [{"addresses": ["10.0.0.2"]}]}}),
+        );
+        t.learn(&e);
+        let now = DateTime::from_timestamp(1_800_000_001, 0).unwrap();
+        let ttl = chrono::Duration::hours(24);
+        assert!(t.f.is_api_endpoint("10.0.0.2".parse().unwrap(), now, ttl));
+        e.object_ref.as_mut().unwrap().name = Some("evil".into());
+        e.response_object = Some(crate::audit::RawObject::from_value(&json!({
+            "kind": "EndpointSlice", "metadata": {"name": "evil"},
+            "endpoints": [{"addresses": ["10.9.9.9"]}]})));
+        t.learn(&e);
+        assert!(!t.f.is_api_endpoint("10.9.9.9".parse().unwrap(), now, ttl));
+    }
 
     #[test]
     fn internal_ranges_are_internal_and_everything_else_is_outside() {

@@ -87,11 +87,7 @@ pub fn token_request(ev: &AuditEvent) -> Option<Minted> {
     }
     let jti = ev.annotations.issued_credential_id.clone()?;
     let sa = format!("system:serviceaccount:{}:{}", ev.namespace()?, ev.name()?);
-    let spec = |o: Option<&crate::audit::RawObject>| {
-        o.and_then(|r| crate::audit::object_value(r).ok())
-            .and_then(|v| v.get("spec").cloned())
-    };
-    let spec = spec(ev.response_object.as_ref()).or_else(|| spec(ev.request_object.as_ref()));
+    let spec = ev.object().and_then(|o| o.spec);
     let expiration_seconds = spec
         .as_ref()
         .and_then(|s| s.get("expirationSeconds"))

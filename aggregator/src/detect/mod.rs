@@ -152,6 +152,19 @@ impl Detector {
         }
     }
 
+    /// Forgets one baseline source of `user` (after review): the next use
+    /// from there is judged as new.
+    pub fn drop_baseline(&mut self, user: &str, ip: IpAddr) -> bool {
+        let Some(b) = self.baselines.get_mut(user) else {
+            return false;
+        };
+        let had = b.remove(&ip).is_some();
+        if b.is_empty() {
+            self.baselines.remove(user);
+        }
+        had
+    }
+
     /// Replaces the suppressions (policy + API-created).
     pub fn set_suppressions(&mut self, s: Vec<Suppression>) {
         self.suppressions = s;

@@ -86,3 +86,98 @@ pub fn write_learned(tx: &Transaction<'_>, c: &Changes) -> Result<(), StoreError
     }
     Ok(())
 }
+
+/// Most rows one inventory answer holds.
+pub const MAX_ROWS: i64 = 5000;
+
+/// Learned nodes (nodes inventory, `learned` section).
+pub fn list_learned_nodes(c: &rusqlite::Connection) -> Result<Vec<serde_json::Value>, StoreError> {
+    let mut st = c.prepare(
+        "SELECT node, uid, facts, released, release_audit_id, updated_ms FROM learned_nodes
+         ORDER BY node LIMIT ?1",
+    )?;
+    let rows = st.query_map([MAX_ROWS], |r| {
+        Ok(serde_json::json!({
+            "node": r.get::<_, String>(0)?,
+            "uid": r.get::<_, Option<String>>(1)?,
+            "facts": serde_json::from_str::<serde_json::Value>(&r.get::<_, String>(2)?).unwrap_or_default(),
+            "released": r.get::<_, bool>(3)?,
+            "release_audit_id": r.get::<_, Option<String>>(4)?,
+            "updated_ms": r.get::<_, i64>(5)?,
+        }))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Baselines: identity → sources seen, learned or not, and the event that taught each.
+pub fn list_baselines(
+    c: &rusqlite::Connection,
+    username: Option<&str>,
+) -> Result<Vec<serde_json::Value>, StoreError> {
+    let mut st = c.prepare(
+        "SELECT b.username, b.source_ip, b.learned, b.first_seen_ms, b.last_seen_ms, b.count,
+                s.audit_id, s.time_ms
+         FROM baselines b LEFT JOIN baseline_sources s
+           ON s.username = b.username AND s.source_ip = b.source_ip
+         WHERE ?1 IS NULL OR b.username = ?1
+         ORDER BY b.username, b.source_ip LIMIT ?2",
+    )?;
+    let rows = st.query_map(params![username, MAX_ROWS], |r| {
+        Ok(serde_json::json!({
+            "username": r.get::<_, String>(0)?,
+            "source_ip": r.get::<_, String>(1)?,
+            "learned": r.get::<_, bool>(2)?,
+            "first_seen_ms": r.get::<_, i64>(3)?,
+            "last_seen_ms": r.get::<_, i64>(4)?,
+            "count": r.get::<_, i64>(5)?,
+            "taught_by_audit_id": r.get::<_, Option<String>>(6)?,
+            "taught_ms": r.get::<_, Option<i64>>(7)?,
+        }))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Drops one baseline source; returns whether it existed.
+pub fn drop_baseline(
+    tx: &Transaction<'_>,
+    username: &str,
+    source_ip: &str,
+) -> Result<bool, StoreError> {
+    let n = tx.execute(
+        "DELETE FROM baselines WHERE username = ?1 AND source_ip = ?2",
+        params![username, source_ip],
+    )?;
+    tx.execute(
+        "DELETE FROM baseline_sources WHERE username = ?1 AND source_ip = ?2",
+        params![username, source_ip],
+    )?;
+    Ok(n > 0)
+}
+
+/// Token lineage rows (newest first), optionally for one JTI.
+pub fn list_lineage(
+    c: &rusqlite::Connection,
+    jti: Option<&str>,
+) -> Result<Vec<serde_json::Value>, StoreError> {
+    let mut st = c.prepare(
+        "SELECT jti, service_account, minter, minter_credential, source_ip, bound_to,
+                expiration_seconds, user_agent, incident, audit_id, time_ms
+         FROM token_lineage WHERE ?1 IS NULL OR jti = ?1 ORDER BY time_ms DESC LIMIT ?2",
+    )?;
+    let rows = st.query_map(params![jti, MAX_ROWS], |r| {
+        Ok(serde_json::json!({
+            "jti": r.get::<_, String>(0)?,
+            "service_account": r.get::<_, String>(1)?,
+            "minter": r.get::<_, String>(2)?,
+            "minter_credential": r.get::<_, Option<String>>(3)?,
+            "source_ip": r.get::<_, Option<String>>(4)?,
+            "bound_to": r.get::<_, Option<String>>(5)?,
+            "expiration_seconds": r.get::<_, Option<i64>>(6)?,
+            "user_agent": r.get::<_, Option<String>>(7)?,
+            "incident": r.get::<_, Option<String>>(8)?,
+            "audit_id": r.get::<_, String>(9)?,
+            "time_ms": r.get::<_, i64>(10)?,
+        }))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -13,7 +13,7 @@
 mod agents;
 mod changes;
 mod ingest;
-mod learned;
+pub mod learned;
 mod load;
 pub mod query;
 mod retention;

@@ -7,6 +7,7 @@ mod common;
 mod api_data;
 mod api_grpc;
 mod api_http;
+mod api_learned;
 mod api_live;
 mod api_serve;
 mod audit_testdata;
