@@ -7,6 +7,7 @@ pub mod api;
 pub mod audit;
 pub mod detect;
 pub mod ingest;
+pub mod listen;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;

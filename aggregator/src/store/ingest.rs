@@ -109,7 +109,7 @@ pub fn insert_alerts(
     Ok(())
 }
 
-/// Stores observations; per observation, whether it is new (by id).
+/// Stores observations; per observation, whether it is new (by node and id).
 pub fn insert_observations(
     tx: &Transaction<'_>,
     batch: &[Observation],
