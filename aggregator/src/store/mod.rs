@@ -245,7 +245,28 @@ fn apply_schema(conn: &mut Connection) -> Result<(), StoreError> {
              ALTER TABLE observations RENAME TO observations_v2;",
         )?;
     }
+    let had_alert_nodes: bool = tx.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'alert_nodes'",
+        [],
+        |r| r.get(0),
+    )?;
     tx.execute_batch(SCHEMA)?;
+    if !had_alert_nodes {
+        // Version 2 had no node index: fill it from the stored alerts once.
+        tx.execute_batch(
+            "INSERT OR IGNORE INTO alert_nodes(node, seq)
+                 SELECT node, seq FROM alerts WHERE node IS NOT NULL
+             UNION ALL
+                 SELECT json_extract(e.value, '$.node'), a.seq
+                 FROM alerts a, json_each(a.json, '$.evidence') e
+                 WHERE json_extract(e.value, '$.node') IS NOT NULL
+             UNION ALL
+                 SELECT json_extract(x.value, '$.value'), a.seq
+                 FROM alerts a, json_each(a.json, '$.expected') x
+                 WHERE json_extract(x.value, '$.kind') = 'node'
+                   AND json_extract(x.value, '$.value') IS NOT NULL;",
+        )?;
+    }
     if obs_by_id {
         tx.execute_batch(
             "INSERT OR IGNORE INTO observations(node, id, time_ms, type, json)

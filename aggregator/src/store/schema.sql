@@ -43,6 +43,21 @@ CREATE INDEX IF NOT EXISTS alerts_cred     ON alerts(credential_id, time_ms);
 CREATE INDEX IF NOT EXISTS alerts_src      ON alerts(source_ip, time_ms);
 CREATE INDEX IF NOT EXISTS alerts_node     ON alerts(node, time_ms);
 CREATE INDEX IF NOT EXISTS alerts_ns       ON alerts(namespace, time_ms);
+-- The default list (active alerts, newest first) without visiting suppressed ones.
+CREATE INDEX IF NOT EXISTS alerts_active   ON alerts(time_ms) WHERE suppressed_by IS NULL;
+
+-- Every node an alert names (`alerts.node`, evidence nodes, expected `node`
+-- locations): the index behind `?node=` (schema version 3; before, a json_each
+-- scan of every alert). Rows go with their alert.
+CREATE TABLE IF NOT EXISTS alert_nodes (
+    node TEXT NOT NULL,
+    seq  INTEGER NOT NULL,                 -- alerts.seq
+    PRIMARY KEY (node, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS alert_nodes_seq ON alert_nodes(seq);
+CREATE TRIGGER IF NOT EXISTS alert_nodes_follow AFTER DELETE ON alerts BEGIN
+    DELETE FROM alert_nodes WHERE seq = old.seq;
+END;
 
 -- One row per accepted audit batch (webhook POST, log read, replay file).
 CREATE TABLE IF NOT EXISTS audit_batches (
