@@ -11,6 +11,7 @@ mod api_live;
 mod api_serve;
 mod audit_testdata;
 mod hostile_listeners;
+mod hostile_process;
 mod logtail;
 mod policy_file;
 mod replay_cli;
