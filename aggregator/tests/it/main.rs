@@ -10,6 +10,7 @@ mod api_http;
 mod api_live;
 mod api_serve;
 mod audit_testdata;
+mod hostile_agents;
 mod hostile_listeners;
 mod hostile_process;
 mod logtail;
