@@ -8,8 +8,9 @@
 //!   node (whole message refused otherwise);
 //! - observation ids start with `<node>/` (ids are also keyed by node in the
 //!   store, so one node cannot pre-claim another's ids);
-//! - a claimed node address must be a unicast address, and inside the
-//!   policy's node or pod ranges when the policy sets any cluster range;
+//! - a claimed node address must not be unspecified, multicast or broadcast,
+//!   and must lie inside the policy's node or pod ranges when the policy sets
+//!   any cluster range;
 //! - a claimed pod CIDR must parse, be no wider than [`MAX_POD_CIDR_WIDTH_V4`]
 //!   / [`MAX_POD_CIDR_WIDTH_V6`] (never a /0), and lie inside one of the
 //!   policy's pod ranges when those are set.
@@ -83,10 +84,9 @@ fn cluster_ranges_set(p: &Policy) -> bool {
 }
 
 fn unicast(ip: IpAddr) -> bool {
-    !(ip.is_unspecified()
-        || ip.is_loopback()
-        || ip.is_multicast()
-        || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast()))
+    // Loopback stays allowed: the agent never reports it, and the loopback
+    // test clusters (and the demo) use 127.x addresses as node addresses.
+    !(ip.is_unspecified() || ip.is_multicast() || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast()))
 }
 
 fn check_address(ip: IpAddr, p: &Policy) -> Result<(), Refusal> {
@@ -287,7 +287,7 @@ mod tests {
             "n",
             &info(
                 "n",
-                &["198.51.100.7", "::1"],
+                &["198.51.100.7", "::"],
                 &["10.0.0.0/12", "10.0.0.0/11", "::/0"],
             ),
             &Policy::default(),
