@@ -155,3 +155,45 @@ impl ReadPool {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Store, Synchronous};
+
+    #[tokio::test]
+    async fn a_query_past_its_deadline_is_interrupted_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(
+            &dir.path().join("db"),
+            Synchronous::Normal,
+            StoreOptions {
+                readers: 1,
+                query_timeout: Duration::from_millis(200),
+            },
+        )
+        .unwrap();
+        let counter = Counter::default();
+        store.count_query_timeouts(counter.clone());
+        let endless = store
+            .read(|c| {
+                Ok(c.query_row(
+                    "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) \
+                     SELECT count(*) FROM n",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )?)
+            })
+            .await;
+        let err = endless.expect_err("an endless query must be interrupted");
+        assert!(err.to_string().contains("interrupt"), "{err}");
+        assert_eq!(counter.get(), 1);
+        // The connection went back to the pool and serves the next query.
+        let n = store
+            .read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        store.health().await.unwrap();
+    }
+}
