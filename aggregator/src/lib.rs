@@ -8,6 +8,7 @@ pub mod audit;
 pub mod detect;
 pub mod eval;
 pub mod ingest;
+pub mod listen;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;

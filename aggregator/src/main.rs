@@ -14,7 +14,7 @@ use credtrail_aggregator::ingest::tls::TlsPaths;
 use credtrail_aggregator::ingest::webhook::DEFAULT_BODY_LIMIT;
 use credtrail_aggregator::policy::{Policy, parse_duration};
 use credtrail_aggregator::replay::{ReplayInput, replay};
-use credtrail_aggregator::server::{ServeConfig, serve};
+use credtrail_aggregator::server::{ServeConfig, ServeLimits, serve};
 use credtrail_aggregator::store::Synchronous;
 
 #[derive(Parser, Debug)]
@@ -103,6 +103,28 @@ struct ServeArgs {
     /// Address of the gRPC QueryService; `off` disables it.
     #[arg(long, env = "CREDTRAIL_GRPC_LISTEN", default_value = "0.0.0.0:9090")]
     grpc_listen: String,
+    /// Time a client has to finish its TLS handshake (e.g. 10s).
+    #[arg(long, env = "CREDTRAIL_HANDSHAKE_TIMEOUT", default_value = "10s")]
+    handshake_timeout: String,
+    /// Time a client has to send a request's headers (HTTP/1) or its HTTP/2 preface.
+    #[arg(long, env = "CREDTRAIL_HEADER_TIMEOUT", default_value = "10s")]
+    header_timeout: String,
+    /// Time a client has to send a whole request body; default: the header
+    /// timeout plus the listener's body limit at 256 KiB/s.
+    #[arg(long, env = "CREDTRAIL_BODY_TIMEOUT")]
+    body_timeout: Option<String>,
+    /// Concurrent connections per listener; more wait in the kernel's backlog.
+    #[arg(long, env = "CREDTRAIL_MAX_CONNECTIONS", default_value_t = credtrail_aggregator::listen::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// How long connections and live streams get to finish at shutdown.
+    #[arg(long, env = "CREDTRAIL_SHUTDOWN_GRACE", default_value = "10s")]
+    shutdown_grace: String,
+    /// Read-only SQLite connections serving queries (health checks never wait for them).
+    #[arg(long, env = "CREDTRAIL_QUERY_READERS", default_value_t = credtrail_aggregator::store::DEFAULT_READERS)]
+    query_readers: usize,
+    /// A query running longer than this is interrupted and answered 503.
+    #[arg(long, env = "CREDTRAIL_QUERY_TIMEOUT", default_value = "10s")]
+    query_timeout: String,
 }
 
 #[derive(Args, Debug)]
@@ -147,7 +169,33 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         _ => anyhow::bail!("--tls-cert and --tls-key go together"),
     };
     let agent_listen = listen(&a.agent_listen, "agent-listen")?;
+    let dur = |flag: &str, v: &str| -> anyhow::Result<std::time::Duration> {
+        let d = parse_duration(v).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))?;
+        d.to_std()
+            .ok()
+            .filter(|d| !d.is_zero())
+            .with_context(|| format!("--{flag} {v:?}: must be positive"))
+    };
+    anyhow::ensure!(
+        a.max_connections > 0,
+        "--max-connections: must be at least 1"
+    );
+    anyhow::ensure!(a.query_readers > 0, "--query-readers: must be at least 1");
+    let limits = ServeLimits {
+        handshake_timeout: dur("handshake-timeout", &a.handshake_timeout)?,
+        header_timeout: dur("header-timeout", &a.header_timeout)?,
+        body_timeout: a
+            .body_timeout
+            .as_deref()
+            .map(|v| dur("body-timeout", v))
+            .transpose()?,
+        max_connections: a.max_connections,
+        shutdown_grace: dur("shutdown-grace", &a.shutdown_grace)?,
+        query_readers: a.query_readers,
+        query_timeout: dur("query-timeout", &a.query_timeout)?,
+    };
     Ok(ServeConfig {
+        limits,
         db: a.db,
         db_synchronous: a.db_synchronous,
         policy: a.policy,
@@ -270,9 +318,11 @@ fn main() -> ExitCode {
             })
             .map_err(Into::into),
         Cmd::Serve(a) => serve_config(*a).and_then(|cfg| {
-            tokio::runtime::Runtime::new()
-                .context("starting the tokio runtime")?
-                .block_on(serve(cfg, shutdown_signal()))
+            let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            let out = rt.block_on(serve(cfg, shutdown_signal()));
+            // A query still running on the blocking pool must not hold the exit.
+            rt.shutdown_timeout(std::time::Duration::from_secs(2));
+            out
         }),
     };
     match result {

@@ -18,6 +18,8 @@ pub struct AppState {
     pub policy: Arc<Policy>,
     /// When this process started.
     pub started: DateTime<Utc>,
+    /// Turns true when the aggregator shuts down: live streams end.
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -25,6 +27,7 @@ impl AppState {
     /// (configured roles and suppressions are written to the store).
     pub fn new(store: Store, policy: Policy, metrics: Arc<Metrics>) -> Result<Self, PipelineError> {
         let policy = Arc::new(policy);
+        store.count_query_timeouts(metrics.query_timeouts.clone());
         let pipeline = Pipeline::new(store.clone(), policy.clone(), metrics.clone())?;
         Ok(Self {
             store,
@@ -32,7 +35,13 @@ impl AppState {
             metrics,
             policy,
             started: Utc::now(),
+            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
         })
+    }
+
+    /// Tells live streams the aggregator is stopping (they end).
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// An in-memory aggregator with the given policy (tests, replay).

@@ -189,6 +189,17 @@ impl From<&CoverageReport> for pb::Coverage {
             nodes: c.nodes.iter().map(Into::into).collect(),
             audit_sources: c.audit_sources.iter().map(Into::into).collect(),
             bindings: Some((&c.bindings).into()),
+            agent_refusals: c
+                .agent_refusals
+                .iter()
+                .map(|r| pb::AgentRefusal {
+                    node: r.node.clone(),
+                    reason: r.reason.clone(),
+                    count: r.count,
+                    last: Some(timestamp(r.last)),
+                    last_message: r.last_message.clone(),
+                })
+                .collect(),
         }
     }
 }

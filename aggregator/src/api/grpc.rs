@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 
 use super::live::{self, LiveEvent};
 use super::{ApiError, ops};
+use crate::listen::{Acceptor, Limits};
 use crate::state::AppState;
 use crate::store::query::inventory::{BindingQuery, CredentialQuery};
 use crate::store::query::suppressions::NewSuppression;
@@ -28,22 +29,46 @@ pub fn service(state: AppState) -> QueryServiceServer<QueryApi> {
 }
 
 /// Serves the `QueryService` on `listener` until `shutdown` resolves, with
-/// `TCP_NODELAY` on every connection (streamed alerts are small writes).
+/// the default [`Limits`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
-    shutdown: impl std::future::Future<Output = ()>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
-        conn.inspect(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY not set on a gRPC connection");
-            }
-        })
-    });
-    tonic::transport::Server::builder()
+    serve_limited(listener, Limits::default(), state, shutdown).await
+}
+
+/// Serves the `QueryService` through the shared accept loop
+/// ([`crate::listen`]: connection cap, preface timeout, `TCP_NODELAY`) with
+/// HTTP/2 keep-alive, stream and per-call limits.
+pub async fn serve_limited(
+    listener: tokio::net::TcpListener,
+    limits: Limits,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let acceptor = Acceptor::new(
+        listener,
+        "grpc_api",
+        limits.max_connections,
+        state.metrics.clone(),
+    );
+    let incoming = crate::listen::grpc_incoming(
+        acceptor,
+        |tcp, _| Box::pin(async move { Some(tcp) }),
+        limits,
+        async move {
+            let mut rx = stop_rx;
+            let _ = rx.wait_for(|s| *s).await;
+        },
+    );
+    crate::listen::grpc_server(limits)
         .add_service(service(state))
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .serve_with_incoming_shutdown(incoming, async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        })
         .await
 }
 

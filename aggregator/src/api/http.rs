@@ -21,32 +21,55 @@ use super::live::{self, LiveEvent};
 use super::params::{self, ALERT_FILTER_KEYS};
 use super::{ApiError, ops, web};
 use crate::alert::Alert;
+use crate::listen::{Acceptor, Limits};
 use crate::policy::SuppressionMatch;
 use crate::state::AppState;
 use crate::store::query::filter::parse_time;
 use crate::store::query::suppressions::NewSuppression;
 use crate::store::query::{FilterError, PageToken, StoredAlert};
 
-/// Serves the API on `listener` until `shutdown` resolves.
-///
-/// `TCP_NODELAY` is set on every connection: the live stream writes small
-/// events one at a time, and Nagle's algorithm would hold each one back until
-/// the previous was acknowledged (up to the client's delayed-ACK timer, 40 ms
-/// on Linux).
+/// Largest request body of the API (suppressions are small JSON objects).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Serves the API on `listener` until `shutdown` resolves, with the default
+/// [`Limits`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt as _;
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set on an API connection");
-        }
-    });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_limited(listener, Limits::default(), state, shutdown).await
+}
+
+/// Serves the API (HTTP/1.1) through the shared accept loop
+/// ([`crate::listen`]): connection cap, header and body timeouts, graceful
+/// shutdown with a deadline. `TCP_NODELAY` is set on every connection: the
+/// live stream writes small events one at a time, and Nagle's algorithm would
+/// hold each one back until the previous was acknowledged.
+pub async fn serve_limited(
+    listener: tokio::net::TcpListener,
+    limits: Limits,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let metrics = state.metrics.clone();
+    let acceptor = Acceptor::new(
+        listener,
+        "http_api",
+        limits.max_connections,
+        metrics.clone(),
+    );
+    let app = router(state);
+    crate::listen::serve_http(
+        acceptor,
+        None,
+        limits,
+        metrics,
+        move |_| app.clone(),
+        shutdown,
+    )
+    .await;
+    Ok(())
 }
 
 /// The API router (see [`serve`]).
@@ -73,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/export/alerts", get(export_alerts))
         .merge(super::learned::routes())
         .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,

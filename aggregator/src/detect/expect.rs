@@ -146,10 +146,16 @@ impl Detector {
 
     /// Classifies `ip` against `e`; also returns where the agents place it.
     pub(super) fn classify(&self, ip: IpAddr, e: &Expect) -> (SourceClass, Option<Location>) {
-        let loc = self
-            .sight
-            .resolve(ip)
-            .or_else(|| self.cluster.resolve(ip, e.time, self.policy.learned_ttl));
+        // The policy's ranges win over agents' claims and learned facts: an
+        // address outside every cluster and trusted range the policy sets is
+        // never placed on a node or pod, whatever an agent said about it.
+        let loc = if self.policy_places_outside(ip) {
+            None
+        } else {
+            self.sight
+                .resolve(ip)
+                .or_else(|| self.cluster.resolve(ip, e.time, self.policy.learned_ttl))
+        };
         if let Some(l) = &loc {
             if l.pod_uid.as_ref().is_some_and(|u| e.pod_uids.contains(u)) {
                 return (SourceClass::ExpectedPod, loc);
@@ -193,6 +199,19 @@ impl Detector {
         } else {
             (SourceClass::Unknown, None)
         }
+    }
+
+    /// The policy sets cluster ranges and `ip` is in none of them, nor in a
+    /// trusted range.
+    fn policy_places_outside(&self, ip: IpAddr) -> bool {
+        let p = &self.policy;
+        let mut cluster = p
+            .node_cidrs
+            .iter()
+            .chain(&p.pod_cidrs)
+            .chain(&p.service_cidrs);
+        let set = !(p.node_cidrs.is_empty() && p.pod_cidrs.is_empty());
+        set && !cluster.any(|c| c.contains(&ip)) && p.trusted_range(ip).is_none()
     }
 
     /// Whether anything tells us what the cluster's addresses are.

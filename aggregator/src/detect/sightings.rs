@@ -180,7 +180,9 @@ impl Sightings {
     }
 
     fn node_info(&mut self, node: &str, n: &NodeInfo, time: DateTime<Utc>) -> NodeNetRow {
-        let name = if n.name.is_empty() { node } else { &n.name };
+        // An agent speaks for its own node only: the observation's node (the
+        // stream checked it against the client certificate), never `n.name`.
+        let name = node;
         let pod_cidrs = n.pod_cidrs.iter().filter_map(|c| c.parse().ok()).collect();
         self.set_node(name, n.addresses.clone(), pod_cidrs);
         if let Some(x) = self.nodes.get_mut(name) {

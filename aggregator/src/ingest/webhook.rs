@@ -16,13 +16,12 @@ use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::audit::parse_webhook_body;
+use crate::listen::{self, Acceptor, Limits};
 use crate::state::AppState;
 
 /// Default body limit: 32 MiB (400 large events fit easily).
@@ -134,6 +133,15 @@ async fn handle(
     }
     let bytes = match axum::body::to_bytes(body, st.limit).await {
         Ok(b) => b,
+        Err(e) if listen::is_body_timeout(&e) => {
+            m.reject(SOURCE, "body_timeout");
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                [(header::CONNECTION, "close")],
+                "the request body did not arrive in time\n",
+            )
+                .into_response();
+        }
         Err(e) => {
             m.reject(SOURCE, "too_large");
             return (
@@ -186,7 +194,8 @@ async fn handle(
     }
 }
 
-/// Serves the webhook on `listener` (HTTPS with `tls`) until `shutdown`.
+/// Serves the webhook on `listener` (HTTPS with `tls`) until `shutdown`,
+/// with the default [`Limits`] (body timeout proportionate to `limit`).
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -195,43 +204,41 @@ pub async fn serve(
     app: AppState,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let acceptor = TlsAcceptor::from(tls);
+    let limits = Limits {
+        body_timeout: listen::body_timeout_for(limit, listen::DEFAULT_HEADER_TIMEOUT),
+        ..Limits::default()
+    };
+    serve_limited(listener, tls, auth, limit, limits, app, shutdown).await
+}
+
+/// [`serve`] with explicit listener limits (`crate::listen`).
+pub async fn serve_limited(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    auth: WebhookAuth,
+    limit: usize,
+    limits: Limits,
+    app: AppState,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let metrics = app.metrics.clone();
+    let acceptor = Acceptor::new(listener, "webhook", limits.max_connections, metrics.clone());
     let app_router = router(app, Arc::new(auth), limit);
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "webhook accept failed");
-                    continue;
-                }
-            },
-        };
-        let acceptor = acceptor.clone();
-        let router = app_router.clone();
-        tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "webhook TLS handshake failed");
-                    return;
-                }
-            };
-            let cert = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .is_some_and(|c| !c.is_empty());
-            let svc = router.layer(axum::Extension(ClientCertVerified(cert)));
-            let svc = TowerToHyperService::new(svc);
-            if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), svc)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "webhook connection ended with an error");
-            }
-        });
-    }
+    listen::serve_http(
+        acceptor,
+        Some(TlsAcceptor::from(tls)),
+        limits,
+        metrics,
+        move |conn| {
+            app_router
+                .clone()
+                .layer(axum::Extension(ClientCertVerified(
+                    !conn.peer_certs.is_empty(),
+                )))
+                .layer(axum::Extension(conn))
+        },
+        shutdown,
+    )
+    .await;
+    Ok(())
 }

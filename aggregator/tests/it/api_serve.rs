@@ -54,6 +54,7 @@ async fn serve_runs_both_query_listeners_and_stops_cleanly() {
         agent_tls: None,
         api_listen: Some(api),
         grpc_listen: Some(grpc),
+        limits: Default::default(),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(cfg, async move {

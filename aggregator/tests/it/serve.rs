@@ -44,6 +44,7 @@ async fn serve_runs_webhook_and_log_tail_into_one_store() {
         agent_tls: None,
         api_listen: None,
         grpc_listen: None,
+        limits: Default::default(),
     };
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(cfg, async {
@@ -118,6 +119,7 @@ async fn serve_refuses_an_unauthenticated_webhook() {
         agent_tls: None,
         api_listen: None,
         grpc_listen: None,
+        limits: Default::default(),
     };
     let err = serve(cfg, std::future::pending()).await.unwrap_err();
     assert!(err.to_string().contains("needs authentication"), "{err}");

@@ -45,6 +45,7 @@ async fn requests_become_audit_events_batched_to_the_webhook() {
         agent_tls: None,
         api_listen: Some(api),
         grpc_listen: None,
+        limits: Default::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let agg = tokio::spawn(serve(cfg, async move {

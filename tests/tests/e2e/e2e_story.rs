@@ -45,6 +45,7 @@ fn serve_config(env: &DemoEnv) -> ServeConfig {
         )),
         api_listen: Some(a.api_listen),
         grpc_listen: Some(a.grpc_listen),
+        limits: Default::default(),
     }
 }
 

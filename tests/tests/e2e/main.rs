@@ -9,6 +9,7 @@ mod deploy_agreement;
 mod deploy_manifests;
 mod e2e_apisim;
 mod e2e_story;
+mod stream_claims;
 mod stream_dedupe;
 mod stream_refusals;
 mod stream_resume;

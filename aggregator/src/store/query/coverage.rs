@@ -88,6 +88,18 @@ pub struct BindingAuditCoverage {
     pub approved_automation_metadata_only: Vec<AutomationBlind>,
 }
 
+/// Claims the agent stream refused from one node's agent, by reason
+/// (`agents/validate.rs`): another node's name, addresses or pod CIDRs
+/// outside the policy's ranges. `node` is the client certificate's node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentRefusal {
+    pub node: String,
+    pub reason: String,
+    pub count: u64,
+    pub last: DateTime<Utc>,
+    pub last_message: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CoverageReport {
     pub generated_at: DateTime<Utc>,
@@ -95,6 +107,8 @@ pub struct CoverageReport {
     pub nodes: Vec<NodeCoverage>,
     pub audit_sources: Vec<AuditSourceCoverage>,
     pub bindings: BindingAuditCoverage,
+    /// What agents claimed and were refused, by node and reason.
+    pub agent_refusals: Vec<AgentRefusal>,
 }
 
 /// Builds the report as of `now`.
@@ -169,7 +183,23 @@ pub fn coverage(
         .collect::<Result<Vec<_>, _>>()?;
     let mut bindings = binding_verdict(levels);
     bindings.approved_automation_metadata_only = automation;
+    let mut stmt = conn.prepare_cached(
+        "SELECT node, reason, count, last_ms, last_message FROM agent_refusals \
+         ORDER BY node, reason",
+    )?;
+    let agent_refusals = stmt
+        .query_map([], |r| {
+            Ok(AgentRefusal {
+                node: r.get(0)?,
+                reason: r.get(1)?,
+                count: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                last: ms_to_time(r.get(3)?),
+                last_message: r.get(4)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(CoverageReport {
+        agent_refusals,
         generated_at: now,
         freshness_seconds,
         nodes,
