@@ -9,6 +9,7 @@ pub mod detect;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
+pub mod plausible;
 pub mod policy;
 pub mod replay;
 pub mod server;

@@ -10,7 +10,7 @@ pub mod grpc;
 pub mod http;
 pub mod live;
 pub mod ops;
-mod params;
+pub mod params;
 pub mod web;
 
 use crate::pipeline::PipelineError;
@@ -37,6 +37,23 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The message the caller sees. Server-side failures (unavailable, data
+    /// loss) get a generic text: their detail (SQL, paths, internal errors) is
+    /// logged here and never sent.
+    pub fn public_message(&self) -> String {
+        match self {
+            ApiError::Unavailable(detail) => {
+                tracing::error!(error = %detail, "API request failed: unavailable");
+                "the store is unavailable; retry later".to_owned()
+            }
+            ApiError::DataLoss(detail) => {
+                tracing::error!(error = %detail, "API request failed: stored data does not decode");
+                "internal error: stored data could not be read (see the aggregator log)".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// Stable short name, used in JSON error bodies and metrics.
     pub fn code(&self) -> &'static str {
         match self {
@@ -85,7 +102,7 @@ impl From<PipelineError> for ApiError {
 
 impl From<ApiError> for tonic::Status {
     fn from(e: ApiError) -> Self {
-        let msg = e.to_string();
+        let msg = e.public_message();
         match e {
             ApiError::InvalidArgument(_) => tonic::Status::invalid_argument(msg),
             ApiError::NotFound(_) => tonic::Status::not_found(msg),

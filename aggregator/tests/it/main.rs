@@ -10,6 +10,7 @@ mod api_http;
 mod api_live;
 mod api_serve;
 mod audit_testdata;
+mod hostile_input;
 mod logtail;
 mod policy_file;
 mod replay_cli;
