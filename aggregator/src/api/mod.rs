@@ -112,3 +112,47 @@ impl From<ApiError> for tonic::Status {
         }
     }
 }
+
+#[cfg(test)]
+mod error_body_tests {
+    use axum::response::IntoResponse as _;
+    use http_body_util::BodyExt as _;
+
+    use super::ApiError;
+
+    const INTERNAL: &str = "no such table: alerts (/var/lib/credtrail/credtrail.db)";
+
+    #[tokio::test]
+    async fn server_side_errors_keep_their_detail_out_of_http_bodies() {
+        for e in [
+            ApiError::Unavailable(INTERNAL.into()),
+            ApiError::DataLoss(INTERNAL.into()),
+        ] {
+            let code = e.code();
+            let resp = e.into_response();
+            assert!(resp.status().is_server_error());
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            let body = String::from_utf8_lossy(&body);
+            assert!(
+                !body.contains("no such table") && !body.contains("/var/lib"),
+                "{body}"
+            );
+            assert!(body.contains(code), "{body}");
+        }
+        // The caller's own mistakes are still explained.
+        let resp = ApiError::InvalidArgument("since: not a time".into()).into_response();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("since: not a time"));
+    }
+
+    #[test]
+    fn server_side_errors_keep_their_detail_out_of_grpc_statuses() {
+        for e in [
+            ApiError::Unavailable(INTERNAL.into()),
+            ApiError::DataLoss(INTERNAL.into()),
+        ] {
+            let s = tonic::Status::from(e);
+            assert!(!s.message().contains("no such table"), "{}", s.message());
+        }
+    }
+}
