@@ -422,3 +422,40 @@ async fn the_client_subject_allowlist_is_configurable() {
     let _ = stop.send(());
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_tailed_audit_log_skips_and_counts_implausible_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("agg.db"), Synchronous::Normal).unwrap();
+    let app = AppState::new(store, Policy::default(), Arc::new(Metrics::new())).unwrap();
+    let log = dir.path().join("audit.log");
+    let lines = [
+        event("t1", &now_rfc3339()),
+        event("t2", "-262143-01-01T00:00:00Z"),
+        event("t3", "1999-01-01T00:00:00Z"),
+        event("t4", &now_rfc3339()),
+    ];
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let tailer = credtrail_aggregator::ingest::logtail::LogTailer::new(log, app.pipeline.clone())
+        .poll_interval(std::time::Duration::from_millis(10));
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(tailer.run(async {
+        let _ = stop_rx.await;
+    }));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while stored(&app).await < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the two plausible lines were not stored within 5 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let metrics = app.metrics.encode();
+    assert!(
+        metrics.contains("reason=\"implausible_time\"} 2"),
+        "{metrics}"
+    );
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    assert_eq!(stored(&app).await, 2);
+}
