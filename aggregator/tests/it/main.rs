@@ -4,6 +4,7 @@
 mod api_support;
 mod common;
 
+mod agent_times;
 mod api_data;
 mod api_grpc;
 mod api_http;
