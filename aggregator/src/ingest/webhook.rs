@@ -5,7 +5,8 @@
 //!   scheme in any case, RFC 7235) and/or a client certificate verified
 //!   against the configured CA whose subject CN is on the allowlist
 //!   ([`DEFAULT_CLIENT_SUBJECTS`] unless configured); a certificate from that CA
-//!   with any other subject (e.g. a node's) gets 403; no credential gets 401;
+//!   with any other subject (e.g. a node's) gets 403 unless the request also
+//!   carries a valid bearer token; no credential gets 401;
 //! - implausible event times (see [`crate::plausible`]) get 400 and are
 //!   counted under `implausible_time`: a retry could never succeed;
 //! - 5xx bodies are generic; the detail goes to the log only;
