@@ -51,6 +51,9 @@ pub struct Options {
     /// Sanitizer for the build (cargo fuzz `-s`): none, address, ...
     #[arg(long, default_value = "none")]
     pub sanitizer: String,
+    /// Targets run at the same time (one core each).
+    #[arg(long, default_value_t = 1)]
+    pub parallel: usize,
 }
 
 /// Result of one target's run.
@@ -90,17 +93,29 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let logs = fuzz_dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let mut outcomes = Vec::new();
-    for t in &targets {
-        let corpus = fuzz_dir.join("corpus").join(t);
-        std::fs::create_dir_all(&corpus)
-            .with_context(|| format!("creating {}", corpus.display()))?;
-        if t == "audit_document" {
-            let n = seed_audit_captures(&root, &corpus)?;
-            println!("fuzz: {t}: {n} seeds from ../shared/testdata/k8s-audit");
+    for group in targets.chunks(opts.parallel.max(1)) {
+        let mut running = Vec::new();
+        for t in group {
+            let corpus = fuzz_dir.join("corpus").join(t);
+            std::fs::create_dir_all(&corpus)
+                .with_context(|| format!("creating {}", corpus.display()))?;
+            if t == "audit_document" {
+                let n = seed_audit_captures(&root, &corpus)?;
+                println!("fuzz: {t}: {n} seeds from ../shared/testdata/k8s-audit");
+            }
+            running.push(start_target(
+                &fuzz_dir,
+                t,
+                &corpus,
+                seconds,
+                opts.runs,
+                &opts.sanitizer,
+            )?);
         }
-        let o = run_target(&fuzz_dir, t, &corpus, seconds, opts.runs, &opts.sanitizer)?;
-        outcomes.push(o);
-        if !outcomes.last().is_some_and(|o| o.ok) {
+        for r in running {
+            outcomes.push(r.finish()?);
+        }
+        if outcomes.iter().any(|o| !o.ok) {
             break;
         }
     }
@@ -139,14 +154,51 @@ fn cargo_fuzz(fuzz_dir: &Path) -> Command {
     c
 }
 
-fn run_target(
+/// A target's libFuzzer process, running.
+struct Running {
+    target: String,
+    child: std::process::Child,
+    log_path: PathBuf,
+    started: Instant,
+}
+
+impl Running {
+    /// Waits for the process; reads the executions from its final stats.
+    fn finish(mut self) -> anyhow::Result<Outcome> {
+        let st = self
+            .child
+            .wait()
+            .with_context(|| format!("waiting for the {} fuzzer", self.target))?;
+        let seconds = self.started.elapsed().as_secs_f64();
+        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let executions = text
+            .lines()
+            .find_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
+            .and_then(|n| n.trim().parse().ok());
+        if !st.success() {
+            // Show the end of the log: the panic message and the reproducer.
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            for l in tail.into_iter().rev() {
+                eprintln!("  {l}");
+            }
+        }
+        Ok(Outcome {
+            target: self.target,
+            executions,
+            seconds,
+            ok: st.success(),
+        })
+    }
+}
+
+fn start_target(
     fuzz_dir: &Path,
     target: &str,
     corpus: &Path,
     seconds: Option<u64>,
     runs: Option<u64>,
     sanitizer: &str,
-) -> anyhow::Result<Outcome> {
+) -> anyhow::Result<Running> {
     let seeds = fuzz_dir.join("seeds").join(target);
     let log_path = fuzz_dir.join("logs").join(format!("{target}.log"));
     let log = std::fs::File::create(&log_path)
@@ -176,30 +228,17 @@ fn run_target(
         },
         log_path.display()
     );
-    let t0 = Instant::now();
-    let st = cmd
+    let started = Instant::now();
+    let child = cmd
         .stdout(Stdio::null())
-        .stderr(log.try_clone().context("duplicating the log handle")?)
-        .status()
+        .stderr(log)
+        .spawn()
         .with_context(|| format!("running {cmd:?}"))?;
-    let seconds = t0.elapsed().as_secs_f64();
-    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let executions = text
-        .lines()
-        .find_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
-        .and_then(|n| n.trim().parse().ok());
-    if !st.success() {
-        // Show the end of the log: the panic message and the reproducer.
-        let tail: Vec<&str> = text.lines().rev().take(40).collect();
-        for l in tail.into_iter().rev() {
-            eprintln!("  {l}");
-        }
-    }
-    Ok(Outcome {
+    Ok(Running {
         target: target.to_owned(),
-        executions,
-        seconds,
-        ok: st.success(),
+        child,
+        log_path,
+        started,
     })
 }
 
