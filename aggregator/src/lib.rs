@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod listen;
 pub mod metrics;
 pub mod pipeline;
+pub mod plausible;
 pub mod policy;
 pub mod replay;
 pub mod server;

@@ -79,6 +79,10 @@ struct ServeArgs {
     /// CA whose client certificates authenticate the API server at the webhook.
     #[arg(long, env = "CREDTRAIL_WEBHOOK_CLIENT_CA")]
     webhook_client_ca: Option<PathBuf>,
+    /// Subject CN a webhook client certificate may have (repeat or comma-separate);
+    /// default: kube-apiserver, kube-apiserver-kubelet-client, system:kube-apiserver, apiserver.
+    #[arg(long, env = "CREDTRAIL_WEBHOOK_CLIENT_SUBJECT", value_delimiter = ',')]
+    webhook_client_subject: Vec<String>,
     /// Largest webhook body accepted, in bytes (larger: 413).
     #[arg(long, env = "CREDTRAIL_WEBHOOK_BODY_LIMIT", default_value_t = DEFAULT_BODY_LIMIT)]
     webhook_body_limit: usize,
@@ -208,6 +212,7 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         }),
         webhook_token_file: a.webhook_token_file,
         webhook_body_limit: a.webhook_body_limit,
+        webhook_client_subjects: a.webhook_client_subject,
         audit_log_paths: a.audit_log_path,
         agent_listen,
         agent_tls: tls.zip(a.agent_client_ca).map(|((c, k), ca)| (c, k, ca)),

@@ -38,6 +38,9 @@ pub struct ServeConfig {
     pub webhook_tls: Option<TlsPaths>,
     pub webhook_token_file: Option<PathBuf>,
     pub webhook_body_limit: usize,
+    /// Subject CNs a webhook client certificate may have; empty: the default
+    /// list ([`webhook::DEFAULT_CLIENT_SUBJECTS`]).
+    pub webhook_client_subjects: Vec<String>,
     /// Audit log files to tail.
     pub audit_log_paths: Vec<PathBuf>,
     /// gRPC agent stream (mTLS).
@@ -149,7 +152,9 @@ pub async fn serve(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyh
             .webhook_tls
             .as_ref()
             .context("the audit webhook needs --tls-cert and --tls-key (it serves HTTPS only); or --webhook-listen off")?;
-        let mut auth = WebhookAuth::default().with_client_cert(tls.client_ca.is_some());
+        let mut auth = WebhookAuth::default()
+            .with_client_cert(tls.client_ca.is_some())
+            .with_client_subjects(&cfg.webhook_client_subjects);
         if let Some(f) = &cfg.webhook_token_file {
             let text = std::fs::read_to_string(f)
                 .with_context(|| format!("reading the webhook token file {}", f.display()))?;

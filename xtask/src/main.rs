@@ -6,6 +6,7 @@ mod build;
 mod demo;
 mod deploy_check;
 mod eval;
+mod fuzz;
 mod setup;
 mod test;
 mod vm;
@@ -35,6 +36,8 @@ enum Command {
     VmTest(vm::Options),
     /// Replay the evaluation corpus (eval/scenarios) and print the confusion tables.
     Eval(eval::Options),
+    /// Run the cargo-fuzz targets (every parser of outside input); installs cargo-fuzz.
+    Fuzz(fuzz::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,5 +49,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(o) => bench::run(o),
         Command::VmTest(o) => vm::run(o),
         Command::Eval(o) => eval::run(o),
+        Command::Fuzz(o) => fuzz::run(o),
     }
 }

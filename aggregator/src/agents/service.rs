@@ -25,6 +25,7 @@ use super::sink::ObservationSink;
 use super::validate::{Refusal, check_observation};
 use crate::metrics::{Metrics, NodeLabel, RefusalLabel};
 use crate::policy::Policy;
+use crate::plausible;
 use crate::store::{AgentHello, Store};
 
 /// Largest batch accepted (observations); told to agents in the Welcome.
@@ -136,6 +137,12 @@ struct Session {
     state: Arc<tokio::sync::Mutex<NodeState>>,
 }
 
+/// `unavailable` with a generic message; the detail goes to the log only.
+fn unavailable(what: &str, e: &dyn std::fmt::Display) -> Status {
+    tracing::error!(error = %e, "agent stream: {what} failed");
+    Status::unavailable(format!("{what} failed; retry later"))
+}
+
 fn msg(payload: pb::aggregator_message::Payload) -> Result<pb::AggregatorMessage, Status> {
     Ok(pb::AggregatorMessage {
         payload: Some(payload),
@@ -236,7 +243,7 @@ impl<S: ObservationSink> AgentStreamService<S> {
                 Utc::now(),
             )
             .await
-            .map_err(|e| Status::unavailable(format!("recording the agent: {e}")))?;
+            .map_err(|e| unavailable("recording the agent", &e))?;
         guard.epoch = hello.stream_epoch;
         guard.last_seq = resume;
         drop(guard);
@@ -361,13 +368,24 @@ impl<S: ObservationSink> AgentStreamService<S> {
         let mut fresh = Vec::with_capacity(batch.observations.len() - skip);
         let mut rejected = Vec::new();
         let mut refusals = Vec::new();
+        let now = Utc::now();
         for (i, o) in batch.observations.into_iter().enumerate().skip(skip) {
             let seq = batch.first_seq + i as u64;
             match Observation::try_from(o) {
                 Ok(obs) => match check_observation(&s.node, obs, &self.policy) {
                     Ok((obs, dropped)) => {
                         refusals.extend(dropped);
-                        fresh.push(obs);
+                        match plausible::check_observation(&obs, now) {
+                            Ok(()) => fresh.push(obs),
+                            Err(e) => {
+                                // Refused and acked as rejected: resending it can never succeed.
+                                self.reject(plausible::REASON);
+                                rejected.push(pb::Rejected {
+                                    seq,
+                                    reason: e.to_string(),
+                                });
+                            }
+                        }
                     }
                     Err(r) => {
                         rejected.push(pb::Rejected {
@@ -393,13 +411,13 @@ impl<S: ObservationSink> AgentStreamService<S> {
             self.sink
                 .ingest(&s.node, fresh)
                 .await
-                .map_err(|e| Status::unavailable(format!("storing observations: {e}")))?;
+                .map_err(|e| unavailable("storing observations", &e))?;
         }
         state.last_seq = last;
         self.store
             .agent_stored(&s.node, s.epoch, last, Utc::now())
             .await
-            .map_err(|e| Status::unavailable(format!("recording the resume point: {e}")))?;
+            .map_err(|e| unavailable("recording the resume point", &e))?;
         self.metrics
             .observations
             .get_or_create(&label)

@@ -120,7 +120,7 @@ impl IntoResponse for ApiError {
             ApiError::DataLoss(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let body = ErrorBody {
-            error: self.to_string(),
+            error: self.public_message(),
             code: self.code(),
         };
         (status, Json(body)).into_response()
@@ -293,15 +293,20 @@ struct CreateSuppressionBody {
     matcher: SuppressionMatch,
 }
 
-async fn create_suppression(State(state): State<AppState>, body: Bytes) -> ApiResult<Response> {
-    let b: CreateSuppressionBody = serde_json::from_slice(&body)
+/// Parses a `POST /api/v1/suppressions` body (pure: also the fuzz target's entry).
+pub fn parse_suppression_body(body: &[u8]) -> Result<NewSuppression, FilterError> {
+    let b: CreateSuppressionBody = serde_json::from_slice(body)
         .map_err(|e| FilterError::new("body", format!("not a suppression: {e}")))?;
-    let new = NewSuppression {
+    Ok(NewSuppression {
         owner: b.owner,
         reason: b.reason,
         expires: parse_time("expires", &b.expires)?,
         matcher: b.matcher,
-    };
+    })
+}
+
+async fn create_suppression(State(state): State<AppState>, body: Bytes) -> ApiResult<Response> {
+    let new = parse_suppression_body(&body)?;
     let entry = ops::create_suppression(&state, new).await?;
     Ok((StatusCode::CREATED, Json(entry)).into_response())
 }

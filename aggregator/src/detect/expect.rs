@@ -235,6 +235,7 @@ impl Detector {
             t
         });
         let w = self.policy.learning_window;
-        w > chrono::Duration::zero() && t < first + w
+        // Checked: a window past chrono's range means "still learning".
+        w > chrono::Duration::zero() && first.checked_add_signed(w).is_none_or(|end| t < end)
     }
 }

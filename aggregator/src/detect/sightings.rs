@@ -359,7 +359,11 @@ impl Sightings {
             pod,
             observation_id: obs.id.clone(),
         });
-        let horizon = obs.time - Duration::minutes(CONNECT_HORIZON_MIN);
+        // Checked: times are validated upstream, but no input may panic here.
+        let horizon = obs
+            .time
+            .checked_sub_signed(Duration::minutes(CONNECT_HORIZON_MIN))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         while q.len() > CONNECTS_PER_NODE || q.front().is_some_and(|f| f.time < horizon) {
             q.pop_front();
         }
@@ -418,8 +422,12 @@ impl Sightings {
         t: DateTime<Utc>,
         before: Duration,
     ) -> Vec<&ConnectSighting> {
-        let lo = t - before;
-        let hi = t + Duration::seconds(2);
+        let lo = t
+            .checked_sub_signed(before)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let hi = t
+            .checked_add_signed(Duration::seconds(2))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         self.connects.get(node).map_or_else(Vec::new, |q| {
             q.iter()
                 .filter(|c| c.time >= lo && c.time <= hi)

@@ -4,6 +4,7 @@
 mod api_support;
 mod common;
 
+mod agent_times;
 mod api_data;
 mod api_grpc;
 mod api_http;
@@ -15,6 +16,7 @@ mod eval_corpus;
 mod hostile_agents;
 mod hostile_listeners;
 mod hostile_process;
+mod hostile_input;
 mod logtail;
 mod policy_file;
 mod replay_cli;
