@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use credtrail_aggregator::agents::{TlsFiles, serve};
+use credtrail_aggregator::listen::Limits;
 use credtrail_aggregator::metrics::{Metrics, RejectLabel};
 use credtrail_aggregator::policy::Policy;
 use credtrail_aggregator::state::AppState;
@@ -91,7 +92,7 @@ async fn implausible_observation_times_are_refused_in_the_ack_and_counted() {
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server_app = app.clone();
     let server = tokio::spawn(async move {
-        serve(listener, &files, server_app, async {
+        serve(listener, &files, Limits::default(), server_app, async {
             let _ = stop_rx.await;
         })
         .await
