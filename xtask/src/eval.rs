@@ -46,7 +46,10 @@ pub fn run_lines(opts: &Options) -> anyhow::Result<Vec<String>> {
         "credtrail-aggregator",
     ]);
     crate::setup::status(&mut build).context("building credtrail-aggregator")?;
-    let bin = root.join("target/debug/credtrail-aggregator");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map_or_else(|| root.join("target"), |t| root.join(t));
+    let bin = target.join("debug/credtrail-aggregator");
     let mut cmd = Command::new(&bin);
     cmd.arg("eval").arg(&dir);
     if opts.json {

@@ -201,9 +201,16 @@ pub struct K8sObject {
 /// wrote: an object, a JSON-patch array, a string, anything. Interpreted only
 /// where detection needs it ([`super::read_object`], `detect::patch`), so no
 /// shape can make the event unreadable.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(transparent)]
 pub struct RawObject(Box<serde_json::value::RawValue>);
+
+/// Never the content: a request or response object may be a Secret.
+impl std::fmt::Debug for RawObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RawObject({} bytes)", self.0.get().len())
+    }
+}
 
 impl RawObject {
     /// The JSON text.
@@ -387,6 +394,14 @@ mod tests {
         let e = ev(r#","requestObject":null,"responseObject":42"#);
         assert!(e.request_object.is_none());
         assert_eq!(e.response_object.unwrap().json(), "42");
+    }
+
+    #[test]
+    fn debug_output_never_shows_an_object() {
+        let e = ev(r#","requestObject":{"kind":"Secret","data":{"token":"c2VjcmV0LXRva2Vu"}}"#);
+        let dbg = format!("{e:?}");
+        assert!(!dbg.contains("c2VjcmV0LXRva2Vu"), "{dbg}");
+        assert!(dbg.contains("RawObject(53 bytes)"), "{dbg}");
     }
 
     #[test]

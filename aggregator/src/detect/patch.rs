@@ -202,6 +202,20 @@ fn json_patch_additions(body: &[Value], out: &mut K8sObject) {
         };
         let parts: Vec<&str> = path.split('/').skip(1).collect();
         match parts.as_slice() {
+            [] => {
+                // The whole document replaced: read it as the object.
+                let o = read_object(value, &format!("{at}.value"));
+                out.unreadable.extend(o.unreadable);
+                if o.role_ref.is_some() {
+                    out.role_ref = o.role_ref;
+                }
+                out.subjects
+                    .get_or_insert_with(Vec::new)
+                    .extend(o.subjects.into_iter().flatten());
+                out.rules
+                    .get_or_insert_with(Vec::new)
+                    .extend(o.rules.into_iter().flatten());
+            }
             ["subjects"] => match value.as_array() {
                 Some(items) => {
                     for (j, s) in items.iter().enumerate() {
@@ -437,6 +451,23 @@ mod tests {
             w.unreadable[0].contains("copy into /subjects/1"),
             "{:?}",
             w.unreadable
+        );
+    }
+
+    #[test]
+    fn a_whole_document_replace_is_read_as_the_object() {
+        let p = json!([{"op": "replace", "path": "", "value": {"kind": "ClusterRoleBinding",
+            "roleRef": {"kind": "ClusterRole", "name": "cluster-admin"}, "subjects": [{"kind": "User", "name": "eve"}]}}]);
+        let w = written(&ev("patch", URI, Some(p.clone()), None), None);
+        assert_eq!(
+            (w.from, names(&w)),
+            (StateFrom::PatchAdditions, vec!["eve".to_owned()])
+        );
+        assert_eq!(w.object.role_ref.unwrap().name, "cluster-admin");
+        let w = written(&ev("patch", URI, Some(p), None), Some(&known()));
+        assert_eq!(
+            (w.from, names(&w)),
+            (StateFrom::PatchApplied, vec!["eve".to_owned()])
         );
     }
 
