@@ -320,6 +320,9 @@ pub struct EventHeader {
     pub comm: [u8; 16],
 }
 
+/// `AT_FDCWD`: a relative path is relative to the working directory.
+pub const OPEN_DIRFD_CWD: i32 = -100;
+
 /// A watched credential file was opened.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -331,7 +334,10 @@ pub struct OpenEvent {
     pub open_flags: u32,
     /// Bytes of `path` used (without the NUL).
     pub path_len: u32,
-    pub _pad0: u32,
+    /// The system-call hooks: the directory descriptor a relative path is
+    /// relative to (`openat(dirfd, ...)`), [`OPEN_DIRFD_CWD`] for the working
+    /// directory; [`OPEN_DIRFD_CWD`] from LSM/fentry (their paths are absolute).
+    pub dirfd: i32,
     /// Inode number (0 from the tracepoints: user space fills it in).
     pub inode: u64,
     /// NUL-terminated path.

@@ -6,8 +6,11 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config as c;
-use crate::run::{ConnectHook, HookMode};
+use crate::config::{
+    self as c, AgentConfig, ConfigError, ConnectHook, FileConfig, HookMode, load_file,
+    parse_duration,
+};
+use crate::patterns::{DEFAULT_PATTERNS, WatchPatterns};
 
 /// credtrail node agent: reports, with eBPF, which process opens which
 /// Kubernetes credential file and which process connects to the API server.
@@ -27,6 +30,12 @@ pub struct Cli {
     /// Print the configuration file's defaults, commented, and exit.
     #[arg(long)]
     pub print_config: bool,
+
+    /// Write the agent's seccomp profile (containers/common's default plus
+    /// `bpf` and `perf_event_open`) to PATH and exit: the chart's init
+    /// container installs it in the kubelet's seccomp directory.
+    #[arg(long, value_name = "PATH")]
+    pub install_seccomp_profile: Option<PathBuf>,
 
     /// Write observations as JSON lines: `--output jsonl PATH` appends to
     /// PATH, `--output jsonl -` writes to standard output. In the
@@ -180,8 +189,82 @@ impl Cli {
     }
 }
 
+/// CLI/env over the file over the defaults.
+pub fn resolve(cli: &Cli) -> Result<AgentConfig, ConfigError> {
+    let mut errors = Vec::new();
+    let file = match &cli.config {
+        Some(p) => match load_file(p) {
+            Ok(f) => f,
+            Err(e) => {
+                errors.extend(e.0);
+                FileConfig::default()
+            }
+        },
+        None => FileConfig::default(),
+    };
+    let mut cfg = AgentConfig {
+        hook: cli.hook.unwrap_or(file.hook),
+        connect_hook: cli.connect_hook.unwrap_or(file.connect_hook),
+        ..AgentConfig::default()
+    };
+    if let Some(n) = cli.node_name.clone().or(file.node_name.clone()) {
+        if n.trim().is_empty() {
+            errors.push("node name is empty".into());
+        }
+        cfg.node_name = n.trim().to_owned();
+    }
+    cfg.api_endpoints = file.api_endpoints.clone();
+    cfg.api_endpoints.extend(cli.api_endpoints.iter().copied());
+    let mut patterns: Vec<String> = Vec::new();
+    if file.default_watch && !cli.no_default_watch {
+        patterns.extend(DEFAULT_PATTERNS.iter().map(|s| (*s).to_owned()));
+    }
+    patterns.extend(file.watch.iter().cloned());
+    patterns.extend(cli.watch.iter().cloned());
+    match WatchPatterns::new(&patterns) {
+        Ok(p) => cfg.patterns = p,
+        Err(e) => errors.push(e.to_string()),
+    }
+    cfg.cgroup_root = cli.cgroup_root.clone().unwrap_or(file.cgroup_root.clone());
+    cfg.proc_root = cli.proc_root.clone().unwrap_or(file.proc_root.clone());
+    cfg.kubelet_pods_dir = cli
+        .kubelet_pods_dir
+        .clone()
+        .unwrap_or(file.kubelet_pods_dir.clone());
+    let interval = cli
+        .report_interval
+        .as_deref()
+        .unwrap_or(&file.report_interval);
+    match parse_duration(interval) {
+        Ok(d) => cfg.report_interval = d,
+        Err(e) => errors.push(format!("report interval: {e}")),
+    }
+    cfg.scan_on_start = file.scan_on_start && !cli.no_scan;
+    cfg.extra_addresses = file.node_addresses.clone();
+    cfg.extra_addresses
+        .extend(cli.node_addresses.iter().copied());
+    cfg.pod_cidrs = file.pod_cidrs.clone();
+    cfg.pod_cidrs.extend(cli.pod_cidrs.iter().cloned());
+    for c in &cfg.pod_cidrs {
+        if c.parse::<ipnet::IpNet>().is_err() {
+            errors.push(format!("pod CIDR {c:?} is not a CIDR"));
+        }
+    }
+    cfg.channel_capacity = cli.channel_capacity.unwrap_or(file.channel_capacity);
+    if cfg.channel_capacity == 0 {
+        errors.push("channel capacity must be at least 1".into());
+    }
+    if errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(ConfigError(errors))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -270,5 +353,56 @@ mod tests {
         assert_eq!(cli.api_endpoints.len(), 2);
         assert!(Cli::try_parse_from(["a", "--hook", "kprobe"]).is_err());
         assert!(Cli::try_parse_from(["a", "--api-endpoint", "localhost"]).is_err());
+    }
+
+    #[test]
+    fn file_then_flags_and_every_error_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.yaml");
+        std::fs::write(
+            &path,
+            "hook: tracepoint\napi_endpoints: ['10.0.0.1:6443']\nwatch: ['/srv/creds/*.token']\n\
+             report_interval: 5m\nscan_on_start: false\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "credtrail-agent",
+            "--config",
+            path.to_str().unwrap(),
+            "--api-endpoint",
+            "127.0.0.1:443",
+            "--node-name",
+            "node-a",
+        ])
+        .unwrap();
+        let cfg = resolve(&cli).unwrap();
+        assert_eq!(cfg.hook, HookMode::Tracepoint);
+        assert_eq!(
+            cfg.api_endpoints,
+            vec![
+                "10.0.0.1:6443".parse().unwrap(),
+                "127.0.0.1:443".parse().unwrap()
+            ]
+        );
+        assert!(cfg.patterns.matches("/srv/creds/a.token"));
+        assert!(cfg.patterns.matches("/etc/kubernetes/admin.conf"));
+        assert_eq!(cfg.report_interval, Duration::from_secs(300));
+        assert!(!cfg.scan_on_start);
+        assert_eq!(cfg.node_name, "node-a");
+
+        std::fs::write(&path, "report_interval: never\npod_cidrs: ['nope']\n").unwrap();
+        let cli = Cli::try_parse_from([
+            "credtrail-agent",
+            "--config",
+            path.to_str().unwrap(),
+            "--watch",
+            "relative/x",
+        ])
+        .unwrap();
+        let err = resolve(&cli).unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+        assert!(err.to_string().contains("report interval"), "{err}");
+        assert!(err.to_string().contains("nope"), "{err}");
+        assert!(err.to_string().contains("relative/x"), "{err}");
     }
 }

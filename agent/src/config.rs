@@ -1,5 +1,6 @@
-//! Agent configuration: environment variable names, the YAML file, and
-//! resolving CLI/env > file > defaults into an [`AgentConfig`].
+//! Agent configuration: the settings [`AgentConfig`] and hook choices,
+//! environment variable names, and the YAML file. The command line
+//! (`crate::cli`) resolves CLI/env > file > defaults into an [`AgentConfig`].
 //!
 //! Every problem is collected before giving up, so one run names them all.
 
@@ -9,16 +10,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::Cli;
 use crate::patterns::{DEFAULT_PATTERNS, WatchPatterns};
-use crate::run::{AgentConfig, ConnectHook, HookMode};
 
 /// Node name (Kubernetes downward API).
 pub const ENV_NODE_NAME: &str = "NODE_NAME";
 pub const ENV_CONFIG: &str = "CREDTRAIL_CONFIG";
 pub const ENV_OUTPUT: &str = "CREDTRAIL_OUTPUT";
-pub const ENV_HOOK_MODE: &str = crate::run::ENV_HOOK_MODE;
-pub const ENV_CONNECT_HOOK: &str = crate::run::ENV_CONNECT_HOOK;
 pub const ENV_API_ENDPOINTS: &str = "CREDTRAIL_API_ENDPOINTS";
 pub const ENV_WATCH: &str = "CREDTRAIL_WATCH";
 pub const ENV_NO_DEFAULT_WATCH: &str = "CREDTRAIL_NO_DEFAULT_WATCH";
@@ -37,6 +34,176 @@ pub const ENV_TLS_CERT: &str = "CREDTRAIL_TLS_CERT";
 pub const ENV_TLS_KEY: &str = "CREDTRAIL_TLS_KEY";
 pub const ENV_SPOOL_DIR: &str = "CREDTRAIL_SPOOL_DIR";
 pub const ENV_SPOOL_CAPACITY: &str = "CREDTRAIL_SPOOL_CAPACITY";
+
+/// Environment variable that forces the open-capture hook (`auto|lsm|fentry|raw-tracepoint|tracepoint`).
+pub const ENV_HOOK_MODE: &str = "CREDTRAIL_HOOK_MODE";
+
+/// Which kernel hook captures credential opens.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum HookMode {
+    /// Try LSM, then fentry, then the raw `sys_enter` tracepoint, then the
+    /// `sys_enter_open*` tracepoints; use the first that loads.
+    #[default]
+    Auto,
+    /// BPF LSM `file_open` only (error if refused).
+    Lsm,
+    /// fentry on `security_file_open` only (error if refused).
+    Fentry,
+    /// The BTF raw tracepoint `sys_enter`, open calls picked by number
+    /// (error if refused).
+    RawTracepoint,
+    /// The `sys_enter_openat`/`openat2`/`open` tracepoints only.
+    Tracepoint,
+}
+
+impl std::str::FromStr for HookMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_value("hook mode", s)
+    }
+}
+
+/// Environment variable that forces the connect hook (`auto|tp-btf|tracepoint`).
+pub const ENV_CONNECT_HOOK: &str = "CREDTRAIL_CONNECT_HOOK";
+
+/// How the `sock:inet_sock_set_state` tracepoint is attached for API-server
+/// connects.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConnectHook {
+    /// `tp-btf` where the kernel allows it, else the classic tracepoint.
+    #[default]
+    Auto,
+    /// BTF-typed raw tracepoint (`tp_btf`, kernel 5.5+ with BTF): no record
+    /// is built for the many state changes that do not matter.
+    TpBtf,
+    /// The classic tracepoint.
+    Tracepoint,
+}
+
+impl std::str::FromStr for ConnectHook {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_value("connect hook", s)
+    }
+}
+
+/// Parses a value the way the CLI does (clap's names, any case), also
+/// accepting `_` for `-` (the config file's spelling), for the environment.
+fn parse_value<T: clap::ValueEnum>(what: &str, s: &str) -> Result<T, String> {
+    let v = s.trim().replace('_', "-");
+    T::from_str(&v, true).map_err(|_| {
+        let names: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|x| x.to_possible_value())
+            .map(|p| p.get_name().to_owned())
+            .collect();
+        format!("{what} {v:?} is not one of {}", names.join(", "))
+    })
+}
+
+/// Everything [`start`] needs. `Default` gives the documented defaults and
+/// honours [`ENV_HOOK_MODE`].
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Node name (`NODE_NAME`, else the hostname).
+    pub node_name: String,
+    /// cgroup v2 root, for cgroup id -> path attribution.
+    pub cgroup_root: PathBuf,
+    /// Where `/proc` is (the host's, when the agent runs in a container).
+    pub proc_root: PathBuf,
+    /// The kubelet's pods folder (`/var/lib/kubelet/pods`).
+    pub kubelet_pods_dir: PathBuf,
+    /// Watched credential paths.
+    pub patterns: WatchPatterns,
+    /// API-server endpoints whose connects are reported.
+    pub api_endpoints: Vec<SocketAddr>,
+    /// Open-capture hook.
+    pub hook: HookMode,
+    /// How the connect tracepoint is attached.
+    pub connect_hook: ConnectHook,
+    /// Repeated reads of one file by one process are reported once per interval.
+    pub report_interval: Duration,
+    /// Scan existing credential files at start.
+    pub scan_on_start: bool,
+    /// Extra node addresses to report beside the interface addresses.
+    pub extra_addresses: Vec<IpAddr>,
+    /// This node's pod CIDRs, when known.
+    pub pod_cidrs: Vec<String>,
+    /// Capacity of [`RunningAgent::observations`]; when full, observations
+    /// are dropped and counted (a `Loss` with stage `channel`).
+    pub channel_capacity: usize,
+}
+
+/// A setting from the environment variable `var`; the default when it is
+/// unset, empty or not understood (with a warning).
+fn from_env<T: std::str::FromStr<Err = String> + Default + std::fmt::Debug>(var: &str) -> T {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => v.parse().unwrap_or_else(|e| {
+            let d = T::default();
+            tracing::warn!("{var}: {e}; using {d:?}");
+            d
+        }),
+        _ => T::default(),
+    }
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        let hook = from_env(ENV_HOOK_MODE);
+        let connect_hook = from_env(ENV_CONNECT_HOOK);
+        Self {
+            node_name: default_node_name(),
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            proc_root: PathBuf::from("/proc"),
+            kubelet_pods_dir: PathBuf::from("/var/lib/kubelet/pods"),
+            patterns: WatchPatterns::default(),
+            api_endpoints: Vec::new(),
+            hook,
+            connect_hook,
+            report_interval: Duration::from_secs(60),
+            scan_on_start: true,
+            extra_addresses: Vec::new(),
+            pod_cidrs: Vec::new(),
+            channel_capacity: 4096,
+        }
+    }
+}
+
+/// `NODE_NAME`, else the hostname, else `unknown`.
+pub fn default_node_name() -> String {
+    if let Ok(n) = std::env::var(ENV_NODE_NAME)
+        && !n.trim().is_empty()
+    {
+        return n.trim().to_owned();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
 
 /// The YAML configuration file. Every key is optional; command-line flags
 /// and environment variables override it. `credtrail-agent --print-config`
@@ -131,78 +298,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// CLI/env over the file over the defaults.
-pub fn resolve(cli: &Cli) -> Result<AgentConfig, ConfigError> {
-    let mut errors = Vec::new();
-    let file = match &cli.config {
-        Some(p) => match load_file(p) {
-            Ok(f) => f,
-            Err(e) => {
-                errors.extend(e.0);
-                FileConfig::default()
-            }
-        },
-        None => FileConfig::default(),
-    };
-    let mut cfg = AgentConfig {
-        hook: cli.hook.unwrap_or(file.hook),
-        connect_hook: cli.connect_hook.unwrap_or(file.connect_hook),
-        ..AgentConfig::default()
-    };
-    if let Some(n) = cli.node_name.clone().or(file.node_name.clone()) {
-        if n.trim().is_empty() {
-            errors.push("node name is empty".into());
-        }
-        cfg.node_name = n.trim().to_owned();
-    }
-    cfg.api_endpoints = file.api_endpoints.clone();
-    cfg.api_endpoints.extend(cli.api_endpoints.iter().copied());
-    let mut patterns: Vec<String> = Vec::new();
-    if file.default_watch && !cli.no_default_watch {
-        patterns.extend(DEFAULT_PATTERNS.iter().map(|s| (*s).to_owned()));
-    }
-    patterns.extend(file.watch.iter().cloned());
-    patterns.extend(cli.watch.iter().cloned());
-    match WatchPatterns::new(&patterns) {
-        Ok(p) => cfg.patterns = p,
-        Err(e) => errors.push(e.to_string()),
-    }
-    cfg.cgroup_root = cli.cgroup_root.clone().unwrap_or(file.cgroup_root.clone());
-    cfg.proc_root = cli.proc_root.clone().unwrap_or(file.proc_root.clone());
-    cfg.kubelet_pods_dir = cli
-        .kubelet_pods_dir
-        .clone()
-        .unwrap_or(file.kubelet_pods_dir.clone());
-    let interval = cli
-        .report_interval
-        .as_deref()
-        .unwrap_or(&file.report_interval);
-    match parse_duration(interval) {
-        Ok(d) => cfg.report_interval = d,
-        Err(e) => errors.push(format!("report interval: {e}")),
-    }
-    cfg.scan_on_start = file.scan_on_start && !cli.no_scan;
-    cfg.extra_addresses = file.node_addresses.clone();
-    cfg.extra_addresses
-        .extend(cli.node_addresses.iter().copied());
-    cfg.pod_cidrs = file.pod_cidrs.clone();
-    cfg.pod_cidrs.extend(cli.pod_cidrs.iter().cloned());
-    for c in &cfg.pod_cidrs {
-        if c.parse::<ipnet::IpNet>().is_err() {
-            errors.push(format!("pod CIDR {c:?} is not a CIDR"));
-        }
-    }
-    cfg.channel_capacity = cli.channel_capacity.unwrap_or(file.channel_capacity);
-    if cfg.channel_capacity == 0 {
-        errors.push("channel capacity must be at least 1".into());
-    }
-    if errors.is_empty() {
-        Ok(cfg)
-    } else {
-        Err(ConfigError(errors))
-    }
-}
-
 /// The defaults as commented YAML (for `--print-config`).
 pub fn default_yaml() -> String {
     let body = serde_norway::to_string(&FileConfig::default()).unwrap_or_default();
@@ -220,8 +315,6 @@ pub fn default_yaml() -> String {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser as _;
-
     use super::*;
 
     #[test]
@@ -236,57 +329,6 @@ mod tests {
     }
 
     #[test]
-    fn file_then_flags_and_every_error_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("agent.yaml");
-        std::fs::write(
-            &path,
-            "hook: tracepoint\napi_endpoints: ['10.0.0.1:6443']\nwatch: ['/srv/creds/*.token']\n\
-             report_interval: 5m\nscan_on_start: false\n",
-        )
-        .unwrap();
-        let cli = Cli::try_parse_from([
-            "credtrail-agent",
-            "--config",
-            path.to_str().unwrap(),
-            "--api-endpoint",
-            "127.0.0.1:443",
-            "--node-name",
-            "node-a",
-        ])
-        .unwrap();
-        let cfg = resolve(&cli).unwrap();
-        assert_eq!(cfg.hook, HookMode::Tracepoint);
-        assert_eq!(
-            cfg.api_endpoints,
-            vec![
-                "10.0.0.1:6443".parse().unwrap(),
-                "127.0.0.1:443".parse().unwrap()
-            ]
-        );
-        assert!(cfg.patterns.matches("/srv/creds/a.token"));
-        assert!(cfg.patterns.matches("/etc/kubernetes/admin.conf"));
-        assert_eq!(cfg.report_interval, Duration::from_secs(300));
-        assert!(!cfg.scan_on_start);
-        assert_eq!(cfg.node_name, "node-a");
-
-        std::fs::write(&path, "report_interval: never\npod_cidrs: ['nope']\n").unwrap();
-        let cli = Cli::try_parse_from([
-            "credtrail-agent",
-            "--config",
-            path.to_str().unwrap(),
-            "--watch",
-            "relative/x",
-        ])
-        .unwrap();
-        let err = resolve(&cli).unwrap_err();
-        assert_eq!(err.0.len(), 3, "{err}");
-        assert!(err.to_string().contains("report interval"), "{err}");
-        assert!(err.to_string().contains("nope"), "{err}");
-        assert!(err.to_string().contains("relative/x"), "{err}");
-    }
-
-    #[test]
     fn unknown_keys_are_refused_and_defaults_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.yaml");
@@ -295,5 +337,27 @@ mod tests {
         assert!(err.to_string().contains("hooks"), "{err}");
         let back: FileConfig = serde_norway::from_str(&default_yaml()).unwrap();
         assert_eq!(back, FileConfig::default());
+    }
+
+    #[test]
+    fn hook_mode_parses_env_spellings() {
+        assert_eq!("LSM".parse::<HookMode>(), Ok(HookMode::Lsm));
+        assert_eq!(" tracepoint ".parse::<HookMode>(), Ok(HookMode::Tracepoint));
+        assert!("kprobe".parse::<HookMode>().unwrap_err().contains("kprobe"));
+        assert_eq!(
+            "raw_tracepoint".parse::<HookMode>(),
+            Ok(HookMode::RawTracepoint)
+        );
+        assert_eq!("TP_BTF".parse::<ConnectHook>(), Ok(ConnectHook::TpBtf));
+        assert_eq!(
+            "tracepoint".parse::<ConnectHook>(),
+            Ok(ConnectHook::Tracepoint)
+        );
+        assert!(
+            "kprobe"
+                .parse::<ConnectHook>()
+                .unwrap_err()
+                .contains("tp-btf")
+        );
     }
 }

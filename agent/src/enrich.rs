@@ -10,8 +10,7 @@
 //! folds repeated reads ([`crate::dedupe`]). Events of the agent's own process
 //! are dropped: its credential reads are opens of watched paths too.
 
-use std::fs::File;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,47 +22,15 @@ use credtrail_proto::model::{
 };
 
 use crate::attribution::{CgroupPaths, KubeletPods, parse_cgroup_path, proc_info};
+use crate::config::AgentConfig;
 use crate::dedupe::{Decision, Deduper};
-use crate::identity::rootfs::open_in_root;
+use crate::identity::rootfs::{
+    Opened, RootError, canonical_in_root, lexical_normal, open_in_root, path_in_root,
+};
 use crate::identity::{self, FileKey, IdentityCache, MAX_CREDENTIAL_BYTES, ReadError, RefReader};
+pub use crate::loader::events::{RawConnect, RawOpen};
 use crate::patterns::WatchPatterns;
-
-/// A watched file was opened (from the kernel).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawOpen {
-    pub time: DateTime<Utc>,
-    pub pid: u32,
-    pub tgid: u32,
-    pub uid: u32,
-    pub comm: String,
-    pub cgroup_id: u64,
-    pub mnt_ns: u64,
-    /// Parent tgid as the kernel saw it (0 = unknown); used when `/proc` no
-    /// longer has the process.
-    pub ppid: u32,
-    pub path: String,
-    pub flags: u32,
-    /// 0 when the hook cannot know it (tracepoints); then filled by `stat`.
-    pub inode: u64,
-    pub source: CaptureSource,
-}
-
-/// A connect to an API-server endpoint (from the kernel).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RawConnect {
-    pub time: DateTime<Utc>,
-    pub pid: u32,
-    pub tgid: u32,
-    pub uid: u32,
-    pub comm: String,
-    pub cgroup_id: u64,
-    pub mnt_ns: u64,
-    /// Parent tgid as the kernel saw it (0 = unknown).
-    pub ppid: u32,
-    pub local: Option<SocketAddr>,
-    pub remote: SocketAddr,
-    pub source: CaptureSource,
-}
+use crate::pool::{IoPool, PoolError};
 
 /// What the enricher needs to know about the node.
 #[derive(Debug, Clone)]
@@ -82,8 +49,8 @@ pub struct EnrichConfig {
     pub patterns: WatchPatterns,
 }
 
-impl From<&crate::run::AgentConfig> for EnrichConfig {
-    fn from(c: &crate::run::AgentConfig) -> Self {
+impl From<&AgentConfig> for EnrichConfig {
+    fn from(c: &AgentConfig) -> Self {
         Self {
             node_name: c.node_name.clone(),
             proc_root: c.proc_root.clone(),
@@ -114,7 +81,17 @@ pub struct EnrichStats {
     pub bad_cgroup_paths: u64,
     /// Credential identities answered from the cache (no read).
     pub identity_cache_hits: u64,
+    /// Events dropped because every I/O worker was busy (a loss).
+    pub io_saturated: u64,
 }
+
+/// Threads that do the agent's file and `/proc` I/O.
+pub const IO_WORKERS: usize = 4;
+/// How long one file or `/proc` access may take before it is abandoned.
+/// Generous: parsing a kubeconfig and its certificates is part of the job,
+/// and emulated or overloaded CPUs are slow; stopping the agent never waits
+/// for it.
+pub const IO_DEADLINE: Duration = Duration::from_secs(3);
 
 /// Key of one (process, file) pair for dedupe.
 type OpenKey = (u32, String, u64);
@@ -130,6 +107,7 @@ pub struct Enricher {
     pods: KubeletPods,
     dedupe: Deduper<OpenKey, Observation>,
     identities: IdentityCache,
+    io: IoPool,
     stats: EnrichStats,
 }
 
@@ -145,6 +123,7 @@ impl Enricher {
             pods: KubeletPods::new(&cfg.kubelet_pods_dir),
             dedupe: Deduper::new(cfg.report_interval),
             identities: IdentityCache::default(),
+            io: IoPool::new(IO_WORKERS, IO_DEADLINE).expect("spawning the I/O workers"),
             stats: EnrichStats::default(),
             cfg,
         }
@@ -156,6 +135,11 @@ impl Enricher {
             identity_cache_hits: self.identities.hits(),
             ..self.stats
         }
+    }
+
+    /// `<node>/<boot id>`: the prefix of every observation id of this run.
+    pub fn id_prefix(&self) -> String {
+        format!("{}/{}", self.cfg.node_name, self.boot_id)
     }
 
     fn next_id(&mut self) -> String {
@@ -172,34 +156,62 @@ impl Enricher {
         }
     }
 
-    /// One open of a watched file. None when it is the agent's own, or
-    /// folded into a report already sent this interval.
+    /// One open of a watched file. None when it is the agent's own, not
+    /// watched once resolved, folded into a report already sent this
+    /// interval, or refused by a saturated I/O pool (counted in
+    /// [`EnrichStats::io_saturated`]).
     pub fn on_open(&mut self, raw: RawOpen) -> Option<Observation> {
         if raw.tgid == self.own_tgid {
             self.stats.own_events += 1;
             return None;
         }
-        if !self.watched(raw.pid, raw.tgid, &raw.path) {
-            self.stats.unwatched += 1;
-            return None;
-        }
+        let at = ProcAt::new(&self.cfg.proc_root, raw.pid, raw.tgid);
+        // The path inside the process's root, as the process named it.
+        let named = if raw.path.starts_with('/') {
+            Ok(raw.path.clone())
+        } else {
+            let (at2, rel, dirfd) = (at.clone(), raw.path.clone(), raw.dirfd);
+            match self.io.run(move || at2.absolute(dirfd, &rel)) {
+                Ok(r) => r.map_err(ReadError::from),
+                Err(PoolError::Saturated) => {
+                    self.stats.io_saturated += 1;
+                    return None;
+                }
+                Err(e) => Err(ReadError::Io {
+                    path: raw.path.clone(),
+                    source: e,
+                }),
+            }
+        };
+        let (path, resolved) = match named {
+            Ok(abs) => match self.watched_path(&at, &abs) {
+                Some(Watched::Saturated) => {
+                    self.stats.io_saturated += 1;
+                    return None;
+                }
+                Some(Watched::Path(p)) => (p, Ok(())),
+                None => {
+                    self.stats.unwatched += 1;
+                    return None;
+                }
+            },
+            // The root or cwd is gone: the name passed the kernel's test,
+            // the rest cannot be known. Reported without identity, with why.
+            Err(e) => (raw.path.clone(), Err(e)),
+        };
         // The tracepoints cannot know the inode: open the file to learn it
         // (the dedupe key needs it: a rotated token is a new file). LSM and
         // fentry give it, so a folded read costs no open at all.
         let mut opened = None;
-        let inode = if raw.inode != 0 {
+        let inode = if raw.inode != 0 || resolved.is_err() {
             raw.inode
         } else {
-            let o = self.open_as_process(raw.pid, raw.tgid, &raw.path);
-            let ino = o
-                .as_ref()
-                .ok()
-                .and_then(|(f, _)| f.metadata().ok())
-                .map_or(0, |m| m.ino());
+            let o = self.open_as_process(&at, &path);
+            let ino = o.as_ref().ok().map_or(0, |o| o.meta.ino());
             opened = Some(o);
             ino
         };
-        let key: OpenKey = (raw.tgid, raw.path.clone(), inode);
+        let key: OpenKey = (raw.tgid, path.clone(), inode);
         let reads = match self.dedupe.on_event(&key, raw.time) {
             Decision::Folded => {
                 self.stats.folded += 1;
@@ -207,16 +219,18 @@ impl Enricher {
             }
             Decision::Report { reads } => reads,
         };
-        let opened = opened.unwrap_or_else(|| self.open_as_process(raw.pid, raw.tgid, &raw.path));
-        let meta = opened.as_ref().ok().and_then(|(f, _)| f.metadata().ok());
-        let credential = self.identify_file(raw.pid, raw.tgid, &raw.path, opened, meta);
+        let opened = match resolved {
+            Err(e) => Err(e),
+            Ok(()) => opened.unwrap_or_else(|| self.open_as_process(&at, &path)),
+        };
+        let credential = self.identify_file(&at, &path, opened);
         let process = self.process(raw.pid, raw.tgid, raw.ppid, raw.uid, &raw.comm, raw.mnt_ns);
         let workload = self.workload(raw.cgroup_id, raw.tgid);
         let event = ObservationEvent::CredentialRead(CredentialRead {
             source: raw.source,
             process: Some(process),
             workload: Some(workload),
-            path: raw.path,
+            path,
             flags: raw.flags,
             inode,
             reads,
@@ -237,6 +251,8 @@ impl Enricher {
             workload: Some(workload),
             local: raw.local,
             remote: raw.remote,
+            // What the API server sees, when the node NATs this connection.
+            translated: crate::conntrack::translated(raw.local, raw.remote),
         });
         self.observation(raw.time, event)
     }
@@ -298,13 +314,13 @@ impl Enricher {
 
     /// The node-info observation, with the hooks in use.
     pub fn node_info(&self, hooks: Vec<String>) -> Observation {
-        let mut info =
-            crate::node::node_info(&self.cfg.node_name, hooks, self.cfg.pod_cidrs.clone());
-        for a in &self.cfg.extra_addresses {
-            if !info.addresses.contains(a) {
-                info.addresses.push(*a);
-            }
-        }
+        let info = crate::node::node_info(
+            &self.cfg.node_name,
+            hooks,
+            self.cfg.pod_cidrs.clone(),
+            &self.cfg.proc_root,
+            &self.cfg.extra_addresses,
+        );
         Observation {
             id: format!("{}/{}/0", self.cfg.node_name, self.boot_id),
             time: Utc::now(),
@@ -313,101 +329,81 @@ impl Enricher {
         }
     }
 
-    /// Whether the path matches a pattern; a relative path is resolved
-    /// against the thread's working directory first.
-    fn watched(&self, pid: u32, tgid: u32, path: &str) -> bool {
-        if path.starts_with('/') {
-            return self.cfg.patterns.matches(path);
+    /// The watched path `abs` (absolute inside the process's root) stands
+    /// for: itself with `.`, `..` and `//` removed, else (a symlink the
+    /// process made, `/tmp/x` -> a token) its canonical path inside the
+    /// root. None when neither matches a pattern.
+    fn watched_path(&self, at: &ProcAt, abs: &str) -> Option<Watched> {
+        let lexical = lexical_normal(abs);
+        if self.cfg.patterns.matches(&lexical) {
+            return Some(Watched::Path(lexical));
         }
-        let proc_dir = self.cfg.proc_root.join(tgid.to_string());
-        [
-            proc_dir.join("task").join(pid.to_string()).join("cwd"),
-            proc_dir.join("cwd"),
-        ]
-        .iter()
-        .find_map(|l| std::fs::read_link(l).ok())
-        .is_some_and(|cwd| self.cfg.patterns.matches(&cwd.join(path).to_string_lossy()))
+        let (at, abs) = (at.clone(), abs.to_owned());
+        match self.io.run(move || at.canonical(&abs)) {
+            Ok(Some(c)) if self.cfg.patterns.matches(&c) => Some(Watched::Path(c)),
+            Ok(_) | Err(PoolError::TimedOut) => None,
+            Err(PoolError::Saturated) => Some(Watched::Saturated),
+        }
     }
 
-    /// Opens the file a process named, as that process sees it: inside the
-    /// thread's root (a thread may have its own mount namespace), then the
-    /// process's root (both with symlinks resolved in that root), then the
-    /// host path; a relative path through the thread's and process's cwd.
-    fn open_as_process(
-        &self,
-        pid: u32,
-        tgid: u32,
-        path: &str,
-    ) -> Result<(File, String), ReadError> {
-        let proc_dir = self.cfg.proc_root.join(tgid.to_string());
-        let task_dir = proc_dir.join("task").join(pid.to_string());
-        let mut last = None;
-        let mut note = |shown: String, r: std::io::Result<File>| match r {
-            Ok(f) => Some((f, shown)),
-            Err(source) => {
-                last = Some(ReadError::Open {
-                    path: shown,
-                    source,
-                });
-                None
-            }
-        };
-        if path.starts_with('/') {
-            for root in [task_dir.join("root"), proc_dir.join("root")] {
-                let shown = format!("{}{path}", root.display());
-                if let Some(ok) = note(shown, open_in_root(&root, path)) {
-                    return Ok(ok);
-                }
-            }
-            if let Some(ok) = note(path.to_string(), File::open(path)) {
-                return Ok(ok);
-            }
-        } else {
-            for cwd in [task_dir.join("cwd"), proc_dir.join("cwd")] {
-                let p = cwd.join(path);
-                if let Some(ok) = note(p.display().to_string(), File::open(&p)) {
-                    return Ok(ok);
-                }
-            }
-        }
-        Err(last.unwrap_or(ReadError::Open {
-            path: path.to_string(),
-            source: std::io::ErrorKind::NotFound.into(),
-        }))
+    /// Opens the file a process named (absolute inside its root), as that
+    /// process sees it: inside the thread's root (a thread may have its own
+    /// mount namespace), else the process's root, symlinks resolved in that
+    /// root, never on the agent's own file system; only a regular file.
+    fn open_as_process(&self, at: &ProcAt, path: &str) -> Result<Opened, ReadError> {
+        let (at, p) = (at.clone(), path.to_owned());
+        self.io
+            .run(move || at.open(&p))
+            .map_err(|source| ReadError::Io {
+                path: path.to_owned(),
+                source,
+            })?
     }
 
     fn identify_file(
         &mut self,
-        pid: u32,
-        tgid: u32,
+        at: &ProcAt,
         path: &str,
-        opened: Result<(File, String), ReadError>,
-        meta: Option<std::fs::Metadata>,
+        opened: Result<Opened, ReadError>,
     ) -> CredentialIdentity {
-        let result = opened.and_then(|(file, shown)| {
-            let key = meta.as_ref().map(FileKey::of);
-            if let Some(id) = key.and_then(|k| self.identities.get(&k)) {
+        let result = opened.and_then(|o| {
+            let key = FileKey::of(&o.meta);
+            if let Some(id) = self.identities.get(&key) {
                 return Ok(id);
             }
-            let mut bytes = identity::read_capped_file(file, &shown, MAX_CREDENTIAL_BYTES)?;
-            let proc_dir = self.cfg.proc_root.join(tgid.to_string());
+            // Larger than the cap by its size: refused without reading.
+            if o.meta.len() > MAX_CREDENTIAL_BYTES {
+                return Err(ReadError::TooLarge {
+                    path: path.to_owned(),
+                    max: MAX_CREDENTIAL_BYTES,
+                });
+            }
             let refs = ProcRoot {
-                roots: [
-                    proc_dir.join("task").join(pid.to_string()).join("root"),
-                    proc_dir.join("root"),
-                ],
+                at: at.clone(),
                 base: Path::new(path).parent().map(Path::to_path_buf),
             };
-            let id = identity::identify(path, &bytes, &refs);
-            identity::wipe(&mut bytes);
-            if let Some(k) = key {
-                self.identities.insert(k, &id);
-            }
+            let p = path.to_owned();
+            // Read, identify and wipe on a worker: a file system that never
+            // answers costs a worker, not the agent.
+            let id = self
+                .io
+                .run(move || {
+                    let mut bytes = identity::read_capped_file(o.file, &p, MAX_CREDENTIAL_BYTES)?;
+                    let id = identity::identify(&p, &bytes, &refs);
+                    identity::wipe(&mut bytes);
+                    Ok::<_, ReadError>(id)
+                })
+                .map_err(|source| ReadError::Io {
+                    path: path.to_owned(),
+                    source,
+                })??;
+            self.identities.insert(key, &id);
             Ok(id)
         });
         result.unwrap_or_else(|e| {
             self.stats.unreadable += 1;
             CredentialIdentity {
+                kind: e.kind().unwrap_or_default(),
                 error: Some(e.to_string()),
                 ..Default::default()
             }
@@ -425,12 +421,21 @@ impl Enricher {
         comm: &str,
         mnt_ns: u64,
     ) -> Process {
-        let mut info = proc_info(&self.cfg.proc_root, tgid);
-        if ppid != 0 && ppid != info.ppid {
-            info.parent_comm =
-                std::fs::read_to_string(self.cfg.proc_root.join(ppid.to_string()).join("comm"))
-                    .ok()
-                    .map(|s| s.trim_end_matches('\n').to_string());
+        // On a worker: reading another process's cmdline takes its memory
+        // lock, which that process can hold.
+        let root = self.cfg.proc_root.clone();
+        let mut info = self
+            .io
+            .run(move || {
+                let mut info = proc_info(&root, tgid);
+                if ppid != 0 && ppid != info.ppid {
+                    info.parent_comm = read_comm(&root, ppid);
+                    info.ppid = ppid;
+                }
+                info
+            })
+            .unwrap_or_default();
+        if ppid != 0 && info.ppid == 0 {
             info.ppid = ppid;
         }
         Process {
@@ -487,10 +492,80 @@ impl Enricher {
     }
 }
 
+/// A process's comm from `/proc`, bounded.
+fn read_comm(proc_root: &Path, pid: u32) -> Option<String> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(proc_root.join(pid.to_string()).join("comm")).ok()?;
+    let mut s = String::new();
+    f.take(64).read_to_string(&mut s).ok()?;
+    Some(s.trim_end_matches('\n').to_string())
+}
+
+/// What [`Enricher::watched_path`] found.
+enum Watched {
+    Path(String),
+    Saturated,
+}
+
+/// Where one process's (and thread's) root and directories are in `/proc`.
+#[derive(Debug, Clone)]
+struct ProcAt {
+    proc_dir: PathBuf,
+    task_dir: PathBuf,
+}
+
+impl ProcAt {
+    fn new(proc_root: &Path, pid: u32, tgid: u32) -> Self {
+        let proc_dir = proc_root.join(tgid.to_string());
+        let task_dir = proc_dir.join("task").join(pid.to_string());
+        Self { proc_dir, task_dir }
+    }
+
+    /// The thread's directory, else the process's (the thread may be gone).
+    fn dirs(&self) -> [&Path; 2] {
+        [&self.task_dir, &self.proc_dir]
+    }
+
+    /// Runs `f` on the thread's directory, then the process's, until one
+    /// gives something other than [`RootError::ProcessGone`].
+    fn first<T>(&self, f: impl Fn(&Path) -> Result<T, RootError>) -> Result<T, RootError> {
+        let mut last = RootError::ProcessGone;
+        for d in self.dirs() {
+            match f(d) {
+                Err(RootError::ProcessGone) => last = RootError::ProcessGone,
+                other => return other,
+            }
+        }
+        Err(last)
+    }
+
+    /// A relative path the process named, made absolute inside its root:
+    /// relative to the directory `dirfd` refers to, or to its cwd.
+    fn absolute(&self, dirfd: Option<i32>, rel: &str) -> Result<String, RootError> {
+        self.first(|d| {
+            let base = match dirfd {
+                Some(fd) if fd >= 0 => self.proc_dir.join("fd").join(fd.to_string()),
+                _ => d.join("cwd"),
+            };
+            path_in_root(&d.join("root"), &base, rel)
+        })
+    }
+
+    fn canonical(&self, abs: &str) -> Option<String> {
+        self.first(|d| canonical_in_root(&d.join("root"), abs)).ok()
+    }
+
+    fn open(&self, abs: &str) -> Result<Opened, ReadError> {
+        self.first(|d| open_in_root(&d.join("root"), abs))
+            .map_err(ReadError::from)
+    }
+}
+
 /// Resolves files a kubeconfig names, inside the reading process's root;
 /// relative names are relative to the kubeconfig's folder (as kubectl does).
+/// Never on the agent's own file system.
 struct ProcRoot {
-    roots: [PathBuf; 2],
+    at: ProcAt,
     base: Option<PathBuf>,
 }
 
@@ -502,11 +577,8 @@ impl RefReader for ProcRoot {
             (false, None) => return None,
         };
         let abs_s = abs.to_str()?;
-        self.roots
-            .iter()
-            .find_map(|root| open_in_root(root, abs_s).ok())
-            .or_else(|| File::open(&abs).ok())
-            .and_then(|f| identity::read_capped_file(f, abs_s, MAX_CREDENTIAL_BYTES).ok())
+        let o = self.at.open(abs_s).ok()?;
+        identity::read_capped_file(o.file, abs_s, MAX_CREDENTIAL_BYTES).ok()
     }
 }
 

@@ -16,13 +16,22 @@ fn main() -> anyhow::Result<()> {
         print!("{}", credtrail_agent::config::default_yaml());
         return Ok(());
     }
+    if let Some(dest) = &cli.install_seccomp_profile {
+        credtrail_agent::seccomp::install(dest)?;
+        println!("seccomp profile written to {}", dest.display());
+        return Ok(());
+    }
     init_logging(cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run(cli))
+    let result = runtime.block_on(run(cli));
+    // Work still running (an I/O worker stuck on a file that never answers)
+    // does not keep the agent alive.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    result
 }
 
 fn init_logging(format: LogFormat) {
@@ -39,7 +48,7 @@ fn init_logging(format: LogFormat) {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let output = cli.output_target().map_err(anyhow::Error::msg)?;
-    let cfg = credtrail_agent::config::resolve(&cli)?;
+    let cfg = credtrail_agent::cli::resolve(&cli)?;
     if output.is_none() && cli.stream.aggregator.is_none() {
         bail!("nowhere to send observations: give --output jsonl PATH|- or --aggregator URL");
     }
@@ -104,7 +113,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     tracing::info!("shutting down");
-    agent.shutdown().await;
+    // The event loop stops at once; the enrichment thread and its I/O
+    // workers are not waited for (one may be stuck on a hostile file).
+    if tokio::time::timeout(Duration::from_secs(1), agent.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the event loop did not stop within 1 s: exiting anyway");
+    }
     drop(stream_tx);
     if let Some(s) = stream {
         s.join().await;

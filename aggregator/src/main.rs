@@ -17,7 +17,7 @@ use credtrail_aggregator::ingest::tls::TlsPaths;
 use credtrail_aggregator::ingest::webhook::DEFAULT_BODY_LIMIT;
 use credtrail_aggregator::policy::{Policy, parse_duration};
 use credtrail_aggregator::replay::{ReplayInput, replay};
-use credtrail_aggregator::server::{ServeConfig, serve};
+use credtrail_aggregator::server::{ServeConfig, ServeLimits, serve};
 use credtrail_aggregator::store::Synchronous;
 
 #[derive(Parser, Debug)]
@@ -37,6 +37,14 @@ enum Cmd {
     Serve(Box<ServeArgs>),
     /// Run detection offline over saved audit logs; print alerts as JSON lines (time order).
     Replay(ReplayArgs),
+    /// Replay the evaluation corpus (eval/scenarios) and print the confusion tables; exit non-zero on any wrong scenario.
+    Eval {
+        /// The folder of scenario folders.
+        dir: PathBuf,
+        /// Print the report as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a policy file and print what it configures.
     CheckPolicy {
         /// The policy file (YAML, see docs/POLICY.md).
@@ -90,6 +98,10 @@ struct ServeArgs {
     /// CA whose client certificates authenticate the API server at the webhook.
     #[arg(long, env = "CREDTRAIL_WEBHOOK_CLIENT_CA")]
     webhook_client_ca: Option<PathBuf>,
+    /// Subject CN a webhook client certificate may have (repeat or comma-separate);
+    /// default: kube-apiserver, kube-apiserver-kubelet-client, system:kube-apiserver, apiserver.
+    #[arg(long, env = "CREDTRAIL_WEBHOOK_CLIENT_SUBJECT", value_delimiter = ',')]
+    webhook_client_subject: Vec<String>,
     /// Largest webhook body accepted, in bytes (larger: 413).
     #[arg(long, env = "CREDTRAIL_WEBHOOK_BODY_LIMIT", default_value_t = DEFAULT_BODY_LIMIT)]
     webhook_body_limit: usize,
@@ -165,6 +177,28 @@ struct ServeArgs {
     /// Client-certificate subject → role: `CN=<name>:<role>` or `O=<group>:<role>`; repeat.
     #[arg(long, env = "CREDTRAIL_API_CERT_ROLE", value_delimiter = ',')]
     api_cert_role: Vec<String>,
+    /// Time a client has to finish its TLS handshake (e.g. 10s).
+    #[arg(long, env = "CREDTRAIL_HANDSHAKE_TIMEOUT", default_value = "10s")]
+    handshake_timeout: String,
+    /// Time a client has to send a request's headers (HTTP/1) or its HTTP/2 preface.
+    #[arg(long, env = "CREDTRAIL_HEADER_TIMEOUT", default_value = "10s")]
+    header_timeout: String,
+    /// Time a client has to send a whole request body; default: the header
+    /// timeout plus the listener's body limit at 256 KiB/s.
+    #[arg(long, env = "CREDTRAIL_BODY_TIMEOUT")]
+    body_timeout: Option<String>,
+    /// Concurrent connections per listener; more wait in the kernel's backlog.
+    #[arg(long, env = "CREDTRAIL_MAX_CONNECTIONS", default_value_t = credtrail_aggregator::listen::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// How long connections and live streams get to finish at shutdown.
+    #[arg(long, env = "CREDTRAIL_SHUTDOWN_GRACE", default_value = "10s")]
+    shutdown_grace: String,
+    /// Read-only SQLite connections serving queries (health checks never wait for them).
+    #[arg(long, env = "CREDTRAIL_QUERY_READERS", default_value_t = credtrail_aggregator::store::DEFAULT_READERS)]
+    query_readers: usize,
+    /// A query running longer than this is interrupted and answered 503.
+    #[arg(long, env = "CREDTRAIL_QUERY_TIMEOUT", default_value = "10s")]
+    query_timeout: String,
 }
 
 #[derive(Args, Debug)]
@@ -235,7 +269,33 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         client_ca: a.api_client_ca,
         cert_roles: a.api_cert_role,
     };
+    let dur = |flag: &str, v: &str| -> anyhow::Result<std::time::Duration> {
+        let d = parse_duration(v).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))?;
+        d.to_std()
+            .ok()
+            .filter(|d| !d.is_zero())
+            .with_context(|| format!("--{flag} {v:?}: must be positive"))
+    };
+    anyhow::ensure!(
+        a.max_connections > 0,
+        "--max-connections: must be at least 1"
+    );
+    anyhow::ensure!(a.query_readers > 0, "--query-readers: must be at least 1");
+    let limits = ServeLimits {
+        handshake_timeout: dur("handshake-timeout", &a.handshake_timeout)?,
+        header_timeout: dur("header-timeout", &a.header_timeout)?,
+        body_timeout: a
+            .body_timeout
+            .as_deref()
+            .map(|v| dur("body-timeout", v))
+            .transpose()?,
+        max_connections: a.max_connections,
+        shutdown_grace: dur("shutdown-grace", &a.shutdown_grace)?,
+        query_readers: a.query_readers,
+        query_timeout: dur("query-timeout", &a.query_timeout)?,
+    };
     Ok(ServeConfig {
+        limits,
         db: a.db,
         db_synchronous: a.db_synchronous,
         policy: a.policy,
@@ -248,6 +308,7 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         }),
         webhook_token_file: a.webhook_token_file,
         webhook_body_limit: a.webhook_body_limit,
+        webhook_client_subjects: a.webhook_client_subject,
         audit_log_paths: a.audit_log_path,
         agent_listen,
         agent_tls: tls.zip(a.agent_client_ca).map(|((c, k), ca)| (c, k, ca)),
@@ -325,6 +386,20 @@ fn run_replay(a: ReplayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn run_eval(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let report = credtrail_aggregator::eval::run(dir)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", credtrail_aggregator::eval::render(&report));
+    }
+    let wrong = report.wrong().count();
+    if wrong > 0 {
+        anyhow::bail!("{wrong} of {} scenarios wrong", report.scenarios.len());
+    }
+    Ok(())
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -358,6 +433,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Replay(a) => run_replay(a),
         Cmd::ApiToken(a) => run_api_token(a),
+        Cmd::Eval { dir, json } => run_eval(&dir, json),
         Cmd::CheckPolicy { policy } => Policy::load(&policy)
             .map(|p| {
                 println!(
@@ -373,9 +449,11 @@ fn main() -> ExitCode {
             })
             .map_err(Into::into),
         Cmd::Serve(a) => serve_config(*a).and_then(|cfg| {
-            tokio::runtime::Runtime::new()
-                .context("starting the tokio runtime")?
-                .block_on(serve(cfg, shutdown_signal()))
+            let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+            let out = rt.block_on(serve(cfg, shutdown_signal()));
+            // A query still running on the blocking pool must not hold the exit.
+            rt.shutdown_timeout(std::time::Duration::from_secs(2));
+            out
         }),
     };
     match result {

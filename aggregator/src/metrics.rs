@@ -47,6 +47,29 @@ pub struct ApiLabel {
     pub code: String,
 }
 
+/// Labels for claims refused from a node's agent.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabel {
+    /// The client certificate's node.
+    pub node: String,
+    pub reason: String,
+}
+
+/// Labels for per-listener figures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabel {
+    /// `webhook`, `agent`, `http_api`, `grpc_api`.
+    pub listener: String,
+}
+
+/// Labels for connections a listener ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerDropLabel {
+    pub listener: String,
+    /// `handshake_timeout`, `handshake_failed`, `header_timeout`, `idle_timeout`.
+    pub reason: String,
+}
+
 /// All aggregator metrics. Cheap to share behind an `Arc`.
 pub struct Metrics {
     pub registry: Registry,
@@ -77,6 +100,18 @@ pub struct Metrics {
     pub api_auth_refused: Family<AuthRefusedLabel, Counter>,
     /// Alerts each active suppression has silenced (refreshed at each scrape).
     pub suppression_hits: Family<SuppressionLabel, Gauge>,
+    /// RBAC object fields that could not be read (each named in its alert's details).
+    pub rbac_unreadable_fields: Counter,
+    /// Claims refused from agents, by (certificate) node and reason.
+    pub agent_refused: Family<RefusalLabel, Counter>,
+    /// Failed `accept()` calls (e.g. EMFILE), by listener.
+    pub accept_errors: Family<ListenerLabel, Counter>,
+    /// Open connections, by listener.
+    pub connections: Family<ListenerLabel, Gauge>,
+    /// Connections a listener closed on a client (timeouts, failed handshakes).
+    pub connections_dropped: Family<ListenerDropLabel, Counter>,
+    /// Queries interrupted because they ran past the query timeout.
+    pub query_timeouts: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -177,10 +212,52 @@ impl Metrics {
             "Alerts silenced by each active suppression",
             suppression_hits.clone(),
         );
+        let rbac_unreadable_fields = Counter::default();
+        registry.register(
+            "rbac_unreadable_fields",
+            "RBAC object fields in audit events that could not be read (the events were still judged)",
+            rbac_unreadable_fields.clone(),
+        );
+        let agent_refused = Family::<RefusalLabel, Counter>::default();
+        registry.register(
+            "agent_refused",
+            "Claims refused from a node's agent (another node, outside the policy's ranges), by node and reason",
+            agent_refused.clone(),
+        );
+        let accept_errors = Family::<ListenerLabel, Counter>::default();
+        registry.register(
+            "accept_errors",
+            "Failed accept() calls (e.g. out of file descriptors), by listener",
+            accept_errors.clone(),
+        );
+        let connections = Family::<ListenerLabel, Gauge>::default();
+        registry.register(
+            "connections",
+            "Open connections, by listener",
+            connections.clone(),
+        );
+        let connections_dropped = Family::<ListenerDropLabel, Counter>::default();
+        registry.register(
+            "connections_dropped",
+            "Connections closed on a client (timeouts, failed TLS handshakes), by listener and reason",
+            connections_dropped.clone(),
+        );
+        let query_timeouts = Counter::default();
+        registry.register(
+            "query_timeouts",
+            "Queries interrupted because they ran past the query timeout",
+            query_timeouts.clone(),
+        );
         Self {
+            agent_refused,
+            accept_errors,
+            connections,
+            connections_dropped,
+            query_timeouts,
             registry,
             api_auth_refused,
             suppression_hits,
+            rbac_unreadable_fields,
             api_requests,
             live_stream_clients,
             live_stream_skipped,
@@ -200,6 +277,16 @@ impl Metrics {
         self.rejected
             .get_or_create(&RejectLabel {
                 source: source.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a connection a listener closed on its client.
+    pub fn connection_dropped(&self, listener: &str, reason: &str) {
+        self.connections_dropped
+            .get_or_create(&ListenerDropLabel {
+                listener: listener.to_owned(),
                 reason: reason.to_owned(),
             })
             .inc();

@@ -135,7 +135,7 @@ impl Pipeline {
             .filter_map(|e| e.stage_timestamp)
             .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0)
             .collect();
-        let (accepted, all_alerts) = self
+        let (accepted, all_alerts, unreadable) = self
             .inner
             .store
             .write(move |tx| {
@@ -156,7 +156,11 @@ impl Pipeline {
                 if let Some(o) = &offset {
                     store::save_log_offset(tx, o, now)?;
                 }
-                Ok((fresh.iter().filter(|n| **n).count(), alerts))
+                Ok((
+                    fresh.iter().filter(|n| **n).count(),
+                    alerts,
+                    changes.unreadable_fields,
+                ))
             })
             .await?;
         let m = &self.inner.metrics;
@@ -168,6 +172,7 @@ impl Pipeline {
         for l in lag {
             m.audit_lag_seconds.observe(l);
         }
+        m.rbac_unreadable_fields.inc_by(unreadable);
         let mut report = IngestReport {
             received,
             accepted,
@@ -265,6 +270,28 @@ impl Pipeline {
             .write(move |tx| store::count_rejected(tx, &src, count, chrono::Utc::now()))
             .await?;
         Ok(())
+    }
+
+    /// Drops one reviewed baseline source (store and memory); returns whether it existed.
+    pub async fn drop_baseline(
+        &self,
+        username: String,
+        ip: std::net::IpAddr,
+    ) -> Result<bool, PipelineError> {
+        let detector = self.inner.detector.clone();
+        let found = self
+            .inner
+            .store
+            .write(move |tx| {
+                let stored = store::learned::drop_baseline(tx, &username, &ip.to_string())?;
+                let mem = detector
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .drop_baseline(&username, ip);
+                Ok(stored || mem)
+            })
+            .await?;
+        Ok(found)
     }
 
     /// Re-reads the `suppressions` table (after the API adds or deletes one).

@@ -16,6 +16,7 @@ use crate::alert::Alert;
 use crate::audit::{AuditEvent, InputFormat, parse_document};
 use crate::detect::{Changes, Detector, suppressed_by};
 use crate::ingest::jsonl::parse_observations;
+use crate::plausible;
 use crate::policy::Policy;
 
 /// Errors that make a replay fail.
@@ -87,8 +88,8 @@ fn read(path: &Path) -> Result<Vec<u8>, ReplayError> {
 }
 
 enum Item {
-    Obs(Observation),
-    Audit(AuditEvent),
+    Obs(Box<Observation>),
+    Audit(Box<AuditEvent>),
 }
 
 impl Item {
@@ -104,6 +105,8 @@ impl Item {
 pub fn replay(input: &ReplayInput, policy: Policy) -> Result<ReplayOutput, ReplayError> {
     let mut out = ReplayOutput::default();
     let mut items = Vec::new();
+    // Times outside [2000, now + 1 day] are refused like malformed input.
+    let now = Utc::now();
     for p in &input.observations {
         let text = read(p)?;
         let parsed = parse_observations(&String::from_utf8_lossy(&text));
@@ -120,7 +123,15 @@ pub fn replay(input: &ReplayInput, policy: Policy) -> Result<ReplayOutput, Repla
                 path: p.clone(),
                 error,
             }));
-        items.extend(parsed.observations.into_iter().map(Item::Obs));
+        for o in parsed.observations {
+            match plausible::check_observation(&o, now) {
+                Ok(()) => items.push(Item::Obs(Box::new(o))),
+                Err(e) => out.rejected.push(Rejected {
+                    path: p.clone(),
+                    error: format!("observation {}: {e}", o.id),
+                }),
+            }
+        }
     }
     for p in &input.audit {
         let bytes = read(p)?;
@@ -137,7 +148,15 @@ pub fn replay(input: &ReplayInput, policy: Policy) -> Result<ReplayOutput, Repla
                 path: p.clone(),
                 error: e.to_string(),
             }));
-        items.extend(parsed.events.into_iter().map(Item::Audit));
+        for ev in parsed.events {
+            match plausible::check_audit_event(&ev, now) {
+                Ok(()) => items.push(Item::Audit(Box::new(ev))),
+                Err(e) => out.rejected.push(Rejected {
+                    path: p.clone(),
+                    error: format!("event {}: {e}", ev.audit_id),
+                }),
+            }
+        }
     }
     // Stable: equal keys keep file order.
     items.sort_by_key(Item::key);

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -18,10 +19,11 @@ use tokio::task::JoinSet;
 use crate::ingest::logtail::LogTailer;
 use crate::ingest::tls::{TlsPaths, server_config};
 use crate::ingest::webhook::{self, WebhookAuth};
+use crate::listen::{self, Limits};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::state::AppState;
-use crate::store::{Store, Synchronous};
+use crate::store::{Store, StoreOptions, Synchronous};
 
 /// Everything `serve` needs.
 #[derive(Debug, Clone)]
@@ -36,6 +38,9 @@ pub struct ServeConfig {
     pub webhook_tls: Option<TlsPaths>,
     pub webhook_token_file: Option<PathBuf>,
     pub webhook_body_limit: usize,
+    /// Subject CNs a webhook client certificate may have; empty: the default
+    /// list ([`webhook::DEFAULT_CLIENT_SUBJECTS`]).
+    pub webhook_client_subjects: Vec<String>,
     /// Audit log files to tail.
     pub audit_log_paths: Vec<PathBuf>,
     /// gRPC agent stream (mTLS).
@@ -48,6 +53,56 @@ pub struct ServeConfig {
     pub grpc_listen: Option<SocketAddr>,
     /// Who may use the two query APIs (`auth/`).
     pub api_auth: crate::auth::config::ApiAuthConfig,
+    /// Timeouts, connection caps, query pool (safe defaults: `ServeLimits::default()`).
+    pub limits: ServeLimits,
+}
+
+/// Limits of the listeners and the query pool (docs/SECURITY.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    pub handshake_timeout: Duration,
+    pub header_timeout: Duration,
+    /// Whole request body; `None`: proportionate to each listener's body limit
+    /// ([`listen::body_timeout_for`]).
+    pub body_timeout: Option<Duration>,
+    /// Concurrent connections per listener.
+    pub max_connections: usize,
+    /// How long connections and streams get to finish at shutdown.
+    pub shutdown_grace: Duration,
+    /// Read-only connections serving queries.
+    pub query_readers: usize,
+    /// A query running longer is interrupted (503).
+    pub query_timeout: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        let l = Limits::default();
+        Self {
+            handshake_timeout: l.handshake_timeout,
+            header_timeout: l.header_timeout,
+            body_timeout: None,
+            max_connections: l.max_connections,
+            shutdown_grace: l.shutdown_grace,
+            query_readers: crate::store::DEFAULT_READERS,
+            query_timeout: crate::store::DEFAULT_QUERY_TIMEOUT,
+        }
+    }
+}
+
+impl ServeLimits {
+    /// The limits of a listener whose bodies may be `body_limit` bytes.
+    pub fn listener(&self, body_limit: usize) -> Limits {
+        Limits {
+            handshake_timeout: self.handshake_timeout,
+            header_timeout: self.header_timeout,
+            body_timeout: self
+                .body_timeout
+                .unwrap_or_else(|| listen::body_timeout_for(body_limit, self.header_timeout)),
+            max_connections: self.max_connections,
+            shutdown_grace: self.shutdown_grace,
+        }
+    }
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
@@ -62,11 +117,20 @@ pub fn open_state(cfg: &ServeConfig) -> anyhow::Result<AppState> {
         Some(p) => Policy::load(p)?,
         None => Policy::default(),
     };
-    let store = Store::open(&cfg.db, cfg.db_synchronous)?;
+    let store = Store::open_with(
+        &cfg.db,
+        cfg.db_synchronous,
+        StoreOptions {
+            readers: cfg.limits.query_readers,
+            query_timeout: cfg.limits.query_timeout,
+        },
+    )?;
     Ok(AppState::new(store, policy, Arc::new(Metrics::new()))?)
 }
 
-/// Runs the aggregator until `shutdown` resolves or a listener fails.
+/// Runs the aggregator until `shutdown` resolves or a listener fails. At
+/// shutdown, listeners stop accepting, live streams and agent sessions end,
+/// and whatever is still running after `limits.shutdown_grace` is dropped.
 pub async fn serve(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let query_listens: Vec<SocketAddr> = cfg
         .api_listen
@@ -81,6 +145,13 @@ pub async fn serve(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyh
         );
     }
     let state = open_state(&cfg)?.with_auth(auth);
+    let listeners = [
+        cfg.webhook_listen,
+        cfg.agent_listen,
+        cfg.api_listen,
+        cfg.grpc_listen,
+    ];
+    listen::raise_fd_limit(listeners.iter().flatten().count() * cfg.limits.max_connections);
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -95,7 +166,9 @@ pub async fn serve(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyh
             .webhook_tls
             .as_ref()
             .context("the audit webhook needs --tls-cert and --tls-key (it serves HTTPS only); or --webhook-listen off")?;
-        let mut auth = WebhookAuth::default().with_client_cert(tls.client_ca.is_some());
+        let mut auth = WebhookAuth::default()
+            .with_client_cert(tls.client_ca.is_some())
+            .with_client_subjects(&cfg.webhook_client_subjects);
         if let Some(f) = &cfg.webhook_token_file {
             let text = std::fs::read_to_string(f)
                 .with_context(|| format!("reading the webhook token file {}", f.display()))?;
@@ -109,8 +182,9 @@ pub async fn serve(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyh
         let listener = bind(addr, "audit webhook").await?;
         tracing::info!(%addr, "audit webhook listening (HTTPS)");
         let (st, stop, limit) = (state.clone(), stopped(), cfg.webhook_body_limit);
+        let limits = cfg.limits.listener(limit);
         tasks.spawn(async move {
-            webhook::serve(listener, tls, auth, limit, st, stop)
+            webhook::serve_limited(listener, tls, auth, limit, limits, st, stop)
                 .await
                 .context("audit webhook")
         });
@@ -134,8 +208,9 @@ pub async fn serve(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyh
         };
         let listener = bind(addr, "agent stream").await?;
         let (st, stop) = (state.clone(), stopped());
+        let limits = cfg.limits.listener(crate::agents::MAX_MESSAGE_BYTES);
         tasks.spawn(async move {
-            crate::agents::serve(listener, &tls, st, stop)
+            crate::agents::serve(listener, &tls, limits, st, stop)
                 .await
                 .context("agent stream")
         });
@@ -145,8 +220,9 @@ pub async fn serve(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyh
         let listener = bind(addr, "HTTP API").await?;
         tracing::info!(%addr, "HTTP API, web page and /metrics listening");
         let (st, stop) = (state.clone(), stopped());
+        let limits = cfg.limits.listener(crate::api::http::BODY_LIMIT);
         tasks.spawn(async move {
-            crate::api::http::serve(listener, st, stop)
+            crate::api::http::serve_limited(listener, limits, st, stop)
                 .await
                 .context("HTTP API")
         });
@@ -155,8 +231,9 @@ pub async fn serve(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyh
         let listener = bind(addr, "gRPC query API").await?;
         tracing::info!(%addr, "gRPC QueryService listening");
         let (st, stop) = (state.clone(), stopped());
+        let limits = cfg.limits.listener(crate::api::http::BODY_LIMIT);
         tasks.spawn(async move {
-            crate::api::grpc::serve(listener, st, stop)
+            crate::api::grpc::serve_limited(listener, limits, st, stop)
                 .await
                 .context("gRPC query API")
         });
@@ -194,10 +271,23 @@ pub async fn serve(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyh
         },
     };
     let _ = stop_tx.send(true);
-    while let Some(r) = tasks.join_next().await {
-        if let Ok(Err(e)) = r {
-            tracing::warn!(error = %e, "listener ended with an error during shutdown");
+    state.stop();
+    let grace = cfg.limits.shutdown_grace;
+    let drained = tokio::time::timeout(grace + Duration::from_secs(1), async {
+        while let Some(r) = tasks.join_next().await {
+            if let Ok(Err(e)) = r {
+                tracing::warn!(error = %e, "listener ended with an error during shutdown");
+            }
         }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            left = tasks.len(),
+            "listeners still busy {}s after shutdown began: dropping them",
+            grace.as_secs()
+        );
+        tasks.shutdown().await;
     }
     result
 }

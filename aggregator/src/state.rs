@@ -21,6 +21,8 @@ pub struct AppState {
     pub started: DateTime<Utc>,
     /// Who may use the query API (default: nobody; `serve` sets it).
     pub auth: Arc<ApiAuth>,
+    /// Turns true when the aggregator shuts down: live streams end.
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -28,6 +30,7 @@ impl AppState {
     /// (configured roles and suppressions are written to the store).
     pub fn new(store: Store, policy: Policy, metrics: Arc<Metrics>) -> Result<Self, PipelineError> {
         let policy = Arc::new(policy);
+        store.count_query_timeouts(metrics.query_timeouts.clone());
         let pipeline = Pipeline::new(store.clone(), policy.clone(), metrics.clone())?;
         Ok(Self {
             store,
@@ -36,6 +39,7 @@ impl AppState {
             policy,
             started: Utc::now(),
             auth: Arc::new(ApiAuth::deny_all()),
+            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
         })
     }
 
@@ -43,6 +47,11 @@ impl AppState {
     pub fn with_auth(mut self, auth: ApiAuth) -> Self {
         self.auth = Arc::new(auth);
         self
+    }
+
+    /// Tells live streams the aggregator is stopping (they end).
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// An in-memory aggregator with the given policy (tests, replay).

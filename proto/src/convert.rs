@@ -157,6 +157,7 @@ impl From<model::CredentialKind> for pb::CredentialKind {
             M::ClientCertificate => Self::ClientCertificate,
             M::PrivateKey => Self::PrivateKey,
             M::Unknown => Self::Unknown,
+            M::NotARegularFile => Self::NotARegularFile,
         }
     }
 }
@@ -169,6 +170,7 @@ pub(crate) fn kind_from_pb(field: &str, v: i32) -> Result<model::CredentialKind>
         Ok(pb::CredentialKind::ClientCertificate) => Ok(M::ClientCertificate),
         Ok(pb::CredentialKind::PrivateKey) => Ok(M::PrivateKey),
         Ok(pb::CredentialKind::Unknown) => Ok(M::Unknown),
+        Ok(pb::CredentialKind::NotARegularFile) => Ok(M::NotARegularFile),
         Ok(pb::CredentialKind::Unspecified) => Err(ConvertError::missing(field)),
         Err(_) => Err(ConvertError::new(field, format!("unknown enum value {v}"))),
     }
@@ -239,6 +241,7 @@ impl From<model::NodeInfo> for pb::NodeInfo {
             agent_version: n.agent_version,
             kernel_release: n.kernel_release,
             hooks: n.hooks,
+            blind_spots: n.blind_spots,
         }
     }
 }
@@ -253,6 +256,7 @@ impl TryFrom<pb::NodeInfo> for model::NodeInfo {
             agent_version: n.agent_version,
             kernel_release: n.kernel_release,
             hooks: n.hooks,
+            blind_spots: n.blind_spots,
         })
     }
 }
@@ -358,6 +362,7 @@ impl From<model::ApiConnect> for pb::ApiConnect {
             workload: c.workload.map(Into::into),
             local: c.local.map(Into::into),
             remote: Some(c.remote.into()),
+            translated: c.translated.map(Into::into),
         }
     }
 }
@@ -371,6 +376,7 @@ impl TryFrom<pb::ApiConnect> for model::ApiConnect {
             workload: c.workload.map(Into::into),
             local: optional("local", c.local)?,
             remote: required("remote", c.remote)?,
+            translated: optional("translated", c.translated)?,
         })
     }
 }

@@ -13,7 +13,17 @@
 use std::net::{IpAddr, SocketAddr};
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Reads `null` as the type's default: docs/OBSERVATIONS.md documents these
+/// fields as null when unknown.
+fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
 
 /// One observation from one node's agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,14 +63,20 @@ pub struct NodeInfo {
     pub name: String,
     /// The node's own addresses (every non-loopback interface address, plus
     /// configured extras).
+    #[serde(default, deserialize_with = "nullable")]
     pub addresses: Vec<IpAddr>,
     /// Pod CIDRs of this node, when known (configuration).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub pod_cidrs: Vec<String>,
     pub agent_version: String,
     pub kernel_release: String,
     /// Which kernel hooks are in use, e.g. `["lsm_file_open", "cgroup_connect4"]`.
+    #[serde(default, deserialize_with = "nullable")]
     pub hooks: Vec<String>,
+    /// What the hooks in use cannot see (one sentence each); empty when
+    /// nothing is known to be missed.
+    #[serde(default)]
+    pub blind_spots: Vec<String>,
 }
 
 /// How an event was captured.
@@ -93,7 +109,7 @@ pub struct Process {
     #[serde(default)]
     pub exe: Option<String>,
     /// Command line, with values that look like secrets redacted.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub cmdline: Vec<String>,
     /// Parent's comm, when known.
     #[serde(default)]
@@ -104,6 +120,8 @@ pub struct Process {
 /// Where in the cluster the process runs: cgroup, container, pod.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Workload {
+    /// 0 (`null` in JSON is accepted) when unknown.
+    #[serde(default, deserialize_with = "nullable")]
     pub cgroup_id: u64,
     /// Path below the cgroup v2 root, e.g. `/kubepods.slice/.../cri-containerd-<id>.scope`.
     #[serde(default)]
@@ -148,12 +166,18 @@ pub struct CredentialRead {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiConnect {
     pub source: CaptureSource,
+    #[serde(default)]
     pub process: Option<Process>,
     #[serde(default)]
     pub workload: Option<Workload>,
-    /// Local address and port after the connect (what the API server sees).
+    /// Local address and port of the socket after the connect.
     #[serde(default)]
     pub local: Option<SocketAddr>,
+    /// The source address and port after NAT (masquerade), from the node's
+    /// conntrack reply tuple, when it differs from `local`: then this, not
+    /// `local`, is what the API server sees in `sourceIPs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translated: Option<SocketAddr>,
     /// The endpoint connected to.
     pub remote: SocketAddr,
 }
@@ -184,6 +208,9 @@ pub enum CredentialKind {
     /// Unreadable or unrecognised content.
     #[default]
     Unknown,
+    /// A FIFO, device, socket or directory at a watched path: reported
+    /// with its type in `error`, never read.
+    NotARegularFile,
 }
 
 /// Identifies a credential without holding it.
@@ -225,7 +252,7 @@ pub struct JwtClaims {
     pub iss: Option<String>,
     #[serde(default)]
     pub sub: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub aud: Vec<String>,
     #[serde(default)]
     pub jti: Option<String>,
@@ -261,8 +288,9 @@ pub struct KubeconfigIdentity {
     #[serde(default)]
     pub current_context: Option<String>,
     /// Cluster server URLs named in the file.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub servers: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
     pub users: Vec<KubeconfigUser>,
 }
 
@@ -292,7 +320,7 @@ pub struct CertIdentity {
     pub sha256: String,
     #[serde(default)]
     pub subject_cn: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub subject_o: Vec<String>,
     #[serde(default)]
     pub issuer_cn: Option<String>,
@@ -424,6 +452,55 @@ mod tests {
             read.credential.credential_ids(),
             vec!["JTI=1234".to_string()]
         );
+    }
+
+    /// Every example line in docs/OBSERVATIONS.md is accepted as written.
+    #[test]
+    fn every_documented_example_is_accepted() {
+        let doc = include_str!("../../docs/OBSERVATIONS.md");
+        let mut lines = Vec::new();
+        let mut in_json = false;
+        for l in doc.lines() {
+            match l.trim() {
+                "```json" => in_json = true,
+                "```" => in_json = false,
+                x if in_json && !x.is_empty() => lines.push(x),
+                _ => {}
+            }
+        }
+        assert!(lines.len() >= 5, "the document's examples were not found");
+        let mut types = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            let o = parse_jsonl_line(i + 1, l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            types.push(serde_json::to_value(&o).unwrap()["type"].clone());
+        }
+        for t in ["node_info", "credential_read", "api_connect", "loss"] {
+            assert!(types.iter().any(|x| x == t), "no {t} example");
+        }
+    }
+
+    /// Fields the document calls nullable take `null`.
+    #[test]
+    fn documented_nullable_fields_take_null() {
+        let w: Workload = serde_json::from_str(
+            r#"{"cgroup_id":null,"cgroup_path":null,"container_id":null,"container_runtime":null,
+                "pod_uid":null,"pod_namespace":null,"pod_name":null,"qos_class":null}"#,
+        )
+        .unwrap();
+        assert_eq!(w, Workload::default());
+        let p: Process = serde_json::from_str(
+            r#"{"pid":1,"tgid":1,"ppid":0,"uid":0,"comm":"x","exe":null,"cmdline":null,"parent_comm":null,"mnt_ns":1}"#,
+        )
+        .unwrap();
+        assert!(p.cmdline.is_empty() && p.exe.is_none());
+        let c: ApiConnect = serde_json::from_str(
+            r#"{"source":"sock_state","process":null,"workload":null,"local":null,"translated":null,"remote":"10.0.0.1:443"}"#,
+        )
+        .unwrap();
+        assert!(c.local.is_none() && c.translated.is_none());
+        // A wrong type is still refused, with the field named.
+        let e = serde_json::from_str::<Workload>(r#"{"cgroup_id":"x"}"#).unwrap_err();
+        assert!(e.to_string().contains("invalid type"), "{e}");
     }
 
     #[test]

@@ -97,16 +97,31 @@ impl AgentListener {
         }
     }
 
-    /// Serves the agent stream into the aggregator's real pipeline.
+    /// Serves the agent stream into the aggregator's real pipeline, with the
+    /// state's policy bounding what agents may claim.
     pub async fn start(pki: &TestPki, state: &AppState, addr: SocketAddr) -> Self {
-        Self::start_with(
-            pki,
-            state.pipeline.clone(),
-            state.store.clone(),
-            state.metrics.clone(),
+        let listener = bind_retry(addr).await;
+        let addr = listener.local_addr().expect("listener address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let tls = pki.listener_tls();
+        let state = state.clone();
+        let task = tokio::spawn(async move {
+            agents::serve(
+                listener,
+                &tls,
+                credtrail_aggregator::listen::Limits::default(),
+                state,
+                async move {
+                    let _ = stopped.await;
+                },
+            )
+            .await
+        });
+        Self {
             addr,
-        )
-        .await
+            stop: Some(stop),
+            task,
+        }
     }
 
     /// Graceful stop: open streams end with `unavailable`.
@@ -184,6 +199,7 @@ pub fn connect_observation(node: &str, run: &str, i: u64) -> Observation {
                 40000 + (i % 20000) as u16,
             ))),
             remote: SocketAddr::from(([127, 10, 0, 2], 6443)),
+            translated: None,
         }),
     }
 }

@@ -258,18 +258,29 @@ fn agent_overhead(opts: &Options) -> anyhow::Result<()> {
         bail!("the agent overhead benchmark loads eBPF programs: run it as root");
     }
     let profile = if opts.release { "release" } else { "debug" };
-    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    build.args(["build", "--bin", "credtrail-agent", "-p", "credtrail-agent"]);
-    if opts.release {
-        build.arg("--release");
+    // `CREDTRAIL_BENCH_AGENT=/path/to/credtrail-agent` measures that binary
+    // (e.g. a build of an older commit, for a before/after comparison).
+    let given = std::env::var_os("CREDTRAIL_BENCH_AGENT").map(PathBuf::from);
+    if given.is_none() {
+        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        build.args(["build", "--bin", "credtrail-agent", "-p", "credtrail-agent"]);
+        if opts.release {
+            build.arg("--release");
+        }
+        crate::setup::status(&mut build)?;
     }
-    crate::setup::status(&mut build)?;
     let dir = std::env::temp_dir().join(format!("credtrail-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     // A private copy: rebuilding the workspace during the run cannot swap it.
     let bin = dir.join("credtrail-agent");
-    std::fs::copy(crate::build::agent_binary(profile), &bin)
-        .with_context(|| format!("copying the agent to {}", bin.display()))?;
+    let source = given.unwrap_or_else(|| crate::build::agent_binary(profile));
+    std::fs::copy(&source, &bin).with_context(|| {
+        format!(
+            "copying the agent {} to {}",
+            source.display(),
+            bin.display()
+        )
+    })?;
     let file: PathBuf = dir.join("not-a-credential.txt");
     std::fs::write(&file, b"x").with_context(|| format!("writing {}", file.display()))?;
     let cpath = std::ffi::CString::new(file.as_os_str().as_encoded_bytes())?;

@@ -5,6 +5,8 @@ mod bench;
 mod build;
 mod demo;
 mod deploy_check;
+mod eval;
+mod fuzz;
 mod setup;
 mod test;
 mod vm;
@@ -32,6 +34,10 @@ enum Command {
     Bench(bench::Options),
     /// Boot Debian kernels in qemu and run the agent's privileged tests inside.
     VmTest(vm::Options),
+    /// Replay the evaluation corpus (eval/scenarios) and print the confusion tables.
+    Eval(eval::Options),
+    /// Run the cargo-fuzz targets (every parser of outside input); installs cargo-fuzz.
+    Fuzz(fuzz::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,5 +48,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(o) => demo::run(o),
         Command::Bench(o) => bench::run(o),
         Command::VmTest(o) => vm::run(o),
+        Command::Eval(o) => eval::run(o),
+        Command::Fuzz(o) => fuzz::run(o),
     }
 }

@@ -25,6 +25,8 @@ const NIGHTLY: &str = "nightly";
 const DEB_PACKAGES: &[(&str, &str)] = &[
     ("gcc", "links bpf-linker and build scripts"),
     ("libc6-dev", "C library headers for linking"),
+    ("iproute2", "network namespaces for the conntrack NAT test"),
+    ("nftables", "the MASQUERADE rule of the conntrack NAT test"),
 ];
 
 #[derive(clap::Args)]

@@ -13,7 +13,7 @@ use anyhow::{Context as _, bail};
 
 #[derive(clap::Args)]
 pub struct Options {
-    /// Skip a step by name (repeatable): setup, workspace, agent, e2e, deploy.
+    /// Skip a step by name (repeatable): setup, workspace, agent, e2e, eval, deploy.
     #[arg(long = "skip", value_name = "STEP")]
     pub skip: Vec<String>,
     /// Extra arguments after `--` go to every cargo test binary (e.g. a name filter).
@@ -62,6 +62,20 @@ pub fn steps() -> Vec<Step> {
         Step {
             name: "e2e",
             run: |o| cargo_test(&["-p", "credtrail-tests"], &["--test-threads=1"], o),
+        },
+        Step {
+            name: "eval",
+            run: |_| {
+                let lines = crate::eval::run_lines(&crate::eval::Options {
+                    dir: "eval/scenarios".into(),
+                    json: false,
+                })?;
+                for l in &lines {
+                    println!("{l}");
+                }
+                // The summary line ("eval: N scenarios ..., 0 wrong") for the report.
+                Ok(lines.into_iter().take(1).collect())
+            },
         },
         Step {
             name: "deploy",

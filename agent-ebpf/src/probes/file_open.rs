@@ -80,7 +80,7 @@ pub unsafe fn handle(file: *const u8, source: Source) -> Result<(), i64> {
             0
         };
         (*ev).path_len = (n - 1) as u32;
-        (*ev)._pad0 = 0;
+        (*ev).dirfd = credtrail_common::OPEN_DIRFD_CWD;
         (*ev).inode = inode;
         entry.submit(0);
         count(Counter::Emitted);

@@ -62,11 +62,18 @@ pub fn ct_raw_sys_enter(ctx: BtfTracePointContext) -> u32 {
         unsafe { bpf_probe_read_kernel(regs.add(off as usize).cast::<u64>()).unwrap_or(0) }
     };
     let filename = arg(path_arg) as *const u8;
+    let dirfd = || {
+        if path_arg == 1 {
+            arg(0) as i32
+        } else {
+            credtrail_common::OPEN_DIRFD_CWD
+        }
+    };
     let flags_value = arg(flags_arg);
     // SAFETY: `filename` is the call's user-space path pointer; `how` is a
     // user pointer read with bpf_probe_read_user.
     let _ = unsafe {
-        syscall_open::handle(filename, Source::RawSysEnter, || {
+        syscall_open::handle(filename, Source::RawSysEnter, dirfd, || {
             if how {
                 aya_ebpf::helpers::bpf_probe_read_user(flags_value as *const u64).unwrap_or(0)
                     as u32

@@ -4,8 +4,13 @@
 //! `PREFIX_LEN` bytes, its first 8 bytes against the heads of the watched
 //! prefixes, then one LPM-trie lookup; only on a prefix hit is the
 //! whole path copied (straight into the ring-buffer entry) and its last
-//! component tested. Relative paths never match the (absolute) prefixes:
-//! they are not reported. The inode is left 0 (user space stats the file).
+//! component tested. A path that cannot be judged by its prefix — relative
+//! (`cd dir; cat token`, `openat(dirfd, "token")`) or spelled with `//`,
+//! `/./` or `/..` in its first `PREFIX_LEN` bytes — goes to the name test
+//! alone: user space resolves it (cwd or dirfd, inside the process's root)
+//! and drops what matches no pattern. An ordinary absolute path that misses
+//! the head or the trie costs one more scan of the 16 bytes already read.
+//! The inode is left 0 (user space stats the file).
 
 use aya_ebpf::helpers::{
     bpf_get_current_pid_tgid, bpf_probe_read_user_buf, bpf_probe_read_user_str_bytes,
@@ -23,8 +28,9 @@ use crate::{
     maps::{CT_EVENTS, count},
 };
 
-/// Handles one open of the user-space path `filename`; `flags` gives the
-/// `O_*` flags (called only for a path that is reported).
+/// Handles one open of the user-space path `filename`; `dirfd` and `flags`
+/// give the directory descriptor and the `O_*` flags (called only for a
+/// path that is reported).
 ///
 /// # Safety
 /// `filename` is a user-space pointer (read with `bpf_probe_read_user*`).
@@ -32,6 +38,7 @@ use crate::{
 pub unsafe fn handle(
     filename: *const u8,
     source: Source,
+    dirfd: impl FnOnce() -> i32,
     flags: impl FnOnce() -> u32,
 ) -> Result<(), i64> {
     let mut head = [0u8; PREFIX_LEN];
@@ -45,13 +52,20 @@ pub unsafe fn handle(
             }
         }
     }
-    if !head_passes(&head) {
-        return Ok(());
-    }
-    let Some(pflags) = prefix_flags(&head) else {
-        return Ok(());
+    let pflags = if head_passes(&head) {
+        prefix_flags(&head)
+    } else {
+        None
     };
-    count(Counter::PrefixHit);
+    let pflags = match pflags {
+        Some(f) => {
+            count(Counter::PrefixHit);
+            f
+        }
+        // Not judged by its prefix: the name test decides.
+        None if odd_head(&head) => 0,
+        None => return Ok(()),
+    };
     let cfg = config();
     if (bpf_get_current_pid_tgid() >> 32) as u32 == cfg.agent_tgid {
         return Ok(());
@@ -74,8 +88,9 @@ pub unsafe fn handle(
         if pflags & PREFIX_ANY_NAME == 0 {
             // The last component: scan back from the end for '/', at most
             // NAME_LEN steps; a longer component is tested on its last
-            // NAME_LEN bytes (suffix only).
-            let mut name_len = NAME_LEN;
+            // NAME_LEN bytes (suffix only). A relative path without '/'
+            // (`token`) is all name.
+            let mut name_len = if len < NAME_LEN { len } else { NAME_LEN };
             for k in 1..=NAME_LEN {
                 if k > len {
                     break;
@@ -99,10 +114,31 @@ pub unsafe fn handle(
             0
         };
         (*ev).path_len = len as u32;
-        (*ev)._pad0 = 0;
+        (*ev).dirfd = dirfd();
         (*ev).inode = 0;
     }
     entry.submit(0);
     count(Counter::Emitted);
     Ok(())
+}
+
+/// Whether a path's first bytes say its prefix cannot be judged: it is
+/// relative, or holds `//` or `/.` (`/./`, `/../`, and hidden directories,
+/// which the name test then decides) before byte `PREFIX_LEN`.
+#[inline(always)]
+fn odd_head(head: &[u8; PREFIX_LEN]) -> bool {
+    if head[0] != b'/' {
+        return head[0] != 0;
+    }
+    let mut prev_slash = false;
+    for &b in head.iter() {
+        if b == 0 {
+            return false;
+        }
+        if prev_slash && (b == b'/' || b == b'.') {
+            return true;
+        }
+        prev_slash = b == b'/';
+    }
+    false
 }

@@ -23,6 +23,11 @@ fn try_tp_open(ctx: &TracePointContext) -> Result<(), i64> {
     unsafe {
         let filename = base.add(FILENAME).cast::<*const u8>().read();
         let flags = base.add(FLAGS).cast::<u64>().read() as u32;
-        syscall_open::handle(filename, Source::TracepointOpen, || flags)
+        syscall_open::handle(
+            filename,
+            Source::TracepointOpen,
+            || credtrail_common::OPEN_DIRFD_CWD,
+            || flags,
+        )
     }
 }

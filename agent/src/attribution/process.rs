@@ -45,6 +45,23 @@ pub fn parse_stat(line: &str) -> Result<(String, u32), StatError> {
     Ok((comm, ppid))
 }
 
+/// Most bytes of a command line reported (all arguments together).
+pub const MAX_CMDLINE_BYTES: usize = 4096;
+
+/// The last argument of a command line cut at [`MAX_CMDLINE_BYTES`].
+pub const CMDLINE_TRUNCATED: &str = "[truncated]";
+
+/// At most `max` bytes of a file, and whether there was more.
+fn read_bounded(path: &Path, max: usize) -> Option<(Vec<u8>, bool)> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(path).ok()?;
+    let mut buf = Vec::new();
+    f.take(max as u64 + 1).read_to_end(&mut buf).ok()?;
+    let truncated = buf.len() > max;
+    buf.truncate(max);
+    Some((buf, truncated))
+}
+
 /// Reads a process's details below `proc_root` (normally `/proc`).
 pub fn proc_info(proc_root: &Path, tgid: u32) -> ProcInfo {
     let dir = proc_root.join(tgid.to_string());
@@ -66,13 +83,21 @@ pub fn proc_info(proc_root: &Path, tgid: u32) -> ProcInfo {
     info.exe = std::fs::read_link(dir.join("exe"))
         .ok()
         .map(|p| p.to_string_lossy().into_owned());
-    if let Ok(raw) = std::fs::read(dir.join("cmdline")) {
-        let args: Vec<String> = raw
+    if let Some((raw, truncated)) = read_bounded(&dir.join("cmdline"), MAX_CMDLINE_BYTES) {
+        let mut args: Vec<String> = raw
             .split(|b| *b == 0)
             .filter(|a| !a.is_empty())
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
+        if truncated {
+            // The cut argument may be the first half of a secret the
+            // redaction would have recognised whole: drop it.
+            args.pop();
+        }
         info.cmdline = redact_cmdline(&args);
+        if truncated {
+            info.cmdline.push(CMDLINE_TRUNCATED.to_owned());
+        }
     }
     if info.ppid != 0 {
         info.parent_comm =
@@ -120,5 +145,34 @@ mod tests {
     fn unsafe_free_uid() -> u32 {
         use std::os::unix::fs::MetadataExt as _;
         std::fs::metadata("/proc/self").unwrap().uid()
+    }
+
+    #[test]
+    fn long_command_lines_are_cut_and_marked() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30", "sh"])
+            .args(std::iter::repeat_n("a".repeat(100), 100))
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let t = std::time::Instant::now();
+        let info = loop {
+            let info = proc_info(Path::new("/proc"), pid);
+            if info.cmdline.len() > 2 || t.elapsed() > std::time::Duration::from_secs(5) {
+                break info;
+            }
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(
+            info.cmdline.last().map(String::as_str),
+            Some(CMDLINE_TRUNCATED)
+        );
+        let bytes: usize = info.cmdline.iter().map(|a| a.len() + 1).sum();
+        assert!(
+            bytes <= MAX_CMDLINE_BYTES + CMDLINE_TRUNCATED.len() + 1,
+            "{bytes}"
+        );
+        assert!(info.cmdline.len() > 30, "{}", info.cmdline.len());
     }
 }

@@ -18,8 +18,10 @@ pub enum JwtError {
     Empty,
     #[error("not a JWT: expected 3 dot-separated parts, found {found}")]
     Parts { found: usize },
-    #[error("not a JWT: {part} is not base64url ({reason})")]
-    Base64 { part: &'static str, reason: String },
+    /// No detail: a decoder's message quotes the offending byte.
+    #[error("not a JWT: {part} is not base64url")]
+    Base64 { part: &'static str },
+    /// `reason` is the kind of problem and its position, never content.
     #[error("not a JWT: {part} is not a JSON object ({reason})")]
     Json { part: &'static str, reason: String },
     #[error("not a JWT: header has no \"alg\"")]
@@ -80,13 +82,20 @@ fn decode_part<T: serde::de::DeserializeOwned>(
     // Tolerate padding some encoders add.
     let bytes = URL_SAFE_NO_PAD
         .decode(b64.trim_end_matches('='))
-        .map_err(|e| JwtError::Base64 {
-            part,
-            reason: e.to_string(),
-        })?;
+        .map_err(|_| JwtError::Base64 { part })?;
     serde_json::from_slice(&bytes).map_err(|e| JwtError::Json {
         part,
-        reason: e.to_string(),
+        // serde_json's message quotes values (`invalid type: string "..."`).
+        reason: format!(
+            "{} at column {}",
+            match e.classify() {
+                serde_json::error::Category::Io => "read error",
+                serde_json::error::Category::Syntax => "syntax error",
+                serde_json::error::Category::Data => "a claim has the wrong type",
+                serde_json::error::Category::Eof => "ends early",
+            },
+            e.column()
+        ),
     })
 }
 
@@ -291,5 +300,47 @@ mod tests {
         assert_eq!(err, Some(JwtError::Parts { found: 1 }));
         assert!(!looks_like_jwt("opaque-static-token"));
         assert!(looks_like_jwt(&jwt("{}")));
+    }
+
+    /// Malformed tokens whose every part is a marker: no error quotes it.
+    #[test]
+    fn errors_never_quote_the_token() {
+        const M: &str = "CTMARKER7f3a";
+        let b = |s: &str| URL_SAFE_NO_PAD.encode(s);
+        let tokens = [
+            M.to_owned(),
+            format!("{M}.{M}.{M}"),
+            format!("{M}!.x.y"),
+            format!("{}.{}.sig", b(&format!("{{\"alg\":\"{M}\"")), b("{}")),
+            format!("{}.{}.sig", b(&format!("[\"{M}\"]")), b("{}")),
+            format!(
+                "{}.{}.sig",
+                b("{\"alg\":\"RS256\"}"),
+                b(&format!("{{\"sub\":[\"{M}\"]}}"))
+            ),
+            format!(
+                "{}.{}.sig",
+                b("{\"alg\":\"RS256\"}"),
+                b(&format!("{{\"exp\":\"{M}\"}}"))
+            ),
+            format!(
+                "{}.{}.sig",
+                b("{\"alg\":\"RS256\"}"),
+                b(&format!("{{\"iat\":{{\"{M}\":1}}}}"))
+            ),
+            format!("{}.{}.sig", b("{\"alg\":\"RS256\"}"), b(M)),
+            format!(
+                "{}.{}.{M}",
+                b("{\"alg\":\"RS256\"}"),
+                b(&format!("{{\"aud\":{{\"x\":\"{M}\"}}}}"))
+            ),
+        ];
+        for t in &tokens {
+            let (id, err) = token_identity(t);
+            if let Some(e) = err {
+                assert!(!e.to_string().contains(M), "{t:?} -> {e}");
+            }
+            assert!(!id.sha256.contains(M));
+        }
     }
 }

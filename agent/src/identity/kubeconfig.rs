@@ -19,12 +19,12 @@ pub enum KubeconfigError {
     Empty,
     #[error("kubeconfig is not valid YAML for a Config: {0}")]
     Yaml(String),
-    #[error("not a kubeconfig: kind is {0:?}, expected \"Config\"")]
-    Kind(String),
+    #[error("not a kubeconfig: kind is not \"Config\"")]
+    Kind,
     #[error("not a kubeconfig: no clusters, contexts or users")]
     NoContent,
-    #[error("user {user:?}: client-certificate-data is not base64 ({reason})")]
-    CertBase64 { user: String, reason: String },
+    #[error("user {user:?}: client-certificate-data is not base64")]
+    CertBase64 { user: String },
     #[error("user {user:?}: client certificate: {source}")]
     Cert {
         user: String,
@@ -112,28 +112,85 @@ pub fn kubeconfig_identity(
         return Err(KubeconfigError::Empty);
     }
     let cfg: Config =
-        serde_norway::from_str(text).map_err(|e| KubeconfigError::Yaml(e.to_string()))?;
+        serde_norway::from_str(text).map_err(|e| KubeconfigError::Yaml(yaml_problem(&e)))?;
     if let Some(kind) = &cfg.kind
         && kind != "Config"
     {
-        return Err(KubeconfigError::Kind(kind.clone()));
+        return Err(KubeconfigError::Kind);
     }
     if cfg.clusters.is_empty() && cfg.contexts.is_empty() && cfg.users.is_empty() {
         return Err(KubeconfigError::NoContent);
     }
-    let mut users = Vec::with_capacity(cfg.users.len());
-    for u in cfg.users {
-        users.push(user_identity(u.name, u.inner, refs)?);
+    let mut users = Vec::with_capacity(cfg.users.len().min(MAX_ENTRIES));
+    for u in cfg.users.into_iter().take(MAX_ENTRIES) {
+        let mut user = user_identity(cap(u.name), u.inner, refs)?;
+        user.exec_command = user.exec_command.map(cap);
+        user.auth_provider = user.auth_provider.map(cap);
+        user.username = user.username.map(cap);
+        users.push(user);
     }
     Ok(KubeconfigIdentity {
-        current_context: cfg.current_context.filter(|c| !c.is_empty()),
+        current_context: cfg.current_context.filter(|c| !c.is_empty()).map(cap),
         servers: cfg
             .clusters
             .into_iter()
             .filter_map(|c| c.inner.server)
+            .take(MAX_ENTRIES)
+            .map(cap)
             .collect(),
         users,
     })
+}
+
+/// Users and servers described per kubeconfig, at most (real ones have a few).
+pub const MAX_ENTRIES: usize = 32;
+/// Longest name, server or command kept from a kubeconfig, in bytes.
+pub const MAX_FIELD: usize = 256;
+
+/// `s` cut at [`MAX_FIELD`] bytes (on a character boundary), marked `…`.
+fn cap(mut s: String) -> String {
+    if s.len() > MAX_FIELD {
+        let mut end = MAX_FIELD;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+/// What is wrong with a YAML document, without any of its content: the
+/// parser's messages quote values (`invalid type: string "<a token>"`), so
+/// only the kind of problem, a field name of our own schema, and the
+/// position are kept.
+fn yaml_problem(e: &serde_norway::Error) -> String {
+    let msg = e.to_string();
+    // serde_norway prefixes the field path: `users[0].user: invalid type: ...`.
+    let body = msg.split(": ").find(|p| {
+        ["invalid", "missing field", "unknown", "duplicate"]
+            .iter()
+            .any(|k| p.starts_with(k))
+    });
+    let what = match body {
+        Some(b) if b.starts_with("missing field `") || b.starts_with("duplicate field `") => {
+            // The field name is one of ours (a serde field), not the document's.
+            let name = b.split('`').nth(1).unwrap_or("");
+            if name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                format!("{} `{name}`", &b[..b.find(" `").unwrap_or(0)])
+            } else {
+                "a field is missing or repeated".to_owned()
+            }
+        }
+        Some(b) if b.starts_with("invalid type") => "a field has the wrong type".to_owned(),
+        Some(b) if b.starts_with("invalid") => "a field has an invalid value".to_owned(),
+        Some(_) => "unexpected content".to_owned(),
+        None => "syntax error".to_owned(),
+    };
+    match e.location() {
+        Some(l) => format!("{what} at line {} column {}", l.line(), l.column()),
+        None => what,
+    }
 }
 
 fn user_identity(
@@ -145,10 +202,7 @@ fn user_identity(
         (Some(b64), _) => Some(
             STANDARD
                 .decode(b64.split_whitespace().collect::<String>())
-                .map_err(|e| KubeconfigError::CertBase64 {
-                    user: name.clone(),
-                    reason: e.to_string(),
-                })?,
+                .map_err(|_| KubeconfigError::CertBase64 { user: name.clone() })?,
         ),
         (None, Some(path)) => refs.read(path),
         (None, None) => None,
@@ -295,7 +349,7 @@ users:
             "{e}"
         );
         let e = kubeconfig_identity("kind: Pod\nusers: []\n", &NoRefs).unwrap_err();
-        assert!(e.to_string().contains("kind is \"Pod\""), "{e}");
+        assert_eq!(e.to_string(), "not a kubeconfig: kind is not \"Config\"");
         let e = kubeconfig_identity("apiVersion: v1\nfoo: bar\n", &NoRefs).unwrap_err();
         assert_eq!(
             e.to_string(),
@@ -328,5 +382,75 @@ users:
             e.to_string().starts_with("kubeconfig is not valid YAML"),
             "{e}"
         );
+    }
+
+    /// Every value an attacker controls in a malformed kubeconfig or token is
+    /// a marker: no error quotes it.
+    #[test]
+    fn errors_never_quote_the_document() {
+        const M: &str = "CTMARKER7f3a";
+        let docs = [
+            // `user` as a string: a static token where a map belongs.
+            format!("users:\n- name: u\n  user: {M}\n"),
+            format!("users:\n- name: u\n  user: \"{M}\"\n"),
+            format!("users:\n- name: u\n  user:\n    token: {{a: {M}}}\n"),
+            format!("users:\n- name: u\n  user:\n    token: [{M}]\n"),
+            format!("users:\n- name: u\n  user:\n    client-certificate-data: \"{M}%%\"\n"),
+            format!(
+                "users:\n- name: u\n  user:\n    client-certificate-data: {}\n",
+                STANDARD.encode(format!("-----BEGIN {M}-----\nAAAA\n"))
+            ),
+            format!(
+                "users:\n- name: u\n  user:\n    client-certificate-data: {}\n",
+                STANDARD.encode(format!(
+                    "-----BEGIN CERTIFICATE-----\n{M}\n-----END CERTIFICATE-----\n"
+                ))
+            ),
+            format!("kind: {M}\nusers: []\n"),
+            format!("users: {M}\n"),
+            format!("clusters: {M}\n"),
+            format!("current-context: [{M}]\nusers: []\n"),
+            format!("users:\n- name: u\n  user:\n    exec: {M}\n"),
+            format!("users:\n- name: u\n  user:\n    username: [{M}]\n"),
+            format!("{M}: [unclosed\n"),
+            format!("users:\n- {M}\n"),
+        ];
+        for d in &docs {
+            match kubeconfig_identity(d, &NoRefs) {
+                Err(e) => assert!(!e.to_string().contains(M), "{d:?} -> {e}"),
+                Ok(k) => assert!(!format!("{k:?}").contains(M), "{d:?}"),
+            }
+            let id = crate::identity::identify("/k/admin.conf", d.as_bytes(), &NoRefs);
+            let e = id.error.unwrap_or_default();
+            assert!(!e.contains(M), "{d:?} -> {e}");
+        }
+    }
+
+    #[test]
+    fn a_huge_kubeconfig_gives_a_bounded_identity() {
+        let mut text = String::from("clusters:\n");
+        for i in 0..100 {
+            text.push_str(&format!(
+                "- name: c{i}\n  cluster:\n    server: https://{}\n",
+                "s".repeat(5000)
+            ));
+        }
+        text.push_str("users:\n");
+        for i in 0..100 {
+            text.push_str(&format!(
+                "- name: {i}{}\n  user:\n    username: {}\n",
+                "u".repeat(5000),
+                "n".repeat(5000)
+            ));
+        }
+        let k = kubeconfig_identity(&text, &NoRefs).unwrap();
+        assert_eq!((k.users.len(), k.servers.len()), (MAX_ENTRIES, MAX_ENTRIES));
+        assert!(k.servers.iter().all(|s| s.len() <= MAX_FIELD + 3));
+        assert!(k.users.iter().all(|u| {
+            u.name.len() <= MAX_FIELD + 3
+                && u.username
+                    .as_ref()
+                    .is_some_and(|n| n.len() <= MAX_FIELD + 3)
+        }));
     }
 }

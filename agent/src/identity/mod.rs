@@ -25,15 +25,12 @@ pub use kubeconfig::{NoRefs, RefReader};
 /// certificates stay well below this).
 pub const MAX_CREDENTIAL_BYTES: u64 = 1 << 20;
 
-/// Why a credential file could not be read.
+/// Why a credential file could not be read. Errors name the file and the
+/// kind of problem, never content.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("cannot open {path}: {source}")]
-    Open {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Root(#[from] rootfs::RootError),
     #[error("cannot read {path}: {source}")]
     Read {
         path: String,
@@ -42,6 +39,21 @@ pub enum ReadError {
     },
     #[error("{path} is larger than {max} bytes")]
     TooLarge { path: String, max: u64 },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: crate::pool::PoolError,
+    },
+}
+
+impl ReadError {
+    /// The credential kind to report for this error: `not_a_regular_file`
+    /// for a FIFO, device, socket or directory, else `None`.
+    pub fn kind(&self) -> Option<CredentialKind> {
+        matches!(self, Self::Root(rootfs::RootError::NotRegular { .. }))
+            .then_some(CredentialKind::NotARegularFile)
+    }
 }
 
 /// Lowercase hex SHA-256.
@@ -49,13 +61,13 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Reads at most `max` bytes of a file; larger files are refused, not cut.
+/// Reads at most `max` bytes of a file of the agent's own file system (the
+/// start-up scan); larger files are refused, not cut, and anything but a
+/// regular file is refused unopened for reading (see [`rootfs`]).
 pub fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
-    let file = std::fs::File::open(path).map_err(|source| ReadError::Open {
-        path: path.display().to_string(),
-        source,
-    })?;
-    read_capped_file(file, &path.display().to_string(), max)
+    let shown = path.display().to_string();
+    let opened = rootfs::open_in_root(Path::new("/"), &shown)?;
+    read_capped_file(opened.file, &shown, max)
 }
 
 /// [`read_capped`] on an open file; `shown` names it in errors.

@@ -80,7 +80,8 @@ pub fn parse_pem(bytes: &[u8]) -> Result<PemContents, CertError> {
                 rest = tail;
             }
             Ok(None) => break,
-            Err(e) => return Err(CertError::Pem(format!("{e:?}"))),
+            // The parser's error quotes the document's own markers: only its kind.
+            Err(e) => return Err(CertError::Pem(pem_problem(&e).to_owned())),
         }
     }
     if out.certs.is_empty() && out.keys == 0 {
@@ -93,6 +94,15 @@ pub fn parse_pem(bytes: &[u8]) -> Result<PemContents, CertError> {
 pub fn first_cert_in_pem(bytes: &[u8]) -> Result<Option<CertIdentity>, CertError> {
     let pem = parse_pem(bytes)?;
     pem.certs.first().map(|d| cert_identity(d)).transpose()
+}
+
+/// The kind of a PEM parse error, without the bytes it quotes.
+fn pem_problem(e: &rustls_pemfile::Error) -> &'static str {
+    match e {
+        rustls_pemfile::Error::MissingSectionEnd { .. } => "a section has no END line",
+        rustls_pemfile::Error::IllegalSectionStart { .. } => "a BEGIN line is malformed",
+        rustls_pemfile::Error::Base64Decode(_) => "a section is not base64",
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,46 @@ use credtrail_common::{
 };
 use credtrail_proto::model::CaptureSource;
 
-use crate::enrich::{RawConnect, RawOpen};
+/// A watched file was opened (from the kernel).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawOpen {
+    pub time: DateTime<Utc>,
+    pub pid: u32,
+    pub tgid: u32,
+    pub uid: u32,
+    pub comm: String,
+    pub cgroup_id: u64,
+    pub mnt_ns: u64,
+    /// Parent tgid as the kernel saw it (0 = unknown); used when `/proc` no
+    /// longer has the process.
+    pub ppid: u32,
+    pub path: String,
+    /// For a relative path: the directory descriptor it is relative to
+    /// (`openat(dirfd, ...)`); None for the working directory (`AT_FDCWD`)
+    /// or when the hook cannot know it.
+    pub dirfd: Option<i32>,
+    pub flags: u32,
+    /// 0 when the hook cannot know it (tracepoints); then filled by `stat`.
+    pub inode: u64,
+    pub source: CaptureSource,
+}
+
+/// A connect to an API-server endpoint (from the kernel).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawConnect {
+    pub time: DateTime<Utc>,
+    pub pid: u32,
+    pub tgid: u32,
+    pub uid: u32,
+    pub comm: String,
+    pub cgroup_id: u64,
+    pub mnt_ns: u64,
+    /// Parent tgid as the kernel saw it (0 = unknown).
+    pub ppid: u32,
+    pub local: Option<SocketAddr>,
+    pub remote: SocketAddr,
+    pub source: CaptureSource,
+}
 
 /// One decoded kernel event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +163,7 @@ pub fn decode(bytes: &[u8], clock: &Clock) -> Result<KernelEvent, DecodeError> {
                 mnt_ns: h.mnt_ns,
                 ppid: h.ppid,
                 path: String::from_utf8_lossy(path).into_owned(),
+                dirfd: (!path.starts_with(b"/") && ev.dirfd >= 0).then_some(ev.dirfd),
                 flags: ev.flags,
                 inode: ev.inode,
                 source: source(h.source)?,
@@ -199,7 +239,7 @@ mod tests {
             flags: 0o2000000,
             open_flags: 0,
             path_len: p.len() as u32,
-            _pad0: 0,
+            dirfd: credtrail_common::OPEN_DIRFD_CWD,
             inode: 0,
             path,
         };
@@ -215,6 +255,22 @@ mod tests {
         assert_eq!(o.source, CaptureSource::Tracepoint);
         assert_eq!(o.time.timestamp(), 1_700_000_005);
         assert_eq!(ppid(&bytes_of(&ev)), Some(1));
+        assert_eq!(o.dirfd, None, "absolute path: no dirfd");
+        // A relative path keeps the directory descriptor it is relative to.
+        let mut rel = ev;
+        rel.path = [0u8; PATH_LEN];
+        rel.path[..5].copy_from_slice(b"token");
+        rel.path_len = 5;
+        rel.dirfd = 7;
+        let KernelEvent::Open(o) = decode(&bytes_of(&rel), &clock).unwrap() else {
+            panic!("not an open")
+        };
+        assert_eq!((o.path.as_str(), o.dirfd), ("token", Some(7)));
+        rel.dirfd = credtrail_common::OPEN_DIRFD_CWD;
+        let KernelEvent::Open(o) = decode(&bytes_of(&rel), &clock).unwrap() else {
+            panic!("not an open")
+        };
+        assert_eq!(o.dirfd, None, "AT_FDCWD: the working directory");
     }
 
     #[test]

@@ -20,8 +20,8 @@ use credtrail_common::{
 };
 use credtrail_proto::model::CaptureSource;
 
+use crate::config::{ConnectHook, HookMode};
 use crate::patterns::WatchPatterns;
-use crate::run::{ConnectHook, HookMode};
 
 /// The eBPF object built by `build.rs` (empty when built with `AYA_BUILD_SKIP=1`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/credtrail"));
@@ -39,6 +39,10 @@ pub enum LoadError {
     Format { tracepoint: String, reason: String },
     #[error("loading the eBPF object: {0}")]
     Ebpf(#[from] aya::EbpfError),
+    /// `bpf()` or `perf_event_open()` failed with EPERM: a seccomp profile or
+    /// missing capabilities, never a kernel feature.
+    #[error("{what}: Operation not permitted. {PERMISSION_HINT}")]
+    Denied { what: String },
     #[error("map {map}: {reason}")]
     Map { map: &'static str, reason: String },
     #[error("program {program}: {reason}")]
@@ -50,6 +54,42 @@ pub enum LoadError {
     Refused { hook: HookMode, reason: String },
     #[error("connect hook {hook:?} was forced but the kernel refused it: {reason}")]
     ConnectRefused { hook: ConnectHook, reason: String },
+}
+
+/// What an EPERM from `bpf()`/`perf_event_open()` means and how to fix it.
+pub const PERMISSION_HINT: &str = "The container runtime's seccomp profile or missing capabilities \
+refused the bpf()/perf_event_open() system calls. Run the agent with the capabilities BPF, PERFMON, \
+SYS_RESOURCE, SYS_PTRACE and DAC_READ_SEARCH and a seccomp profile that allows both calls: the \
+chart's Localhost profile (agent.seccomp.type=Localhost, file deploy/seccomp/credtrail-agent.json, \
+installed as <kubelet root>/seccomp/credtrail/agent.json). RuntimeDefault is not enough on CRI-O, \
+podman or older containerd/Docker, whose default profiles allow these calls only with CAP_SYS_ADMIN \
+(docs/OPERATIONS.md, \"Seccomp\")";
+
+/// Whether an error chain contains EPERM.
+fn is_eperm(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(libc::EPERM))
+        {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
+}
+
+/// The loader's error for an `aya` load failure, naming the fix on EPERM.
+fn load_error(e: aya::EbpfError) -> LoadError {
+    if is_eperm(&e) {
+        LoadError::Denied {
+            what: chain(&e)
+                .trim_end_matches(": Operation not permitted (os error 1)")
+                .to_owned(),
+        }
+    } else {
+        LoadError::Ebpf(e)
+    }
 }
 
 /// What the loader needs.
@@ -142,7 +182,8 @@ pub fn load(opts: &LoadOptions<'_>) -> Result<Probes, LoadError> {
     let mut ebpf = EbpfLoader::new()
         .override_global(CONFIG_GLOBAL, &cfg, true)
         .override_global(HEADS_GLOBAL, &heads, true)
-        .load(OBJECT)?;
+        .load(OBJECT)
+        .map_err(load_error)?;
     fill_filter(&mut ebpf, &filter)?;
     set_endpoints(&mut ebpf, opts.endpoints)?;
 
@@ -315,6 +356,11 @@ fn attach_open(
                 tracing::warn!(hook = ?h, "open hook {h:?} refused: {reason}");
                 refusals.push(format!("{}: {reason}", format!("{h:?}").to_lowercase()));
                 if mode != HookMode::Auto || h == HookMode::Tracepoint {
+                    if reason.contains("Operation not permitted") {
+                        return Err(LoadError::Denied {
+                            what: format!("open hook {h:?}: {reason}"),
+                        });
+                    }
                     return Err(LoadError::Refused { hook: h, reason });
                 }
             }
@@ -600,5 +646,31 @@ mod tests {
         );
         let k6 = endpoint_key(&v6);
         assert_eq!((k6.family, k6.port, k6.addr[15]), (AF_INET6, 443, 1));
+    }
+}
+
+#[cfg(test)]
+mod permission_tests {
+    use super::*;
+
+    fn create_error(errno: i32) -> aya::EbpfError {
+        aya::EbpfError::MapError(aya::maps::MapError::CreateError {
+            name: "CT_EVENTS".into(),
+            io_error: std::io::Error::from_raw_os_error(errno),
+        })
+    }
+
+    #[test]
+    fn eperm_on_map_creation_names_the_fix() {
+        let msg = load_error(create_error(libc::EPERM)).to_string();
+        assert!(msg.contains("CT_EVENTS"), "{msg}");
+        assert!(msg.contains("Operation not permitted"), "{msg}");
+        assert!(msg.contains("seccomp"), "{msg}");
+        assert!(msg.contains("credtrail-agent.json"), "{msg}");
+        assert!(msg.contains("BPF, PERFMON"), "{msg}");
+        // Other errors stay as they were.
+        let other = load_error(create_error(libc::EINVAL));
+        assert!(matches!(other, LoadError::Ebpf(_)), "{other}");
+        assert!(!other.to_string().contains("seccomp"));
     }
 }

@@ -34,8 +34,10 @@ pub fn ensure_mounted() -> Result<PathBuf, LoadError> {
 }
 
 /// `(name, offset, size)` of the fields the programs read.
-pub const OPENAT_FIELDS: &[(&str, u32, u32)] = &[("filename", 24, 8), ("flags", 32, 8)];
-pub const OPENAT2_FIELDS: &[(&str, u32, u32)] = &[("filename", 24, 8), ("how", 32, 8)];
+pub const OPENAT_FIELDS: &[(&str, u32, u32)] =
+    &[("dfd", 16, 8), ("filename", 24, 8), ("flags", 32, 8)];
+pub const OPENAT2_FIELDS: &[(&str, u32, u32)] =
+    &[("dfd", 16, 8), ("filename", 24, 8), ("how", 32, 8)];
 pub const OPEN_FIELDS: &[(&str, u32, u32)] = &[("filename", 16, 8), ("flags", 24, 8)];
 pub const SOCK_STATE_FIELDS: &[(&str, u32, u32)] = &[
     ("skaddr", 8, 8),

@@ -28,6 +28,32 @@ fn encode(obs: Observation) -> bytes::Bytes {
     pb::Observation::from(obs).encode_to_vec().into()
 }
 
+/// [`encode`], or, for an observation over [`super::MAX_OBSERVATION_BYTES`],
+/// a `Loss` in its place (same id, time and node) counted in `oversize`.
+fn encode_capped(obs: Observation, oversize: &mut u64) -> bytes::Bytes {
+    let (id, time, node) = (obs.id.clone(), obs.time, obs.node.clone());
+    let bytes = encode(obs);
+    if bytes.len() <= super::MAX_OBSERVATION_BYTES {
+        return bytes;
+    }
+    *oversize += 1;
+    tracing::warn!(
+        size = bytes.len(),
+        total = *oversize,
+        "observation too large to send: replaced by a loss record"
+    );
+    encode(Observation {
+        id,
+        time,
+        node,
+        event: ObservationEvent::Loss(Loss {
+            stage: super::STAGE_OVERSIZE.into(),
+            count: 1,
+            total: *oversize,
+        }),
+    })
+}
+
 /// Largest chunk taken from the input at once.
 const INPUT_CHUNK: usize = 1024;
 
@@ -39,6 +65,8 @@ pub(crate) struct Client {
     spool: Spool,
     /// Drop totals by stage, from the agent's own Loss observations.
     stage_drops: BTreeMap<String, u64>,
+    /// Observations replaced because they were too large to send.
+    oversize: u64,
     status: StreamStatus,
 }
 
@@ -108,6 +136,7 @@ impl Client {
             epoch,
             spool,
             stage_drops: BTreeMap::new(),
+            oversize: 0,
             status: StreamStatus::default(),
         };
         c.status.epoch = epoch;
@@ -176,7 +205,8 @@ impl Client {
                 }
                 _ => {}
             }
-            self.spool.push(encode(obs));
+            let bytes = encode_capped(obs, &mut self.oversize);
+            self.spool.push(bytes);
         }
         let mut dropped = self.spool.take_unreported_drops();
         if dropped > 0 {
@@ -385,7 +415,7 @@ impl Client {
                 },
                 permit = conn.tx.reserve(), if can_send => match permit {
                     Ok(permit) => {
-                        if let Some(batch) = self.spool.next_batch(max_batch) {
+                        if let Some(batch) = self.spool.next_batch(max_batch, self.cfg.max_batch_bytes) {
                             permit.send(self.envelope(pb::encoded_agent_message::Payload::Batch(batch)));
                         }
                     }
@@ -451,4 +481,49 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use credtrail_proto::model::{CaptureSource, CredentialRead, Process};
+
+    use super::*;
+
+    #[test]
+    fn an_observation_too_large_becomes_a_counted_loss() {
+        let read = |args: usize| Observation {
+            id: "n/b/7".into(),
+            time: Utc::now(),
+            node: "n".into(),
+            event: ObservationEvent::CredentialRead(CredentialRead {
+                source: CaptureSource::Tracepoint,
+                process: Some(Process {
+                    cmdline: vec!["a".repeat(1024); args],
+                    ..Default::default()
+                }),
+                workload: None,
+                path: "/t/token".into(),
+                flags: 0,
+                inode: 1,
+                reads: 1,
+                credential: Default::default(),
+            }),
+        };
+        let mut oversize = 0;
+        let small = encode_capped(read(4), &mut oversize);
+        assert_eq!(oversize, 0);
+        assert!(small.len() > 4096);
+        let big = encode_capped(read(300), &mut oversize);
+        assert_eq!(oversize, 1);
+        let back = pb::Observation::decode(big).unwrap();
+        let back = Observation::try_from(back).unwrap();
+        assert_eq!(back.id, "n/b/7");
+        let ObservationEvent::Loss(l) = back.event else {
+            panic!("not a loss: {back:?}")
+        };
+        assert_eq!(
+            (l.stage.as_str(), l.count, l.total),
+            (super::super::STAGE_OVERSIZE, 1, 1)
+        );
+    }
 }

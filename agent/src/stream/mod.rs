@@ -43,6 +43,9 @@ pub struct StreamConfig {
     pub spool_dir: Option<PathBuf>,
     /// Largest batch sent (the aggregator may ask for less).
     pub max_batch: usize,
+    /// Largest batch in encoded bytes, well under the aggregator's request
+    /// limit (32 MiB): [`MAX_BATCH_BYTES`].
+    pub max_batch_bytes: usize,
     /// Observations sent and unacknowledged before the client waits.
     pub max_in_flight: u64,
     pub heartbeat_interval: Duration,
@@ -63,6 +66,7 @@ impl StreamConfig {
             spool_capacity: 100_000,
             spool_dir: None,
             max_batch: 1024,
+            max_batch_bytes: MAX_BATCH_BYTES,
             max_in_flight: 16 * 1024,
             heartbeat_interval: Duration::from_secs(10),
             backoff_min: Duration::from_millis(200),
@@ -71,6 +75,19 @@ impl StreamConfig {
         }
     }
 }
+
+/// Default bound of one batch's encoded observations: an eighth of the
+/// aggregator's 32 MiB request limit, leaving room for framing and for a
+/// server configured lower.
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// Largest encoded observation the stream sends; a larger one (which the
+/// agent's own bounds should make impossible) is replaced by a `Loss` with
+/// stage [`STAGE_OVERSIZE`], never retried.
+pub const MAX_OBSERVATION_BYTES: usize = 256 << 10;
+
+/// `Loss` stage of observations too large to send.
+pub const STAGE_OVERSIZE: &str = "oversize_observation";
 
 /// What the Hello says about the node.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

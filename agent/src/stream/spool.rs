@@ -181,15 +181,33 @@ impl Spool {
         self.sent < self.last_seq()
     }
 
-    /// The next batch to send (at most `max` observations), marking it sent.
-    pub fn next_batch(&mut self, max: usize) -> Option<pb::EncodedObservationBatch> {
+    /// The next batch to send (at most `max` observations and, beyond its
+    /// first observation, at most `max_bytes` encoded bytes), marking it
+    /// sent. Observations never exceed [`super::MAX_OBSERVATION_BYTES`]
+    /// (the client replaces larger ones by a loss record), so a batch always
+    /// fits the aggregator's request limit.
+    pub fn next_batch(
+        &mut self,
+        max: usize,
+        max_bytes: usize,
+    ) -> Option<pb::EncodedObservationBatch> {
         if !self.has_unsent() {
             return None;
         }
         let from = self.sent.max(self.first_seq - 1) + 1;
         let start = (from - self.first_seq) as usize;
         let end = (start + max.max(1)).min(self.items.len());
-        let observations: Vec<Bytes> = self.items.range(start..end).cloned().collect();
+        let mut bytes = 0usize;
+        let mut observations: Vec<Bytes> = Vec::new();
+        for o in self.items.range(start..end) {
+            // Field tag and length prefix: at most 11 bytes.
+            let cost = o.len() + 11;
+            if !observations.is_empty() && bytes + cost > max_bytes {
+                break;
+            }
+            bytes += cost;
+            observations.push(o.clone());
+        }
         self.sent = from + observations.len() as u64 - 1;
         Some(pb::EncodedObservationBatch {
             first_seq: from,
@@ -230,17 +248,17 @@ mod tests {
         for i in 1..=5 {
             assert_eq!(s.push(obs(&i.to_string())), i);
         }
-        let b = s.next_batch(3).unwrap();
+        let b = s.next_batch(3, usize::MAX).unwrap();
         assert_eq!((b.first_seq, ids(&b)), (1, strs(&["1", "2", "3"])));
-        let b = s.next_batch(3).unwrap();
+        let b = s.next_batch(3, usize::MAX).unwrap();
         assert_eq!((b.first_seq, ids(&b)), (4, strs(&["4", "5"])));
-        assert!(s.next_batch(3).is_none());
+        assert!(s.next_batch(3, usize::MAX).is_none());
         assert_eq!(s.in_flight(), 5);
         s.ack(3);
         assert_eq!((s.len(), s.first_seq(), s.in_flight()), (2, 4, 2));
         // Reconnect: the aggregator had stored up to 4 only.
         s.rewind(4);
-        let b = s.next_batch(10).unwrap();
+        let b = s.next_batch(10, usize::MAX).unwrap();
         assert_eq!((b.first_seq, ids(&b)), (5, strs(&["5"])));
         s.ack(5);
         assert!(s.is_empty());
@@ -256,12 +274,12 @@ mod tests {
         assert_eq!(s.dropped_total(), 2);
         assert_eq!(s.take_unreported_drops(), 2);
         assert_eq!(s.take_unreported_drops(), 0);
-        let b = s.next_batch(10).unwrap();
+        let b = s.next_batch(10, usize::MAX).unwrap();
         assert_eq!((b.first_seq, ids(&b)), (3, strs(&["3", "4", "5"])));
         // Dropping what was in flight moves the sent mark with it.
         s.push(obs("6"));
         assert_eq!(s.first_seq(), 4);
-        let b = s.next_batch(10).unwrap();
+        let b = s.next_batch(10, usize::MAX).unwrap();
         assert_eq!((b.first_seq, ids(&b)), (6, strs(&["6"])));
         // An ack beyond what was assigned is clamped.
         s.ack(99);
@@ -277,12 +295,12 @@ mod tests {
             for i in 1..=4 {
                 s.push(obs(&i.to_string()));
             }
-            s.next_batch(10);
+            s.next_batch(10, usize::MAX);
             s.ack(2);
         }
         let mut s = Spool::with_disk(10, DiskLog::open(dir.path()).unwrap()).unwrap();
         assert_eq!((s.acked(), s.first_seq(), s.len()), (2, 3, 2));
-        let b = s.next_batch(10).unwrap();
+        let b = s.next_batch(10, usize::MAX).unwrap();
         assert_eq!((b.first_seq, ids(&b)), (3, strs(&["3", "4"])));
         assert_eq!(s.push(obs("5")), 5);
         s.ack(5);
@@ -290,5 +308,27 @@ mod tests {
         let s = Spool::with_disk(10, DiskLog::open(dir.path()).unwrap()).unwrap();
         assert!(s.is_empty());
         assert_eq!(s.next_seq(), 6);
+    }
+
+    #[test]
+    fn batches_are_split_by_encoded_bytes() {
+        let mut s = Spool::new(100);
+        for i in 0..10 {
+            s.push(Bytes::from(vec![b'x'; 1000 + i]));
+        }
+        // 3 observations of ~1 KiB fit in 3.1 KB, the fourth does not.
+        let b = s.next_batch(100, 3100);
+        assert_eq!(b.as_ref().map(|b| b.observations.len()), Some(3));
+        let total: usize = b.unwrap().observations.iter().map(Bytes::len).sum();
+        assert!(total <= 3100);
+        // One observation larger than the bound still goes alone (never stuck).
+        let b = s.next_batch(100, 10).unwrap();
+        assert_eq!((b.first_seq, b.observations.len()), (4, 1));
+        let mut left = 0;
+        while let Some(b) = s.next_batch(100, 2500) {
+            assert!(b.observations.len() <= 2);
+            left += b.observations.len();
+        }
+        assert_eq!(left, 6);
     }
 }

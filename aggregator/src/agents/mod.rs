@@ -14,6 +14,7 @@
 pub mod identity;
 mod service;
 pub mod sink;
+pub mod validate;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -21,12 +22,13 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use credtrail_proto::pb::agent::agent_service_server::AgentServiceServer;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 pub use service::{AgentStreamService, MAX_BATCH};
 pub use sink::ObservationSink;
 
+use crate::listen::{Acceptor, Limits};
 use crate::metrics::Metrics;
+use crate::policy::Policy;
 use crate::store::Store;
 
 /// Largest encoded message accepted on the stream (a full batch fits easily).
@@ -47,34 +49,58 @@ pub struct TlsFiles {
 }
 
 impl TlsFiles {
-    /// Reads the files into tonic's TLS configuration (client certificates required).
-    pub fn load(&self) -> anyhow::Result<ServerTlsConfig> {
-        let read = |p: &PathBuf, what: &str| {
-            std::fs::read(p)
-                .with_context(|| format!("reading the agent listener's {what} {}", p.display()))
-        };
-        let identity =
-            Identity::from_pem(read(&self.cert, "certificate")?, read(&self.key, "key")?);
-        let ca = Certificate::from_pem(read(&self.client_ca, "client CA")?);
-        Ok(ServerTlsConfig::new()
-            .identity(identity)
-            .client_ca_root(ca)
-            .client_auth_optional(false))
+    /// The rustls configuration: a client certificate chaining to the
+    /// agents' CA is required; HTTP/2 only.
+    pub fn load(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        crate::ingest::tls::mtls_server_config(&self.cert, &self.key, &self.client_ca)
+            .context("agent listener TLS configuration")
     }
 }
 
-/// Serves the agent stream on `listener` until `shutdown` resolves.
+/// Serves the agent stream on `listener` until `shutdown` resolves (default
+/// policy and limits; tests and benchmarks).
 pub async fn serve_with<S: ObservationSink>(
     listener: tokio::net::TcpListener,
     tls: &TlsFiles,
     sink: S,
     store: Store,
     metrics: Arc<Metrics>,
-    shutdown: impl Future<Output = ()> + Send,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let policy = Arc::new(Policy::default());
+    serve_limited(
+        listener,
+        tls,
+        sink,
+        store,
+        metrics,
+        policy,
+        Limits::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// Serves the agent stream through the shared accept loop
+/// ([`crate::listen`]): connection cap, TLS handshake and preface timeouts,
+/// HTTP/2 limits; claims checked against `policy` ([`validate`]).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the listener's parts, each distinct"
+)]
+pub async fn serve_limited<S: ObservationSink>(
+    listener: tokio::net::TcpListener,
+    tls: &TlsFiles,
+    sink: S,
+    store: Store,
+    metrics: Arc<Metrics>,
+    policy: Arc<Policy>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("agent listener address")?;
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let svc = AgentStreamService::new(sink, store, metrics, stopping);
+    let svc = AgentStreamService::new(sink, store, metrics.clone(), policy, stopping.clone());
     let shutdown = async move {
         shutdown.await;
         let _ = stopping_tx.send(true);
@@ -82,19 +108,38 @@ pub async fn serve_with<S: ObservationSink>(
     let server = AgentServiceServer::new(svc)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let tls = tokio_rustls::TlsAcceptor::from(tls.load()?);
+    let acceptor = Acceptor::new(listener, "agent", limits.max_connections, metrics.clone());
+    let incoming = crate::listen::grpc_incoming(
+        acceptor,
+        move |tcp, peer| {
+            let (tls, metrics) = (tls.clone(), metrics.clone());
+            Box::pin(async move {
+                crate::listen::handshake(
+                    &tls,
+                    tcp,
+                    peer,
+                    limits.handshake_timeout,
+                    "agent",
+                    &metrics,
+                )
+                .await
+            })
+        },
+        limits,
+        async move {
+            let mut rx = stopping;
+            let _ = rx.wait_for(|s| *s).await;
+        },
+    );
     tracing::info!(%addr, "agent stream listening (gRPC, mTLS)");
-    Server::builder()
+    crate::listen::grpc_server(limits)
         // Batches are large: without big windows, HTTP/2 flow control
         // (64 KiB by default) would pace the stream by round trips.
         .initial_stream_window_size(WINDOW_BYTES)
         .initial_connection_window_size(WINDOW_BYTES)
-        .tls_config(tls.load()?)
-        .context("agent listener TLS configuration")?
         .add_service(server)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .with_context(|| format!("serving the agent stream on {addr}"))
 }
@@ -103,15 +148,18 @@ pub async fn serve_with<S: ObservationSink>(
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: &TlsFiles,
+    limits: Limits,
     state: crate::state::AppState,
-    shutdown: impl Future<Output = ()> + Send,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    serve_with(
+    serve_limited(
         listener,
         tls,
         state.pipeline.clone(),
         state.store.clone(),
         state.metrics.clone(),
+        state.policy.clone(),
+        limits,
         shutdown,
     )
     .await

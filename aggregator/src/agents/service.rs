@@ -22,7 +22,10 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::identity::node_from_cert;
 use super::sink::ObservationSink;
-use crate::metrics::{Metrics, NodeLabel};
+use super::validate::{Refusal, check_observation};
+use crate::metrics::{Metrics, NodeLabel, RefusalLabel};
+use crate::plausible;
+use crate::policy::Policy;
 use crate::store::{AgentHello, Store};
 
 /// Largest batch accepted (observations); told to agents in the Welcome.
@@ -44,6 +47,8 @@ pub struct AgentStreamService<S> {
     sink: S,
     store: Store,
     metrics: Arc<Metrics>,
+    /// Cluster ranges that bound what agents may claim (`validate.rs`).
+    policy: Arc<Policy>,
     nodes: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<NodeState>>>>>,
     /// Turns true when the aggregator shuts down: sessions end with `unavailable`.
     stopping: tokio::sync::watch::Receiver<bool>,
@@ -55,6 +60,7 @@ impl<S: Clone> Clone for AgentStreamService<S> {
             sink: self.sink.clone(),
             store: self.store.clone(),
             metrics: self.metrics.clone(),
+            policy: self.policy.clone(),
             nodes: self.nodes.clone(),
             stopping: self.stopping.clone(),
         }
@@ -63,17 +69,20 @@ impl<S: Clone> Clone for AgentStreamService<S> {
 
 impl<S: ObservationSink> AgentStreamService<S> {
     /// The service; sessions end (`unavailable`, the agent reconnects
-    /// elsewhere or later) once `stopping` turns true.
+    /// elsewhere or later) once `stopping` turns true. `policy` bounds what
+    /// agents may claim about their node.
     pub fn new(
         sink: S,
         store: Store,
         metrics: Arc<Metrics>,
+        policy: Arc<Policy>,
         stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         Self {
             sink,
             store,
             metrics,
+            policy,
             nodes: Arc::default(),
             stopping,
         }
@@ -90,6 +99,33 @@ impl<S: ObservationSink> AgentStreamService<S> {
     fn reject(&self, reason: &str) {
         self.metrics.reject(SOURCE, reason);
     }
+
+    /// Counts refused claims of `node`'s agent (metrics, and the store for
+    /// coverage). A store failure is logged: the refusal itself stands.
+    async fn refused(&self, node: &str, refusals: &[Refusal]) {
+        if refusals.is_empty() {
+            return;
+        }
+        let mut by_reason: BTreeMap<&'static str, (u64, String)> = BTreeMap::new();
+        for r in refusals {
+            self.reject(r.reason());
+            self.metrics
+                .agent_refused
+                .get_or_create(&RefusalLabel {
+                    node: node.to_owned(),
+                    reason: r.reason().to_owned(),
+                })
+                .inc();
+            let e = by_reason.entry(r.reason()).or_default();
+            e.0 += 1;
+            e.1 = r.to_string();
+        }
+        tracing::warn!(node, refused = refusals.len(), first = %refusals[0], "agent claims refused");
+        let rows = by_reason.into_iter().map(|(k, (n, m))| (k, n, m)).collect();
+        if let Err(e) = self.store.agent_refused(node, rows, Utc::now()).await {
+            tracing::warn!(node, "recording agent refusals: {e}");
+        }
+    }
 }
 
 type Outbound = mpsc::Sender<Result<pb::AggregatorMessage, Status>>;
@@ -99,6 +135,12 @@ struct Session {
     node: String,
     epoch: u64,
     state: Arc<tokio::sync::Mutex<NodeState>>,
+}
+
+/// `unavailable` with a generic message; the detail goes to the log only.
+fn unavailable(what: &str, e: &dyn std::fmt::Display) -> Status {
+    tracing::error!(error = %e, "agent stream: {what} failed");
+    Status::unavailable(format!("{what} failed; retry later"))
 }
 
 fn msg(payload: pb::aggregator_message::Payload) -> Result<pb::AggregatorMessage, Status> {
@@ -162,7 +204,19 @@ impl<S: ObservationSink> AgentStreamService<S> {
             ));
         };
         if hello.node_name != cert_node || first.node_name != cert_node {
-            self.reject("node_mismatch");
+            let claimed = if hello.node_name == cert_node {
+                first.node_name.clone()
+            } else {
+                hello.node_name.clone()
+            };
+            self.refused(
+                cert_node,
+                &[Refusal::NodeMismatch {
+                    cert: cert_node.to_owned(),
+                    claimed,
+                }],
+            )
+            .await;
             tracing::warn!(cert_node, hello_node = %hello.node_name, "agent hello for another node refused");
             return Err(Status::permission_denied(format!(
                 "certificate is for node {cert_node:?}; hello claims node {:?}",
@@ -189,7 +243,7 @@ impl<S: ObservationSink> AgentStreamService<S> {
                 Utc::now(),
             )
             .await
-            .map_err(|e| Status::unavailable(format!("recording the agent: {e}")))?;
+            .map_err(|e| unavailable("recording the agent", &e))?;
         guard.epoch = hello.stream_epoch;
         guard.last_seq = resume;
         drop(guard);
@@ -225,7 +279,14 @@ impl<S: ObservationSink> AgentStreamService<S> {
             };
             let Some(m) = m else { break };
             if !m.node_name.is_empty() && m.node_name != s.node {
-                self.reject("node_mismatch");
+                self.refused(
+                    &s.node,
+                    &[Refusal::NodeMismatch {
+                        cert: s.node.clone(),
+                        claimed: m.node_name.clone(),
+                    }],
+                )
+                .await;
                 return Err(Status::permission_denied(format!(
                     "stream is for node {:?}; message claims node {:?}",
                     s.node, m.node_name
@@ -306,20 +367,34 @@ impl<S: ObservationSink> AgentStreamService<S> {
         }
         let mut fresh = Vec::with_capacity(batch.observations.len() - skip);
         let mut rejected = Vec::new();
+        let mut refusals = Vec::new();
+        let now = Utc::now();
         for (i, o) in batch.observations.into_iter().enumerate().skip(skip) {
             let seq = batch.first_seq + i as u64;
             match Observation::try_from(o) {
-                Ok(obs) if obs.node == s.node => fresh.push(obs),
-                Ok(obs) => {
-                    self.reject("node_mismatch");
-                    rejected.push(pb::Rejected {
-                        seq,
-                        reason: format!(
-                            "node: {:?} is not this stream's node {:?}",
-                            obs.node, s.node
-                        ),
-                    });
-                }
+                Ok(obs) => match check_observation(&s.node, obs, &self.policy) {
+                    Ok((obs, dropped)) => {
+                        refusals.extend(dropped);
+                        match plausible::check_observation(&obs, now) {
+                            Ok(()) => fresh.push(obs),
+                            Err(e) => {
+                                // Refused and acked as rejected: resending it can never succeed.
+                                self.reject(plausible::REASON);
+                                rejected.push(pb::Rejected {
+                                    seq,
+                                    reason: e.to_string(),
+                                });
+                            }
+                        }
+                    }
+                    Err(r) => {
+                        rejected.push(pb::Rejected {
+                            seq,
+                            reason: r.to_string(),
+                        });
+                        refusals.push(r);
+                    }
+                },
                 Err(e) => {
                     self.reject("malformed_observation");
                     tracing::warn!(node = %s.node, seq, "malformed observation refused: {e}");
@@ -330,18 +405,19 @@ impl<S: ObservationSink> AgentStreamService<S> {
                 }
             }
         }
+        self.refused(&s.node, &refusals).await;
         let accepted = fresh.len() as u64;
         if !fresh.is_empty() {
             self.sink
                 .ingest(&s.node, fresh)
                 .await
-                .map_err(|e| Status::unavailable(format!("storing observations: {e}")))?;
+                .map_err(|e| unavailable("storing observations", &e))?;
         }
         state.last_seq = last;
         self.store
             .agent_stored(&s.node, s.epoch, last, Utc::now())
             .await
-            .map_err(|e| Status::unavailable(format!("recording the resume point: {e}")))?;
+            .map_err(|e| unavailable("recording the resume point", &e))?;
         self.metrics
             .observations
             .get_or_create(&label)

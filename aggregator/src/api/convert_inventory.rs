@@ -166,6 +166,17 @@ impl From<&BindingAuditCoverage> for pb::BindingAuditCoverage {
             status: pb::LevelStatus::from(b.status).into(),
             explanation: b.explanation.clone(),
             levels: b.levels.iter().map(Into::into).collect(),
+            approved_automation_metadata_only: b
+                .approved_automation_metadata_only
+                .iter()
+                .map(|a| pb::AutomationBlind {
+                    automation: a.automation.clone(),
+                    resource: a.resource.clone(),
+                    count: a.count,
+                    last_seen: Some(timestamp(a.last_seen)),
+                    example_json: a.example.to_string(),
+                })
+                .collect(),
         }
     }
 }
@@ -178,6 +189,17 @@ impl From<&CoverageReport> for pb::Coverage {
             nodes: c.nodes.iter().map(Into::into).collect(),
             audit_sources: c.audit_sources.iter().map(Into::into).collect(),
             bindings: Some((&c.bindings).into()),
+            agent_refusals: c
+                .agent_refusals
+                .iter()
+                .map(|r| pb::AgentRefusal {
+                    node: r.node.clone(),
+                    reason: r.reason.clone(),
+                    count: r.count,
+                    last: Some(timestamp(r.last)),
+                    last_message: r.last_message.clone(),
+                })
+                .collect(),
         }
     }
 }

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use super::live::{self, LiveEvent};
 use super::{ApiError, ops};
 use crate::auth::{Access, Principal};
+use crate::listen::{Acceptor, Guarded, Limits};
 use crate::state::AppState;
 use crate::store::query::inventory::{BindingQuery, CredentialQuery};
 use crate::store::query::suppressions::NewSuppression;
@@ -29,24 +30,94 @@ pub fn service(state: AppState) -> QueryServiceServer<QueryApi> {
 }
 
 /// Serves the `QueryService` on `listener` until `shutdown` resolves, with
-/// `TCP_NODELAY` on every connection (streamed alerts are small writes).
+/// the default [`Limits`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
-    shutdown: impl std::future::Future<Output = ()>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
-        conn.inspect(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY not set on a gRPC connection");
-            }
-        })
-    });
-    let mut server = tonic::transport::Server::builder();
-    if let Some(tls) = &state.auth.tls {
-        server = server.tls_config(tls.grpc.clone())?;
+    serve_limited(listener, Limits::default(), state, shutdown).await
+}
+
+/// Serves the `QueryService` through the shared accept loop
+/// ([`crate::listen`]: connection cap, TLS handshake deadline when
+/// `--api-tls-cert` is set, preface timeout, `TCP_NODELAY`) with HTTP/2
+/// keep-alive, stream and per-call limits.
+pub async fn serve_limited(
+    listener: tokio::net::TcpListener,
+    limits: Limits,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let acceptor = Acceptor::new(
+        listener,
+        "grpc_api",
+        limits.max_connections,
+        state.metrics.clone(),
+    );
+    let stopped = async move {
+        let mut rx = stop_rx;
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
+    match state.auth.tls.as_ref().map(|t| t.grpc.clone()) {
+        // TLS (`--api-tls-cert`): handshakes with the loop's deadline; a
+        // verified client certificate reaches `allow` via `peer_certs()`.
+        Some(tls) => {
+            let tls = tokio_rustls::TlsAcceptor::from(tls);
+            let metrics = state.metrics.clone();
+            let incoming = crate::listen::grpc_incoming(
+                acceptor,
+                move |tcp, peer| {
+                    let (tls, metrics) = (tls.clone(), metrics.clone());
+                    Box::pin(async move {
+                        crate::listen::handshake(
+                            &tls,
+                            tcp,
+                            peer,
+                            limits.handshake_timeout,
+                            "grpc_api",
+                            &metrics,
+                        )
+                        .await
+                    })
+                },
+                limits,
+                stopped,
+            );
+            run(incoming, limits, state, shutdown).await
+        }
+        None => {
+            let incoming = crate::listen::grpc_incoming(
+                acceptor,
+                |tcp, _| Box::pin(async move { Some(tcp) }),
+                limits,
+                stopped,
+            );
+            run(incoming, limits, state, shutdown).await
+        }
     }
-    server
+}
+
+async fn run<IO>(
+    incoming: impl Stream<Item = Result<Guarded<IO>, std::io::Error>> + Send + 'static,
+    limits: Limits,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error>
+where
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+{
+    crate::listen::grpc_server(limits)
         .add_service(service(state))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

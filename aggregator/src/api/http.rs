@@ -2,6 +2,7 @@
 //! `/healthz` and `/readyz`. Routes and formats: `docs/API.md`.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -21,36 +22,68 @@ use super::live::{self, LiveEvent};
 use super::params::{self, ALERT_FILTER_KEYS};
 use super::{ApiError, ops, web};
 use crate::alert::Alert;
-use crate::auth::Principal;
+use crate::auth::{PeerCert, Principal};
+use crate::listen::{Acceptor, Limits};
 use crate::policy::SuppressionMatch;
 use crate::state::AppState;
 use crate::store::query::filter::parse_time;
 use crate::store::query::suppressions::NewSuppression;
 use crate::store::query::{FilterError, PageToken, StoredAlert};
 
-/// Serves the API on `listener` until `shutdown` resolves.
-///
-/// `TCP_NODELAY` is set on every connection: the live stream writes small
-/// events one at a time, and Nagle's algorithm would hold each one back until
-/// the previous was acknowledged (up to the client's delayed-ACK timer, 40 ms
-/// on Linux).
+/// Largest request body of the API (suppressions are small JSON objects).
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Serves the API on `listener` until `shutdown` resolves, with the default
+/// [`Limits`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    if let Some(tls) = state.auth.tls.clone() {
-        return super::https::serve(listener, tls.http, state, shutdown).await;
-    }
-    use axum::serve::ListenerExt as _;
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set on an API connection");
-        }
-    });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_limited(listener, Limits::default(), state, shutdown).await
+}
+
+/// Serves the API (HTTP/1.1) through the shared accept loop
+/// ([`crate::listen`]): connection cap, header and body timeouts, graceful
+/// shutdown with a deadline. `TCP_NODELAY` is set on every connection: the
+/// live stream writes small events one at a time, and Nagle's algorithm would
+/// hold each one back until the previous was acknowledged.
+pub async fn serve_limited(
+    listener: tokio::net::TcpListener,
+    limits: Limits,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let metrics = state.metrics.clone();
+    let acceptor = Acceptor::new(
+        listener,
+        "http_api",
+        limits.max_connections,
+        metrics.clone(),
+    );
+    // TLS (`--api-tls-cert`) is served by the same loop; a client
+    // certificate it verified reaches the auth middleware as a [`PeerCert`].
+    let tls = state
+        .auth
+        .tls
+        .as_ref()
+        .map(|t| tokio_rustls::TlsAcceptor::from(t.http.clone()));
+    let app = router(state);
+    crate::listen::serve_http(
+        acceptor,
+        tls,
+        limits,
+        metrics,
+        move |conn| match conn.peer_certs.first() {
+            Some(der) => app
+                .clone()
+                .layer(Extension(PeerCert(Arc::new(der.as_ref().to_vec())))),
+            None => app.clone(),
+        },
+        shutdown,
+    )
+    .await;
+    Ok(())
 }
 
 /// The API router (see [`serve`]).
@@ -75,7 +108,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/suppressions/{id}", delete(delete_suppression))
         .route("/api/v1/export/alerts", get(export_alerts))
+        .merge(super::learned::routes())
         .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         // Authentication, roles, Host and Content-Type (auth/http.rs), inside
         // the request counter so refusals are counted too.
         .layer(middleware::from_fn_with_state(
@@ -105,7 +140,7 @@ impl IntoResponse for ApiError {
             ApiError::DataLoss(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let body = ErrorBody {
-            error: self.to_string(),
+            error: self.public_message(),
             code: self.code(),
         };
         (status, Json(body)).into_response()
@@ -281,20 +316,29 @@ struct CreateSuppressionBody {
     matcher: SuppressionMatch,
 }
 
+/// Parses a `POST /api/v1/suppressions` body made on behalf of principal
+/// `created_by` (pure: also the fuzz target's entry).
+pub fn parse_suppression_body(
+    body: &[u8],
+    created_by: String,
+) -> Result<NewSuppression, FilterError> {
+    let b: CreateSuppressionBody = serde_json::from_slice(body)
+        .map_err(|e| FilterError::new("body", format!("not a suppression: {e}")))?;
+    Ok(NewSuppression {
+        owner: b.owner,
+        reason: b.reason,
+        expires: parse_time("expires", &b.expires)?,
+        matcher: b.matcher,
+        created_by,
+    })
+}
+
 async fn create_suppression(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let b: CreateSuppressionBody = serde_json::from_slice(&body)
-        .map_err(|e| FilterError::new("body", format!("not a suppression: {e}")))?;
-    let new = NewSuppression {
-        owner: b.owner,
-        reason: b.reason,
-        expires: parse_time("expires", &b.expires)?,
-        matcher: b.matcher,
-        created_by: who.name,
-    };
+    let new = parse_suppression_body(&body, who.name)?;
     let entry = ops::create_suppression(&state, new).await?;
     Ok((StatusCode::CREATED, Json(entry)).into_response())
 }

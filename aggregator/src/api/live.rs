@@ -40,26 +40,35 @@ impl Drop for ClientGuard {
     }
 }
 
-/// New alerts matching `filter`, from now on. Ends when the pipeline stops.
+/// New alerts matching `filter`, from now on. Ends when the pipeline stops
+/// or the aggregator shuts down ([`AppState::stop`]).
 pub fn subscribe(
     state: &AppState,
     filter: AlertFilter,
 ) -> impl Stream<Item = LiveEvent> + Send + 'static {
     let rx = state.pipeline.subscribe_alerts();
     let guard = ClientGuard::new(state.metrics.clone());
-    futures::stream::unfold((rx, filter, guard), |(mut rx, filter, guard)| async move {
-        loop {
-            match rx.recv().await {
-                Ok(a) if filter.matches(&a) => {
-                    return Some((LiveEvent::Alert(Box::new(a)), (rx, filter, guard)));
+    let stop = state.stopping.subscribe();
+    futures::stream::unfold(
+        (rx, filter, guard, stop),
+        |(mut rx, filter, guard, mut stop)| async move {
+            loop {
+                let next = tokio::select! {
+                    r = rx.recv() => r,
+                    _ = stop.wait_for(|s| *s) => return None,
+                };
+                match next {
+                    Ok(a) if filter.matches(&a) => {
+                        return Some((LiveEvent::Alert(Box::new(a)), (rx, filter, guard, stop)));
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(n)) => {
+                        guard.0.live_stream_skipped.inc_by(n);
+                        return Some((LiveEvent::Skipped(n), (rx, filter, guard, stop)));
+                    }
+                    Err(RecvError::Closed) => return None,
                 }
-                Ok(_) => {}
-                Err(RecvError::Lagged(n)) => {
-                    guard.0.live_stream_skipped.inc_by(n);
-                    return Some((LiveEvent::Skipped(n), (rx, filter, guard)));
-                }
-                Err(RecvError::Closed) => return None,
             }
-        }
-    })
+        },
+    )
 }

@@ -8,10 +8,10 @@ pub mod convert_inventory;
 pub mod export;
 pub mod grpc;
 pub mod http;
-pub mod https;
+mod learned;
 pub mod live;
 pub mod ops;
-mod params;
+pub mod params;
 pub mod web;
 
 use crate::pipeline::PipelineError;
@@ -38,6 +38,23 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The message the caller sees. Server-side failures (unavailable, data
+    /// loss) get a generic text: their detail (SQL, paths, internal errors) is
+    /// logged here and never sent.
+    pub fn public_message(&self) -> String {
+        match self {
+            ApiError::Unavailable(detail) => {
+                tracing::error!(error = %detail, "API request failed: unavailable");
+                "the store is unavailable; retry later".to_owned()
+            }
+            ApiError::DataLoss(detail) => {
+                tracing::error!(error = %detail, "API request failed: stored data does not decode");
+                "internal error: stored data could not be read (see the aggregator log)".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// Stable short name, used in JSON error bodies and metrics.
     pub fn code(&self) -> &'static str {
         match self {
@@ -86,13 +103,57 @@ impl From<PipelineError> for ApiError {
 
 impl From<ApiError> for tonic::Status {
     fn from(e: ApiError) -> Self {
-        let msg = e.to_string();
+        let msg = e.public_message();
         match e {
             ApiError::InvalidArgument(_) => tonic::Status::invalid_argument(msg),
             ApiError::NotFound(_) => tonic::Status::not_found(msg),
             ApiError::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
             ApiError::Unavailable(_) => tonic::Status::unavailable(msg),
             ApiError::DataLoss(_) => tonic::Status::data_loss(msg),
+        }
+    }
+}
+
+#[cfg(test)]
+mod error_body_tests {
+    use axum::response::IntoResponse as _;
+    use http_body_util::BodyExt as _;
+
+    use super::ApiError;
+
+    const INTERNAL: &str = "no such table: alerts (/var/lib/credtrail/credtrail.db)";
+
+    #[tokio::test]
+    async fn server_side_errors_keep_their_detail_out_of_http_bodies() {
+        for e in [
+            ApiError::Unavailable(INTERNAL.into()),
+            ApiError::DataLoss(INTERNAL.into()),
+        ] {
+            let code = e.code();
+            let resp = e.into_response();
+            assert!(resp.status().is_server_error());
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            let body = String::from_utf8_lossy(&body);
+            assert!(
+                !body.contains("no such table") && !body.contains("/var/lib"),
+                "{body}"
+            );
+            assert!(body.contains(code), "{body}");
+        }
+        // The caller's own mistakes are still explained.
+        let resp = ApiError::InvalidArgument("since: not a time".into()).into_response();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("since: not a time"));
+    }
+
+    #[test]
+    fn server_side_errors_keep_their_detail_out_of_grpc_statuses() {
+        for e in [
+            ApiError::Unavailable(INTERNAL.into()),
+            ApiError::DataLoss(INTERNAL.into()),
+        ] {
+            let s = tonic::Status::from(e);
+            assert!(!s.message().contains("no such table"), "{}", s.message());
         }
     }
 }

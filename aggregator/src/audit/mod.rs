@@ -3,7 +3,9 @@
 //! explicit cloud wrappers).
 
 mod model;
+mod object;
 mod parse;
 
 pub use model::*;
+pub use object::{MAX_OBJECT_BYTES, object_value, read_object, read_rule, read_subject};
 pub use parse::{InputFormat, ParseError, Parsed, parse_document, parse_event, parse_webhook_body};

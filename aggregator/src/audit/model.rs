@@ -121,6 +121,10 @@ pub struct Annotations {
     pub decision: Option<String>,
     #[serde(rename = "authorization.k8s.io/reason", default)]
     pub reason: Option<String>,
+    /// `JTI=<uuid>` of a token minted by this TokenRequest (`create` on
+    /// `serviceaccounts/token`, Kubernetes 1.29+).
+    #[serde(rename = "authentication.kubernetes.io/issued-credential-id", default)]
+    pub issued_credential_id: Option<String>,
 }
 
 /// `metadata` of a request/response object.
@@ -130,6 +134,8 @@ pub struct ObjectMeta {
     pub name: Option<String>,
     #[serde(default)]
     pub namespace: Option<String>,
+    #[serde(default)]
+    pub uid: Option<String>,
 }
 
 /// `roleRef` of a binding.
@@ -171,20 +177,66 @@ pub struct PolicyRule {
 }
 
 /// The parts of a request/response object that RBAC detection reads
-/// (bindings and roles); for any other object everything is skipped.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// (bindings and roles), as read by [`super::read_object`]: every field that
+/// had an unexpected shape is `None`/skipped and named in `unreadable`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct K8sObject {
-    #[serde(default)]
     pub kind: Option<String>,
-    #[serde(default)]
     pub metadata: ObjectMeta,
-    #[serde(default)]
     pub role_ref: Option<RoleRef>,
-    #[serde(default)]
     pub subjects: Option<Vec<Subject>>,
-    #[serde(default)]
     pub rules: Option<Vec<PolicyRule>>,
+    /// Fields present but unreadable (`subjects[1].name: expected a string`).
+    pub unreadable: Vec<String>,
+    /// Kept as JSON, read when needed (Node, TokenRequest, Service).
+    pub spec: Option<serde_json::Value>,
+    pub status: Option<serde_json::Value>,
+    /// EndpointSlice `endpoints`.
+    pub endpoints: Option<serde_json::Value>,
+    /// Endpoints `subsets`.
+    pub subsets: Option<serde_json::Value>,
+}
+
+/// `requestObject` / `responseObject` kept as the raw JSON the API server
+/// wrote: an object, a JSON-patch array, a string, anything. Interpreted only
+/// where detection needs it ([`super::read_object`], `detect::patch`), so no
+/// shape can make the event unreadable.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct RawObject(Box<serde_json::value::RawValue>);
+
+/// Never the content: a request or response object may be a Secret.
+impl std::fmt::Debug for RawObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RawObject({} bytes)", self.0.get().len())
+    }
+}
+
+impl RawObject {
+    /// The JSON text.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The value; `None` only if the text is not JSON (it always is when
+    /// it came through the parser).
+    pub fn value(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(self.0.get()).ok()
+    }
+
+    /// Wraps a value (tests, builders).
+    pub fn from_value(v: &serde_json::Value) -> Self {
+        // A Value always serializes.
+        Self(serde_json::value::to_raw_value(v).unwrap_or_else(|_| {
+            serde_json::value::RawValue::from_string("null".to_owned()).unwrap()
+        }))
+    }
+}
+
+impl PartialEq for RawObject {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
 }
 
 /// One audit event (`audit.k8s.io/v1` or `v1beta1`).
@@ -210,9 +262,9 @@ pub struct AuditEvent {
     #[serde(default)]
     pub response_status: Option<ResponseStatus>,
     #[serde(default)]
-    pub request_object: Option<K8sObject>,
+    pub request_object: Option<RawObject>,
     #[serde(default)]
-    pub response_object: Option<K8sObject>,
+    pub response_object: Option<RawObject>,
     #[serde(default)]
     pub request_received_timestamp: Option<DateTime<Utc>>,
     #[serde(default)]
@@ -329,6 +381,27 @@ mod tests {
         assert!(!ev(r#","annotations":{"authorization.k8s.io/decision":"forbid"}"#).allowed());
         let conflict = ev(r#","responseStatus":{"code":409}"#);
         assert!(conflict.allowed() && !conflict.succeeded());
+    }
+
+    #[test]
+    fn objects_of_any_shape_are_kept_raw() {
+        // kubectl patch --type=json: an array of operations whose value is an object.
+        let e = ev(
+            r#","requestObject":[{"op":"add","path":"/subjects/-","value":{"kind":"User","name":"eve"}}],"responseObject":"text""#,
+        );
+        assert!(e.request_object.unwrap().json().starts_with("[{\"op\""));
+        assert_eq!(e.response_object.unwrap().json(), "\"text\"");
+        let e = ev(r#","requestObject":null,"responseObject":42"#);
+        assert!(e.request_object.is_none());
+        assert_eq!(e.response_object.unwrap().json(), "42");
+    }
+
+    #[test]
+    fn debug_output_never_shows_an_object() {
+        let e = ev(r#","requestObject":{"kind":"Secret","data":{"token":"c2VjcmV0LXRva2Vu"}}"#);
+        let dbg = format!("{e:?}");
+        assert!(!dbg.contains("c2VjcmV0LXRva2Vu"), "{dbg}");
+        assert!(dbg.contains("RawObject(53 bytes)"), "{dbg}");
     }
 
     #[test]

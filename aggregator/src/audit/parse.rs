@@ -83,7 +83,9 @@ pub fn parse_event(bytes: &[u8]) -> Result<AuditEvent, serde_json::Error> {
 struct EventList {
     #[serde(default)]
     kind: Option<String>,
-    items: Vec<serde_json::Value>,
+    /// Raw items: each parsed on its own (the raw objects inside an event
+    /// need serde_json's own reader, not a `Value`).
+    items: Vec<Box<serde_json::value::RawValue>>,
 }
 
 /// Parses a webhook POST body: an `EventList` (or one `Event`). The whole
@@ -110,7 +112,7 @@ pub fn parse_webhook_body(body: &[u8]) -> Result<Vec<AuditEvent>, ParseError> {
             let mut out = Vec::with_capacity(list.items.len());
             for (i, raw) in list.items.into_iter().enumerate() {
                 out.push(
-                    serde_json::from_value(raw)
+                    serde_json::from_str(raw.get())
                         .map_err(|e| ParseError::new(format!("items[{i}]"), e.to_string()))?,
                 );
             }
@@ -176,7 +178,7 @@ fn parse_native(bytes: &[u8]) -> Parsed {
                 out.errors.push(ParseError::new("document", why));
             } else if let Ok(list) = serde_json::from_slice::<EventList>(bytes) {
                 for (i, raw) in list.items.into_iter().enumerate() {
-                    match serde_json::from_value(raw) {
+                    match serde_json::from_str(raw.get()) {
                         Ok(ev) => out.events.push(ev),
                         Err(e) => out
                             .errors

@@ -67,17 +67,10 @@ fn listener_tls(
         client_ca: ca.map(std::path::Path::to_path_buf),
     })
     .map_err(|e| AuthConfigError::Tls(format!("query API TLS: {e}")))?;
-    let read = |p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| AuthConfigError::Tls(format!("reading {}: {e}", p.display())))
-    };
-    let mut grpc = tonic::transport::ServerTlsConfig::new().identity(
-        tonic::transport::Identity::from_pem(read(cert)?, read(key)?),
-    );
-    if let Some(ca) = ca {
-        grpc = grpc
-            .client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?))
-            .client_auth_optional(true);
-    }
+    // The same verifier and certificate; gRPC speaks HTTP/2 only.
+    let mut grpc = (*http).clone();
+    grpc.alpn_protocols = vec![b"h2".to_vec()];
+    let grpc = std::sync::Arc::new(grpc);
     Ok(super::ListenerTls { http, grpc })
 }
 

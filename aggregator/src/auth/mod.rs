@@ -216,11 +216,13 @@ pub struct ApiAuth {
     pub tls: Option<ListenerTls>,
 }
 
-/// TLS for the query listeners: rustls for HTTP, tonic's for gRPC.
+/// TLS for the query listeners (both served by `crate::listen`): the same
+/// certificate and client CA, offering HTTP/1.1 on the HTTP listener and
+/// HTTP/2 on the gRPC one.
 #[derive(Clone)]
 pub struct ListenerTls {
     pub http: Arc<rustls::ServerConfig>,
-    pub grpc: tonic::transport::ServerTlsConfig,
+    pub grpc: Arc<rustls::ServerConfig>,
 }
 
 /// The verified client certificate of an HTTPS connection (request extension).

@@ -69,15 +69,23 @@ impl Detector {
             time_ms: t.timestamp_millis(),
             audit_id: ev.audit_id.clone(),
         });
+        let service_or_node =
+            user.starts_with("system:serviceaccount:") || user.starts_with("system:node:");
+        // Learning never launders: a service-account or node credential is
+        // learned only from sources consistent with the cluster (its ranges,
+        // configured or learned, trusted ranges, internal addresses), never
+        // from outside; people legitimately come from anywhere.
+        let learnable = learning && !(service_or_node && class == SourceClass::Outside);
         let known = self.baselines.entry(user.to_owned()).or_default();
         let was = known.get(&ip).copied();
-        if was.is_none() || (learning && was == Some(false)) {
-            known.insert(ip, learning || was == Some(true));
+        if was.is_none() || (learnable && was == Some(false)) {
+            known.insert(ip, learnable || was == Some(true));
             ch.baselines.push(BaselineRow {
                 username: user.to_owned(),
                 source_ip: ip.to_string(),
                 time_ms: t.timestamp_millis(),
-                learned: learning || was == Some(true),
+                learned: learnable || was == Some(true),
+                audit_id: ev.audit_id.clone(),
             });
         }
         if let Some(jti) = ev.credential_id().filter(|c| c.starts_with("JTI=")) {
@@ -85,14 +93,12 @@ impl Detector {
         }
         match class {
             SourceClass::OtherNode | SourceClass::OtherPod | SourceClass::Outside => {
-                let service_or_node =
-                    user.starts_with("system:serviceaccount:") || user.starts_with("system:node:");
                 let judged = exp.hard
                     || exp.baseline
                     || (class == SourceClass::Outside
                         && service_or_node
                         && self.policy.alert_outside_without_expectation);
-                if learning && !exp.hard {
+                if learnable && !exp.hard {
                     return; // learned into the baseline above
                 }
                 if judged {
@@ -173,6 +179,7 @@ impl Detector {
                     "resolved_via": loc.map(|l| l.via),
                     "connect_candidates": candidates,
                     "impersonated_user": ev.impersonated_user.as_ref().map(|u| u.username.clone()),
+                    "minted_by": exp.minted_by,
                 }),
                 more_audit_ids: Vec::new(),
                 effective_identity: false,
@@ -295,7 +302,10 @@ impl Detector {
         }
         let places = self.jti_places.entry(jti.to_owned()).or_default();
         places.retain(|p| t - p.last <= window);
-        if let Some(p) = places.iter_mut().find(|p| p.place == place) {
+        // One place, one name: the same address, or the same node however
+        // it was reached, is one place.
+        let same = |p: &Place| p.ip == ip || (p.place == place && place.starts_with("node "));
+        if let Some(p) = places.iter_mut().find(|p| same(p)) {
             p.last = p.last.max(t);
             return;
         }

@@ -1,13 +1,16 @@
-//! AN1579: high-privilege grants through (Cluster)RoleBindings; roles are
-//! learned from their own audit events.
+//! AN1579: high-privilege grants through (Cluster)RoleBindings. Roles are
+//! known from the built-in bootstrap policy, the policy file, and their own
+//! audit events; what a write left behind is worked out by `patch.rs`.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::alert::{Alert, Severity, SourceClass};
-use crate::audit::{AuditEvent, K8sObject, RoleRef, Subject};
+use crate::audit::{AuditEvent, RoleRef, Subject};
 
 use super::alerts::{self, AlertParts};
-use super::changes::{BindingRow, RbacLevelRow, RoleRow};
+use super::builtin::{builtin_binding, builtin_role};
+use super::changes::{AutomationBlindRow, BindingRow, RbacLevelRow, RoleRow};
+use super::patch::{self, StateFrom, Written};
 use super::rbac::{self, Privilege};
 use super::rules;
 use super::{BindingEntry, Changes, Detector, RoleEntry};
@@ -21,42 +24,85 @@ fn subject_text(s: &Subject) -> String {
     }
 }
 
-/// The object a write left behind: a patch body is a patch, so read the response.
-fn written_object(ev: &AuditEvent) -> Option<&K8sObject> {
-    if ev.verb == "patch" {
-        ev.response_object.as_ref()
-    } else {
-        ev.response_object.as_ref().or(ev.request_object.as_ref())
-    }
+fn join_subjects<'a>(s: impl IntoIterator<Item = &'a Subject>) -> String {
+    s.into_iter()
+        .map(subject_text)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A short summary of an event, as the example in the coverage report.
+fn example(ev: &AuditEvent) -> Value {
+    json!({
+        "audit_id": ev.audit_id,
+        "time": ev.time(),
+        "verb": ev.verb,
+        "request_uri": ev.request_uri,
+        "username": ev.user.username,
+        "credential_id": ev.credential_id(),
+        "source_ip": ev.source_ip().map(|i| i.to_string()),
+        "user_agent": ev.user_agent,
+        "level": ev.level.as_str(),
+    })
 }
 
 impl Detector {
-    /// Privilege of the role a binding in `namespace` refers to.
-    pub(super) fn role_privilege(&self, r: &RoleRef, namespace: &str) -> Privilege {
+    /// Privilege of the role a `binding_kind` in `namespace` refers to: the
+    /// union of what the policy, the roles learned from the stream and the
+    /// built-in roles say. Reading secrets counts only beyond one namespace.
+    pub(super) fn role_privilege(
+        &self,
+        r: &RoleRef,
+        namespace: &str,
+        binding_kind: &str,
+    ) -> Privilege {
         let ns = if r.kind == "Role" { namespace } else { "" };
-        if let Some(p) = rbac::builtin(&r.kind, &r.name).filter(Privilege::is_high) {
-            return p;
-        }
+        let mut reasons: Vec<String> = Vec::new();
+        let mut known = false;
         if self.policy.listed_high_privilege(&r.kind, ns, &r.name) {
-            return Privilege::High(vec![format!(
+            reasons.push(format!(
                 "{} is listed as high privilege in the policy",
                 r.name
-            )]);
+            ));
         }
         if let Some(e) = self
             .roles
             .get(&(r.kind.clone(), ns.to_owned(), r.name.clone()))
         {
-            return if e.reasons.is_empty() {
-                Privilege::Low(format!(
-                    "{} {} grants nothing high-privilege",
-                    r.kind, r.name
-                ))
-            } else {
-                Privilege::High(e.reasons.clone())
-            };
+            known = true;
+            reasons.extend(rbac::reasons_for_binding(&e.reasons, binding_kind));
         }
-        rbac::builtin(&r.kind, &r.name).unwrap_or(Privilege::Unknown)
+        if r.kind == "ClusterRole"
+            && let Some(b) = builtin_role(&r.name)
+        {
+            known = true;
+            for x in rbac::reasons_for_binding(&b.reasons, binding_kind) {
+                let x = format!("built-in ClusterRole {}: {x}", r.name);
+                if !reasons.contains(&x) {
+                    reasons.push(x);
+                }
+            }
+        }
+        if !reasons.is_empty() {
+            Privilege::High(reasons)
+        } else if known {
+            Privilege::Low(format!(
+                "{} {} grants nothing high-privilege",
+                r.kind, r.name
+            ))
+        } else {
+            Privilege::Unknown
+        }
+    }
+
+    /// The known state of a binding: learned, else built-in.
+    fn known_binding(&self, key: &super::ObjKey) -> Option<BindingEntry> {
+        self.bindings.get(key).cloned().or_else(|| {
+            builtin_binding(&key.0, &key.2).map(|b| BindingEntry {
+                role_ref: Some(b.role_ref.clone()),
+                subjects: b.subjects.clone(),
+            })
+        })
     }
 
     pub(super) fn judge_rbac(&mut self, ev: &AuditEvent, ch: &mut Changes, out: &mut Vec<Alert>) {
@@ -90,39 +136,59 @@ impl Detector {
             ev.namespace().unwrap_or("")
         }
         .to_owned();
-        let obj = written_object(ev);
-        let name = ev
-            .name()
-            .map(str::to_owned)
-            .or_else(|| obj.and_then(|o| o.metadata.name.clone()))
-            .unwrap_or_default();
-        let key = (kind.to_owned(), ns.clone(), name.clone());
+        let name_from_uri = ev.name().map(str::to_owned);
         let t = ev.time().timestamp_millis();
         if kind.ends_with("Role") {
             if !ev.succeeded() {
                 return;
             }
             let deleted = ev.verb == "delete";
-            let rules = match (deleted, obj.and_then(|o| o.rules.clone())) {
-                (true, _) => Vec::new(),
-                (false, Some(r)) => r,
-                (false, None) => return, // not visible at this level
+            let mut key = (
+                kind.to_owned(),
+                ns.clone(),
+                name_from_uri.clone().unwrap_or_default(),
+            );
+            let known = self.roles.get(&key).map(|e| e.rules.clone()).or_else(|| {
+                (kind == "ClusterRole")
+                    .then(|| builtin_role(&key.2).map(|b| b.rules.clone()))
+                    .flatten()
+            });
+            let w = if deleted {
+                None
+            } else {
+                Some(patch::written(
+                    ev,
+                    known.map(|r| json!({"rules": r})).as_ref(),
+                ))
             };
+            if key.2.is_empty() {
+                key.2 = w
+                    .as_ref()
+                    .and_then(|w| w.object.metadata.name.clone())
+                    .unwrap_or_default();
+            }
+            let rules = match &w {
+                None => Vec::new(),
+                Some(w) if w.from == StateFrom::Nothing => return, // not visible at this level
+                Some(w) => w.object.rules.clone().unwrap_or_default(),
+            };
+            ch.unreadable_fields += w.as_ref().map_or(0, |w| w.unreadable.len() as u64);
             let reasons = rbac::high_privilege_reasons(&rules);
             if deleted {
                 self.roles.remove(&key);
             } else {
                 self.roles.insert(
-                    key,
+                    key.clone(),
                     RoleEntry {
                         rules: rules.clone(),
                         reasons: reasons.clone(),
                     },
                 );
             }
+            let (kind, namespace, name) = key;
             ch.roles.push(RoleRow {
-                kind: kind.to_owned(),
-                namespace: ns,
+                kind,
+                namespace,
                 name,
                 rules,
                 reasons,
@@ -133,7 +199,21 @@ impl Detector {
             });
             return;
         }
-        self.judge_binding(ev, kind, key, obj, ch, out);
+        let mut key = (kind.to_owned(), ns, name_from_uri.unwrap_or_default());
+        if ev.verb == "delete" {
+            self.judge_binding(ev, kind, key, None, ch, out);
+            return;
+        }
+        let known = self.known_binding(&key);
+        let known_json = known
+            .as_ref()
+            .map(|k| json!({"roleRef": k.role_ref, "subjects": k.subjects}));
+        let w = patch::written(ev, known_json.as_ref());
+        if key.2.is_empty() {
+            key.2 = w.object.metadata.name.clone().unwrap_or_default();
+        }
+        ch.unreadable_fields += w.unreadable.len() as u64;
+        self.judge_binding(ev, kind, key, Some(w), ch, out);
     }
 
     fn judge_binding(
@@ -141,7 +221,7 @@ impl Detector {
         ev: &AuditEvent,
         kind: &str,
         key: super::ObjKey,
-        obj: Option<&K8sObject>,
+        w: Option<Written>,
         ch: &mut Changes,
         out: &mut Vec<Alert>,
     ) {
@@ -161,12 +241,22 @@ impl Detector {
             format!("{kind} {ns}/{name}")
         };
         let from = ip.map_or_else(|| "an unknown address".to_owned(), |i| i.to_string());
-        let base_details = json!({
+        let mut base_details = json!({
             "binding": {"kind": kind, "namespace": ns, "name": name},
             "actor_source_class": actor_class,
             "approved_automation": approved,
             "level": ev.level.as_str(),
         });
+        if let Some(w) = &w {
+            base_details["state_from"] = json!(w.from);
+            if let Some(t) = w.patch_type {
+                base_details["patch_type"] = json!(t);
+            }
+            if !w.unreadable.is_empty() {
+                base_details["unreadable"] = json!(w.unreadable);
+                base_details["unreadable_count"] = json!(w.unreadable.len());
+            }
+        }
         let row = |role: Option<&RoleRef>, subjects: Vec<Subject>, high: bool, deleted: bool| {
             BindingRow {
                 kind: kind.to_owned(),
@@ -184,7 +274,8 @@ impl Detector {
                 deleted,
             }
         };
-        if ev.verb == "delete" {
+        let Some(w) = w else {
+            // delete
             if ev.succeeded()
                 && let Some(old) = self.bindings.remove(&key)
             {
@@ -192,15 +283,27 @@ impl Detector {
                     .push(row(old.role_ref.as_ref(), old.subjects, false, true));
             }
             return;
-        }
-        let body = obj.filter(|o| o.role_ref.is_some());
+        };
+        let old = self.known_binding(&key);
+        let complete = w.complete();
+        let role: Option<RoleRef> = w
+            .object
+            .role_ref
+            .clone()
+            .filter(|r| !r.name.is_empty())
+            .or_else(|| {
+                (!complete || w.from == StateFrom::Nothing)
+                    .then(|| old.as_ref().and_then(|o| o.role_ref.clone()))
+                    .flatten()
+            });
+        let seen_subjects = w.object.subjects.clone();
         if !ev.succeeded() {
-            let role = body.and_then(|o| o.role_ref.clone());
-            let subjects = body.and_then(|o| o.subjects.clone()).unwrap_or_default();
-            let privilege = role.as_ref().map(|r| self.role_privilege(r, &ns));
+            let subjects = seen_subjects.unwrap_or_default();
+            let privilege = role.as_ref().map(|r| self.role_privilege(r, &ns, kind));
             if approved.is_some()
                 || matches!(privilege, Some(Privilege::Low(_)))
                     && !subjects.iter().any(rbac::is_broad_subject)
+                    && !subjects.iter().any(rbac::is_masters)
             {
                 return;
             }
@@ -237,28 +340,36 @@ impl Detector {
             ));
             return;
         }
-        let Some(body) = body else {
-            // Metadata level (or a patch without its response): blind.
-            let old = self.bindings.get(&key).cloned();
-            let mut details = base_details;
-            details["could_not_see"] = json!(["roleRef", "subjects"]);
-            details["previous"] = json!(
-                old.as_ref()
-                    .map(|o| json!({"role_ref": o.role_ref, "subjects": o.subjects}))
-            );
-            let severity = if approved.is_some() {
-                Severity::Low
-            } else if unknown_ip {
-                Severity::High
-            } else {
-                Severity::Medium
-            };
+        if w.from == StateFrom::Nothing {
+            // Metadata level (or no object logged): blind.
             ch.bindings.push(row(
                 old.as_ref().and_then(|o| o.role_ref.as_ref()),
                 old.as_ref().map(|o| o.subjects.clone()).unwrap_or_default(),
                 false,
                 false,
             ));
+            if let Some(a) = &approved {
+                // Approved automation's routine sync: counted in coverage, not alerted.
+                ch.automation_blind.push(AutomationBlindRow {
+                    automation: a.clone(),
+                    resource: ev.resource().unwrap_or_default().to_owned(),
+                    level: ev.level.as_str().to_owned(),
+                    time_ms: ev.time().timestamp_millis(),
+                    example: example(ev),
+                });
+                return;
+            }
+            let mut details = base_details;
+            details["could_not_see"] = json!(["roleRef", "subjects"]);
+            details["previous"] = json!(
+                old.as_ref()
+                    .map(|o| json!({"role_ref": o.role_ref, "subjects": o.subjects}))
+            );
+            let severity = if unknown_ip {
+                Severity::High
+            } else {
+                Severity::Medium
+            };
             out.push(alerts::build(
                 &rules::BLIND_GRANT,
                 ev,
@@ -278,31 +389,60 @@ impl Detector {
                 },
             ));
             return;
+        }
+        let same_role = |o: &BindingEntry| o.role_ref.is_some() && o.role_ref == role;
+        let (subjects, added): (Vec<Subject>, Vec<Subject>) = if complete {
+            let new = seen_subjects.unwrap_or_default();
+            let added = match &old {
+                Some(o) if same_role(o) => new
+                    .iter()
+                    .filter(|s| !o.subjects.contains(s))
+                    .cloned()
+                    .collect(),
+                _ => new.clone(),
+            };
+            (new, added)
+        } else {
+            // Only what the patch adds is known: judge every subject it adds.
+            let base: Vec<Subject> = match &old {
+                Some(o) if same_role(o) || role.is_none() => o.subjects.clone(),
+                _ => Vec::new(),
+            };
+            let adds = seen_subjects.unwrap_or_default();
+            let added: Vec<Subject> = adds.iter().filter(|s| !base.contains(s)).cloned().collect();
+            let mut all = base;
+            all.extend(added.iter().cloned());
+            (all, added)
         };
-        let role = body.role_ref.clone().unwrap_or_default();
-        let subjects = body.subjects.clone().unwrap_or_default();
-        let privilege = self.role_privilege(&role, &ns);
-        let old = self.bindings.insert(
+        let mut privilege = role
+            .as_ref()
+            .map_or(Privilege::Unknown, |r| self.role_privilege(r, &ns, kind));
+        if let Some(m) = added.iter().find(|s| rbac::is_masters(s)) {
+            let why = format!(
+                "{} is cluster-admin (the authorizer and the bootstrap cluster-admin binding grant it everything)",
+                subject_text(m)
+            );
+            privilege = match privilege {
+                Privilege::High(mut r) => {
+                    r.push(why);
+                    Privilege::High(r)
+                }
+                _ => Privilege::High(vec![why]),
+            };
+        }
+        self.bindings.insert(
             key,
             BindingEntry {
-                role_ref: Some(role.clone()),
+                role_ref: role.clone(),
                 subjects: subjects.clone(),
             },
         );
         ch.bindings.push(row(
-            Some(&role),
+            role.as_ref(),
             subjects.clone(),
             privilege.is_high(),
             false,
         ));
-        let added: Vec<Subject> = match &old {
-            Some(o) if o.role_ref.as_ref() == Some(&role) => subjects
-                .iter()
-                .filter(|s| !o.subjects.contains(s))
-                .cloned()
-                .collect(),
-            _ => subjects.clone(),
-        };
         if added.is_empty() {
             return; // nothing newly granted (e.g. a label change)
         }
@@ -311,6 +451,10 @@ impl Detector {
         details["role_ref"] = json!(role);
         details["subjects"] = json!(subjects);
         details["added_subjects"] = json!(added);
+        let role_text = role.as_ref().map_or_else(
+            || "a role the audit event does not show".to_owned(),
+            |r| format!("{} {}", r.kind, r.name),
+        );
         let (rule, severity, reason) = if !broad.is_empty()
             && !matches!(privilege, Privilege::Low(_))
         {
@@ -322,14 +466,8 @@ impl Detector {
                 rules::BROAD_GRANT,
                 Severity::Critical,
                 format!(
-                    "{user} granted {} {} to {} through {what} from {from}: every such user gets it.",
-                    role.kind,
-                    role.name,
-                    broad
-                        .iter()
-                        .map(|s| subject_text(s))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    "{user} granted {role_text} to {} through {what} from {from}: every such user gets it.",
+                    join_subjects(broad.iter().copied())
                 ),
             )
         } else if let (Privilege::High(why), None) = (&privilege, &approved) {
@@ -342,21 +480,30 @@ impl Detector {
                     Severity::High
                 },
                 format!(
-                    "{user} granted high-privilege {} {} ({}) to {} through {what} from {}{}, outside approved automation.",
-                    role.kind,
-                    role.name,
-                    why.join(", "),
-                    added
-                        .iter()
-                        .map(subject_text)
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    "{user} granted high-privilege {role_text} ({}) to {} through {what} from {}{}, outside approved automation.",
+                    why.join("; "),
+                    join_subjects(&added),
                     from,
                     if unknown_ip {
                         ", an unknown address"
                     } else {
                         ""
                     }
+                ),
+            )
+        } else if role.is_none() && approved.is_none() {
+            // The patch adds subjects to a binding whose role was never seen.
+            details["could_not_see"] = json!(["roleRef"]);
+            (
+                rules::BLIND_GRANT,
+                if unknown_ip {
+                    Severity::High
+                } else {
+                    Severity::Medium
+                },
+                format!(
+                    "{user} added {} to {what} from {from}, but the binding's role was never seen (the patch does not name it and the response was not logged).",
+                    join_subjects(&added)
                 ),
             )
         } else {

@@ -76,6 +76,8 @@ pub struct BaselineRow {
     pub source_ip: String,
     pub time_ms: i64,
     pub learned: bool,
+    /// The event that taught it.
+    pub audit_id: String,
 }
 
 /// An audit level seen for an RBAC resource.
@@ -85,6 +87,19 @@ pub struct RbacLevelRow {
     pub level: String,
     pub time_ms: i64,
     pub audit_id: String,
+}
+
+/// A binding write by approved automation logged at Metadata level: counted
+/// in coverage (with an example event), not alerted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutomationBlindRow {
+    /// The `automation[].name` that approved it.
+    pub automation: String,
+    pub resource: String,
+    pub level: String,
+    pub time_ms: i64,
+    /// A summary of the event (audit ID, time, verb, URI, user, credential, source, user agent).
+    pub example: serde_json::Value,
 }
 
 /// A node's network identity from its agent.
@@ -110,4 +125,12 @@ pub struct Changes {
     pub node_network: Vec<NodeNetRow>,
     /// `(suppression id, time_ms)`.
     pub suppression_hits: Vec<(String, i64)>,
+    /// Approved automation's Metadata-level binding writes.
+    pub automation_blind: Vec<AutomationBlindRow>,
+    /// RBAC object fields that could not be read (each is also named in its alert).
+    pub unreadable_fields: u64,
+    /// Facts learned from the audit stream; nodes released.
+    pub cluster: Vec<super::cluster::ClusterChange>,
+    /// TokenRequests that named their token (lineage).
+    pub minted: Vec<super::lineage::Minted>,
 }

@@ -26,10 +26,14 @@ pub struct Expect {
     pub hard: bool,
     /// A learned baseline applies (learning window over).
     pub baseline: bool,
+    /// When the request was made (learned facts are judged at this time).
+    pub time: DateTime<Utc>,
+    /// Who minted this token (TokenRequest lineage), when known and not a kubelet.
+    pub minted_by: Option<serde_json::Value>,
 }
 
 impl Expect {
-    fn add(&mut self, kind: &str, value: String, basis: &str) {
+    pub(super) fn add(&mut self, kind: &str, value: String, basis: &str) {
         if !self
             .locations
             .iter()
@@ -43,7 +47,7 @@ impl Expect {
         }
     }
 
-    fn node(&mut self, n: &str, basis: &str) {
+    pub(super) fn node(&mut self, n: &str, basis: &str) {
         if !self.nodes.iter().any(|x| x == n) {
             self.nodes.push(n.to_owned());
         }
@@ -73,7 +77,10 @@ impl Expect {
 impl Detector {
     /// Expectations for the authenticated user of `ev` at time `t`.
     pub(super) fn expectations(&self, ev: &AuditEvent, learning: bool) -> Expect {
-        let mut e = Expect::default();
+        let mut e = Expect {
+            time: ev.time(),
+            ..Expect::default()
+        };
         let user = &ev.user.username;
         let x = &ev.user.extra;
         if let Some(n) = x.node_name.first() {
@@ -111,6 +118,7 @@ impl Detector {
             e.hard = true;
         }
         e.reads = reads.to_vec();
+        self.minted_expectations(ev, &mut e);
         for a in self.policy.allowances(user) {
             for c in &a.cidrs {
                 e.cidrs.push(*c);
@@ -138,7 +146,16 @@ impl Detector {
 
     /// Classifies `ip` against `e`; also returns where the agents place it.
     pub(super) fn classify(&self, ip: IpAddr, e: &Expect) -> (SourceClass, Option<Location>) {
-        let loc = self.sight.resolve(ip);
+        // The policy's ranges win over agents' claims and learned facts: an
+        // address outside every cluster and trusted range the policy sets is
+        // never placed on a node or pod, whatever an agent said about it.
+        let loc = if self.policy_places_outside(ip) {
+            None
+        } else {
+            self.sight
+                .resolve(ip)
+                .or_else(|| self.cluster.resolve(ip, e.time, self.policy.learned_ttl))
+        };
         if let Some(l) = &loc {
             if l.pod_uid.as_ref().is_some_and(|u| e.pod_uids.contains(u)) {
                 return (SourceClass::ExpectedPod, loc);
@@ -149,11 +166,16 @@ impl Detector {
                 return (SourceClass::ExpectedNode, loc);
             }
         }
-        if e.cidrs.iter().any(|c| c.contains(&ip)) || self.policy.trusted_range(ip).is_some() {
+        if e.cidrs.iter().any(|c| c.contains(&ip))
+            || self.policy.trusted_range(ip).is_some()
+            || self
+                .cluster
+                .is_api_endpoint(ip, e.time, self.policy.learned_ttl)
+        {
             return (SourceClass::TrustedRange, loc);
         }
         if let Some(l) = &loc {
-            let class = if l.via == "node address" {
+            let class = if l.via.starts_with("node address") {
                 SourceClass::OtherNode
             } else {
                 SourceClass::OtherPod
@@ -171,11 +193,25 @@ impl Detector {
         {
             return (SourceClass::OtherPod, None);
         }
-        if self.cluster_known() {
+        // Zero-config: a public address is outside whatever else is known.
+        if self.cluster_known() || !super::cluster::is_internal(ip) {
             (SourceClass::Outside, None)
         } else {
             (SourceClass::Unknown, None)
         }
+    }
+
+    /// The policy sets cluster ranges and `ip` is in none of them, nor in a
+    /// trusted range.
+    fn policy_places_outside(&self, ip: IpAddr) -> bool {
+        let p = &self.policy;
+        let mut cluster = p
+            .node_cidrs
+            .iter()
+            .chain(&p.pod_cidrs)
+            .chain(&p.service_cidrs);
+        let set = !(p.node_cidrs.is_empty() && p.pod_cidrs.is_empty());
+        set && !cluster.any(|c| c.contains(&ip)) && p.trusted_range(ip).is_none()
     }
 
     /// Whether anything tells us what the cluster's addresses are.
@@ -199,6 +235,7 @@ impl Detector {
             t
         });
         let w = self.policy.learning_window;
-        w > chrono::Duration::zero() && t < first + w
+        // Checked: a window past chrono's range means "still learning".
+        w > chrono::Duration::zero() && first.checked_add_signed(w).is_none_or(|end| t < end)
     }
 }

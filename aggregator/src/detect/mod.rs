@@ -9,8 +9,13 @@
 mod alerts;
 mod an1547;
 mod an1579;
+mod builtin;
 pub mod changes;
+pub mod cluster;
 mod expect;
+pub mod lineage;
+mod mint;
+pub mod patch;
 pub mod rbac;
 mod rules;
 pub mod sightings;
@@ -68,6 +73,10 @@ pub struct Detector {
     identities: HashMap<String, DateTime<Utc>>,
     jti_places: HashMap<String, Vec<Place>>,
     suppressions: Vec<Suppression>,
+    /// What the audit stream taught about the cluster.
+    cluster: cluster::ClusterFacts,
+    /// Who minted which token; incidents linking alerts.
+    lineage: lineage::Lineage,
 }
 
 impl Detector {
@@ -81,6 +90,8 @@ impl Detector {
             identities: HashMap::new(),
             jti_places: HashMap::new(),
             suppressions: policy.suppressions.clone(),
+            cluster: cluster::ClusterFacts::default(),
+            lineage: lineage::Lineage::default(),
         };
         for r in &policy.roles {
             d.roles.insert(
@@ -141,6 +152,19 @@ impl Detector {
         }
     }
 
+    /// Forgets one baseline source of `user` (after review): the next use
+    /// from there is judged as new.
+    pub fn drop_baseline(&mut self, user: &str, ip: IpAddr) -> bool {
+        let Some(b) = self.baselines.get_mut(user) else {
+            return false;
+        };
+        let had = b.remove(&ip).is_some();
+        if b.is_empty() {
+            self.baselines.remove(user);
+        }
+        had
+    }
+
     /// Replaces the suppressions (policy + API-created).
     pub fn set_suppressions(&mut self, s: Vec<Suppression>) {
         self.suppressions = s;
@@ -152,13 +176,52 @@ impl Detector {
             .observe(obs, &mut ch.credential_reads, &mut ch.node_network);
     }
 
+    /// Learns cluster facts from `ev` (before judging it: a registering node
+    /// is a new node, not another one); releases deleted and silent nodes.
+    fn learn_cluster(&mut self, ev: &AuditEvent, ch: &mut Changes) {
+        let t = ev.time();
+        let (ttl, grace) = (self.policy.learned_ttl, self.policy.node_grace);
+        for n in self.sight.silent_nodes(t, grace) {
+            self.sight.remove_node(&n);
+            ch.cluster.push(cluster::ClusterChange::Released {
+                node: n,
+                audit_id: String::new(),
+                time_ms: t.timestamp_millis(),
+            });
+        }
+        let sight = &self.sight;
+        let owners = |ip: IpAddr, node: &str| cluster::Owners {
+            agent: sight.resolve(ip),
+            node_has_agent: sight.has_agent(node, t, grace),
+        };
+        let changes = self.cluster.learn(ev, ttl, &self.policy, &owners);
+        for c in &changes {
+            if let cluster::ClusterChange::Released { node, .. } = c {
+                self.sight.remove_node(node);
+            }
+        }
+        ch.cluster.extend(changes);
+    }
+
     /// Judges one (new) audit event; returns its alerts, suppressed ones
     /// marked (see [`suppressed_by`]).
     pub fn judge(&mut self, ev: &AuditEvent, ch: &mut Changes) -> Vec<Alert> {
         let mut out = Vec::new();
         if ev.stage.is_final() {
+            self.learn_cluster(ev, ch);
             self.judge_rbac(ev, ch, &mut out);
             self.judge_credential(ev, ch, &mut out);
+            let minted = self.judge_mint(ev, &mut out);
+            let key = ev
+                .credential_id()
+                .map_or_else(|| format!("user:{}", ev.user.username), str::to_owned);
+            for a in out.iter_mut().filter(|a| a.analytic == "AN1547") {
+                self.lineage.join(&key, a);
+            }
+            if let Some(m) = minted {
+                ch.minted.push(m.clone());
+                self.lineage.record(m);
+            }
         }
         for a in &mut out {
             self.apply_suppression(a, ch);

@@ -33,6 +33,12 @@ pub const NEVER_READ: RuleDef = RuleDef {
     techniques: &["T1550.001", "T1528"],
     title: "Credential used from its node by a process that never read it",
 };
+pub const LONG_LIVED_MINT: RuleDef = RuleDef {
+    id: "CT1547-005",
+    analytic: "AN1547",
+    techniques: &["T1528", "T1098.001"],
+    title: "Long-lived service-account token minted outside approved automation",
+};
 pub const HIGH_PRIV_GRANT: RuleDef = RuleDef {
     id: "CT1579-001",
     analytic: "AN1579",
@@ -64,6 +70,7 @@ pub const RULES: &[RuleDef] = &[
     OUTSIDE,
     JTI_TWO_PLACES,
     NEVER_READ,
+    LONG_LIVED_MINT,
     HIGH_PRIV_GRANT,
     BROAD_GRANT,
     FAILED_GRANT,

@@ -64,6 +64,8 @@ pub struct Location {
 #[derive(Debug, Clone, Default)]
 struct NodeNet {
     pod_cidrs: Vec<IpNet>,
+    /// The agent's latest observation (None: restored, not heard from since).
+    last: Option<DateTime<Utc>>,
 }
 
 /// Agents' view of the cluster.
@@ -166,6 +168,9 @@ impl Sightings {
         nets: &mut Vec<NodeNetRow>,
     ) {
         use credtrail_proto::model::ObservationEvent as E;
+        if let Some(n) = self.nodes.get_mut(&obs.node) {
+            n.last = Some(n.last.map_or(obs.time, |l| l.max(obs.time)));
+        }
         match &obs.event {
             E::NodeInfo(n) => nets.push(self.node_info(&obs.node, n, obs.time)),
             E::CredentialRead(r) => self.read(obs, r, reads),
@@ -175,9 +180,14 @@ impl Sightings {
     }
 
     fn node_info(&mut self, node: &str, n: &NodeInfo, time: DateTime<Utc>) -> NodeNetRow {
-        let name = if n.name.is_empty() { node } else { &n.name };
+        // An agent speaks for its own node only: the observation's node (the
+        // stream checked it against the client certificate), never `n.name`.
+        let name = node;
         let pod_cidrs = n.pod_cidrs.iter().filter_map(|c| c.parse().ok()).collect();
         self.set_node(name, n.addresses.clone(), pod_cidrs);
+        if let Some(x) = self.nodes.get_mut(name) {
+            x.last = Some(time);
+        }
         NodeNetRow {
             node: name.to_owned(),
             addresses: n.addresses.iter().map(ToString::to_string).collect(),
@@ -187,11 +197,47 @@ impl Sightings {
     }
 
     /// Records a node's addresses and pod CIDRs (also used when restoring).
+    /// A node's new report replaces its old addresses (node replacement).
     pub fn set_node(&mut self, node: &str, addresses: Vec<IpAddr>, pod_cidrs: Vec<IpNet>) {
+        self.node_ips
+            .retain(|ip, n| n != node || addresses.contains(ip));
         for a in &addresses {
             self.node_ips.insert(*a, node.to_owned());
+            self.pod_ips.remove(a);
         }
-        self.nodes.insert(node.to_owned(), NodeNet { pod_cidrs });
+        let last = self.nodes.get(node).and_then(|n| n.last);
+        self.nodes
+            .insert(node.to_owned(), NodeNet { pod_cidrs, last });
+    }
+
+    /// Forgets where a node is (deleted, or gone past the grace period): its
+    /// addresses, pod addresses and pod ranges are released. Reads stay (they
+    /// are history, and name the process if the credential turns up again).
+    pub fn remove_node(&mut self, node: &str) {
+        self.node_ips.retain(|_, n| n != node);
+        self.pod_ips.retain(|_, l| l.node != node);
+        self.nodes.remove(node);
+        self.connects.remove(node);
+    }
+
+    /// Whether `node`'s agent reported within `grace` of `t` (a restored node
+    /// counts until it is heard from or released).
+    pub fn has_agent(&self, node: &str, t: DateTime<Utc>, grace: Duration) -> bool {
+        self.nodes
+            .get(node)
+            .is_some_and(|n| n.last.is_none_or(|l| t <= l + grace))
+    }
+
+    /// Nodes whose agent has been silent longer than `grace` at `t`.
+    pub fn silent_nodes(&self, t: DateTime<Utc>, grace: Duration) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.last.is_some_and(|l| t > l + grace))
+            .map(|(k, _)| k.clone())
+            .collect();
+        v.sort();
+        v
     }
 
     fn read(&mut self, obs: &Observation, r: &CredentialRead, rows: &mut Vec<CredentialReadRow>) {
@@ -278,8 +324,10 @@ impl Sightings {
 
     fn connect(&mut self, obs: &Observation, c: &ApiConnect) {
         let (container_id, pod_uid, pod) = pod_of(c.workload.as_ref());
-        let local_ip = c.local.map(|a| a.ip());
-        if let Some(ip) = local_ip {
+        let socket_ip = c.local.map(|a| a.ip());
+        // What the API server sees: the NAT'd source when the agent found one.
+        let local_ip = c.translated.map(|a| a.ip()).or(socket_ip);
+        if let Some(ip) = socket_ip {
             // A hostNetwork pod connects from its node's address: that stays a node address.
             if pod_uid.is_some() && !self.node_ips.contains_key(&ip) {
                 self.pod_ips.insert(
@@ -311,7 +359,11 @@ impl Sightings {
             pod,
             observation_id: obs.id.clone(),
         });
-        let horizon = obs.time - Duration::minutes(CONNECT_HORIZON_MIN);
+        // Checked: times are validated upstream, but no input may panic here.
+        let horizon = obs
+            .time
+            .checked_sub_signed(Duration::minutes(CONNECT_HORIZON_MIN))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         while q.len() > CONNECTS_PER_NODE || q.front().is_some_and(|f| f.time < horizon) {
             q.pop_front();
         }
@@ -370,8 +422,12 @@ impl Sightings {
         t: DateTime<Utc>,
         before: Duration,
     ) -> Vec<&ConnectSighting> {
-        let lo = t - before;
-        let hi = t + Duration::seconds(2);
+        let lo = t
+            .checked_sub_signed(before)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let hi = t
+            .checked_add_signed(Duration::seconds(2))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         self.connects.get(node).map_or_else(Vec::new, |q| {
             q.iter()
                 .filter(|c| c.time >= lo && c.time <= hi)

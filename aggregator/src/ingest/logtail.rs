@@ -21,6 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::audit::{AuditEvent, parse_event};
 use crate::pipeline::{LogOffset, Pipeline, PipelineError};
+use crate::plausible;
 
 /// Lines per batch (the webhook's default batch size).
 const BATCH_LINES: usize = 400;
@@ -185,6 +186,8 @@ impl LogTailer {
             let mut consumed = 0usize;
             let mut events: Vec<AuditEvent> = Vec::new();
             let mut rejected: Vec<String> = Vec::new();
+            let mut implausible = 0u64;
+            let now = chrono::Utc::now();
             loop {
                 let rest = &o.pending[consumed..];
                 let end = match rest.iter().position(|b| *b == b'\n') {
@@ -196,7 +199,13 @@ impl LogTailer {
                 let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
                 if !line.iter().all(u8::is_ascii_whitespace) {
                     match parse_event(line) {
-                        Ok(ev) => events.push(ev),
+                        Ok(ev) => match plausible::check_audit_event(&ev, now) {
+                            Ok(()) => events.push(ev),
+                            Err(e) => {
+                                implausible += 1;
+                                tracing::warn!(reason = %e, "{} at byte {}: audit event refused", self.key, o.offset + consumed as u64);
+                            }
+                        },
                         Err(e) => rejected.push(format!(
                             "{} at byte {}: {e}",
                             self.key,
@@ -205,13 +214,18 @@ impl LogTailer {
                     }
                 }
                 consumed += end;
-                if events.len() + rejected.len() >= BATCH_LINES {
+                if events.len() + rejected.len() + implausible as usize >= BATCH_LINES {
                     break;
                 }
             }
             if consumed > 0 {
                 for r in &rejected {
                     tracing::warn!(reason = %r, "rejected audit log line");
+                }
+                if implausible > 0 {
+                    self.pipeline
+                        .record_rejected(&self.source, plausible::REASON, implausible)
+                        .await?;
                 }
                 if !rejected.is_empty() {
                     self.pipeline

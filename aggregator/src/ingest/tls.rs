@@ -96,6 +96,35 @@ pub fn server_config(p: &TlsPaths) -> Result<Arc<rustls::ServerConfig>, TlsError
     let mut cfg = builder
         .with_single_cert(certs(&p.cert)?, key(&p.key)?)
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // HTTP/1.1 only: the webhook is served by the shared HTTP/1 loop
+    // (`crate::listen`), whose header timeout covers every request.
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// A rustls configuration that requires a client certificate chaining to
+/// `client_ca` (the agent listener's mTLS), offering HTTP/2 only.
+pub fn mtls_server_config(
+    cert: &Path,
+    key_path: &Path,
+    client_ca: &Path,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for c in certs(client_ca)? {
+        roots
+            .add(c)
+            .map_err(|e| TlsError::Rustls(format!("client CA {}: {e}", client_ca.display())))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rustls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs(cert)?, key(key_path)?)
+        .map_err(|e| TlsError::Rustls(e.to_string()))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(cfg))
 }

@@ -1,8 +1,15 @@
 //! The audit webhook backend: HTTPS POSTs of `EventList`s from the API
 //! server (`--audit-webhook-config-file`).
 //!
-//! - authenticated by a bearer token (constant-time compare) and/or a client
-//!   certificate verified against the configured CA; otherwise 401;
+//! - authenticated by a bearer token (constant-time compare; the `Bearer`
+//!   scheme in any case, RFC 7235) and/or a client certificate verified
+//!   against the configured CA whose subject CN is on the allowlist
+//!   ([`DEFAULT_CLIENT_SUBJECTS`] unless configured); a certificate from that CA
+//!   with any other subject (e.g. a node's) gets 403 unless the request also
+//!   carries a valid bearer token; no credential gets 401;
+//! - implausible event times (see [`crate::plausible`]) get 400 and are
+//!   counted under `implausible_time`: a retry could never succeed;
+//! - 5xx bodies are generic; the detail goes to the log only;
 //! - bodies above the limit get 413; a malformed body gets 400 with the
 //!   reason and stores nothing (the whole body is parsed before storing);
 //! - 200 only after the batch's transaction has committed; a store failure
@@ -16,13 +23,13 @@ use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::audit::parse_webhook_body;
+use crate::listen::{self, Acceptor, Limits};
+use crate::plausible;
 use crate::state::AppState;
 
 /// Default body limit: 32 MiB (400 large events fit easily).
@@ -30,13 +37,54 @@ pub const DEFAULT_BODY_LIMIT: usize = 32 << 20;
 /// The `source` the webhook's batches are stored under.
 pub const SOURCE: &str = "webhook";
 
+/// Subject common names a kube-apiserver's audit-webhook client certificate
+/// usually has. The API server presents whatever the webhook kubeconfig's
+/// `users[].user.client-certificate` names; operators commonly reuse or
+/// mirror one of the API server's own certificates:
+/// - kubeadm, documented in "PKI certificates and requirements"
+///   (kubernetes.io/docs/setup/best-practices/certificates/): the serving
+///   certificate apiserver.crt has CN `kube-apiserver`, the API server's
+///   client certificate towards kubelets apiserver-kubelet-client.crt has CN
+///   `kube-apiserver-kubelet-client`; credtrail's demo PKI issues the
+///   webhook client certificate as `kube-apiserver` too;
+/// - `system:kube-apiserver` and `apiserver`: names hand-built PKIs use for
+///   the same component (the `system:` prefix follows Kubernetes' naming of
+///   control-plane identities); not taken from a documented distribution.
+///
+/// EKS, GKE and AKS do not let users configure an audit webhook backend (the
+/// control plane's audit goes to CloudWatch Logs, Cloud Audit Logs and Azure
+/// Monitor diagnostic settings respectively, which credtrail reads as log
+/// files), so there the certificate is whatever the operator issues: set
+/// `--webhook-client-subject`.
+pub const DEFAULT_CLIENT_SUBJECTS: &[&str] = &[
+    "kube-apiserver",
+    "kube-apiserver-kubelet-client",
+    "system:kube-apiserver",
+    "apiserver",
+];
+
 /// How the webhook authenticates the API server.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct WebhookAuth {
     /// SHA-256 of each accepted bearer token (the tokens themselves are not kept).
     token_hashes: Vec<[u8; 32]>,
     /// Whether a verified client certificate is enough.
     pub client_cert: bool,
+    /// Subject CNs a client certificate may have.
+    client_subjects: Vec<String>,
+}
+
+impl Default for WebhookAuth {
+    fn default() -> Self {
+        Self {
+            token_hashes: Vec::new(),
+            client_cert: false,
+            client_subjects: DEFAULT_CLIENT_SUBJECTS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+        }
+    }
 }
 
 impl std::fmt::Debug for WebhookAuth {
@@ -44,6 +92,7 @@ impl std::fmt::Debug for WebhookAuth {
         f.debug_struct("WebhookAuth")
             .field("tokens", &self.token_hashes.len())
             .field("client_cert", &self.client_cert)
+            .field("client_subjects", &self.client_subjects)
             .finish()
     }
 }
@@ -66,6 +115,19 @@ impl WebhookAuth {
         self
     }
 
+    /// Replaces the client-certificate subject allowlist (an empty list keeps the default).
+    pub fn with_client_subjects(mut self, subjects: &[String]) -> Self {
+        if !subjects.is_empty() {
+            self.client_subjects = subjects.to_vec();
+        }
+        self
+    }
+
+    /// Whether a verified client certificate with subject CN `cn` is allowed.
+    fn subject_ok(&self, cn: &str) -> bool {
+        self.client_subjects.iter().any(|s| s == cn)
+    }
+
     /// Whether any way to authenticate is configured.
     pub fn is_configured(&self) -> bool {
         !self.token_hashes.is_empty() || self.client_cert
@@ -85,9 +147,34 @@ fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Per-connection fact: the client presented a certificate the CA verified.
-#[derive(Clone, Copy, Debug)]
-struct ClientCertVerified(bool);
+/// The token of an `Authorization: Bearer <token>` header; the scheme is
+/// matched case-insensitively (RFC 7235 section 2.1).
+fn bearer_token(v: &str) -> Option<&str> {
+    let (scheme, token) = v.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Per-connection fact: the subject CN of the client certificate the CA
+/// verified (`Some("")` if it has none), or `None` without a certificate.
+#[derive(Clone, Debug)]
+struct ClientCertVerified(Option<Arc<str>>);
+
+/// The subject CN of a verified peer certificate.
+fn client_subject(der: &[u8]) -> String {
+    x509_parser::parse_x509_certificate(der)
+        .ok()
+        .and_then(|(_, c)| {
+            c.subject()
+                .iter_common_name()
+                .next()
+                .and_then(|cn| cn.as_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default()
+}
 
 #[derive(Clone)]
 struct WebhookState {
@@ -105,7 +192,7 @@ fn router(app: AppState, auth: Arc<WebhookAuth>, limit: usize) -> Router {
 
 async fn handle(
     State(st): State<WebhookState>,
-    Extension(ClientCertVerified(cert_ok)): Extension<ClientCertVerified>,
+    Extension(ClientCertVerified(cert_cn)): Extension<ClientCertVerified>,
     method: axum::http::Method,
     headers: HeaderMap,
     body: Body,
@@ -121,9 +208,19 @@ async fn handle(
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let authed =
-        (st.auth.client_cert && cert_ok) || bearer.is_some_and(|t| st.auth.token_ok(t.trim()));
+        .and_then(bearer_token);
+    let cert_cn = cert_cn.filter(|_| st.auth.client_cert);
+    let cert_ok = cert_cn.as_deref().is_some_and(|cn| st.auth.subject_ok(cn));
+    let authed = cert_ok || bearer.is_some_and(|t| st.auth.token_ok(t));
+    if !authed && let Some(cn) = cert_cn {
+        m.reject(SOURCE, "forbidden_subject");
+        tracing::warn!(subject = %cn, "webhook client certificate subject not on the allowlist");
+        return (
+            StatusCode::FORBIDDEN,
+            "forbidden: this client certificate's subject may not send audit events (see --webhook-client-subject)\n",
+        )
+            .into_response();
+    }
     if !authed {
         m.reject(SOURCE, "unauthenticated");
         return (
@@ -134,6 +231,15 @@ async fn handle(
     }
     let bytes = match axum::body::to_bytes(body, st.limit).await {
         Ok(b) => b,
+        Err(e) if listen::is_body_timeout(&e) => {
+            m.reject(SOURCE, "body_timeout");
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                [(header::CONNECTION, "close")],
+                "the request body did not arrive in time\n",
+            )
+                .into_response();
+        }
         Err(e) => {
             m.reject(SOURCE, "too_large");
             return (
@@ -161,6 +267,23 @@ async fn handle(
             return (StatusCode::BAD_REQUEST, format!("bad audit batch: {e}\n")).into_response();
         }
     };
+    let now = chrono::Utc::now();
+    if let Some((i, e)) = events
+        .iter()
+        .enumerate()
+        .find_map(|(i, ev)| plausible::check_audit_event(ev, now).err().map(|e| (i, e)))
+    {
+        let _ = st
+            .app
+            .pipeline
+            .record_rejected(SOURCE, plausible::REASON, 1)
+            .await;
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("bad audit batch: items[{i}]: {e}; nothing was stored\n"),
+        )
+            .into_response();
+    }
     match st.app.pipeline.ingest_audit_batch(SOURCE, events).await {
         Ok(r) => (
             StatusCode::OK,
@@ -179,14 +302,15 @@ async fn handle(
             m.reject(SOURCE, "store_unavailable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("batch not stored, retry: {e}\n"),
+                "batch not stored, retry later\n",
             )
                 .into_response()
         }
     }
 }
 
-/// Serves the webhook on `listener` (HTTPS with `tls`) until `shutdown`.
+/// Serves the webhook on `listener` (HTTPS with `tls`) until `shutdown`,
+/// with the default [`Limits`] (body timeout proportionate to `limit`).
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -195,43 +319,43 @@ pub async fn serve(
     app: AppState,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let acceptor = TlsAcceptor::from(tls);
+    let limits = Limits {
+        body_timeout: listen::body_timeout_for(limit, listen::DEFAULT_HEADER_TIMEOUT),
+        ..Limits::default()
+    };
+    serve_limited(listener, tls, auth, limit, limits, app, shutdown).await
+}
+
+/// [`serve`] with explicit listener limits (`crate::listen`).
+pub async fn serve_limited(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    auth: WebhookAuth,
+    limit: usize,
+    limits: Limits,
+    app: AppState,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let metrics = app.metrics.clone();
+    let acceptor = Acceptor::new(listener, "webhook", limits.max_connections, metrics.clone());
     let app_router = router(app, Arc::new(auth), limit);
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "webhook accept failed");
-                    continue;
-                }
-            },
-        };
-        let acceptor = acceptor.clone();
-        let router = app_router.clone();
-        tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "webhook TLS handshake failed");
-                    return;
-                }
-            };
-            let cert = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .is_some_and(|c| !c.is_empty());
-            let svc = router.layer(axum::Extension(ClientCertVerified(cert)));
-            let svc = TowerToHyperService::new(svc);
-            if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), svc)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "webhook connection ended with an error");
-            }
-        });
-    }
+    listen::serve_http(
+        acceptor,
+        Some(TlsAcceptor::from(tls)),
+        limits,
+        metrics,
+        move |conn| {
+            app_router
+                .clone()
+                .layer(axum::Extension(ClientCertVerified(
+                    conn.peer_certs
+                        .first()
+                        .map(|der| Arc::<str>::from(client_subject(der))),
+                )))
+                .layer(axum::Extension(conn))
+        },
+        shutdown,
+    )
+    .await;
+    Ok(())
 }

@@ -107,6 +107,18 @@ pub struct DetectionSpec {
     /// refuses a later `expires`.
     #[serde(default)]
     pub max_suppression: Option<String>,
+    /// Facts learned from the audit stream (node addresses, pod ranges, API
+    /// endpoints) not confirmed for this long are forgotten (default `24h`).
+    #[serde(default)]
+    pub learned_ttl: Option<String>,
+    /// A node whose agent has not reported for this long no longer owns its
+    /// addresses and pod ranges (default `6h`).
+    #[serde(default)]
+    pub node_grace: Option<String>,
+    /// A token minted through TokenRequest for longer than this, outside
+    /// approved automation, alerts (CT1547-005; default `24h`).
+    #[serde(default)]
+    pub max_token_lifetime: Option<String>,
 }
 
 /// A maintenance window: alerts in `[start, end)` matching the scope are suppressed.

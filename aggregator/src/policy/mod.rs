@@ -138,6 +138,9 @@ pub struct Policy {
     /// Longest an API-made suppression may last.
     pub max_suppression: Duration,
     pub alert_outside_without_expectation: bool,
+    pub learned_ttl: Duration,
+    pub node_grace: Duration,
+    pub max_token_lifetime: Duration,
     pub maintenance: Vec<MaintenanceWindow>,
     pub suppressions: Vec<Suppression>,
 }

@@ -9,7 +9,11 @@ use super::{
     Suppression,
 };
 
-/// Parses `30s`, `10m`, `24h`, `7d` (also `0`).
+/// Longest duration a policy may give (windows, retention): 100 years.
+const MAX_DURATION_DAYS: i64 = 36_525;
+const MAX_DURATION: Duration = Duration::days(MAX_DURATION_DAYS);
+
+/// Parses `30s`, `10m`, `24h`, `7d` (also `0`), at most 100 years.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if s == "0" {
@@ -19,15 +23,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let n: i64 = num
         .parse()
         .map_err(|_| format!("{s:?} is not a duration (use e.g. 30s, 10m, 24h, 7d)"))?;
-    match unit {
-        "s" => Ok(Duration::seconds(n)),
-        "m" => Ok(Duration::minutes(n)),
-        "h" => Ok(Duration::hours(n)),
-        "d" => Ok(Duration::days(n)),
-        _ => Err(format!(
-            "{s:?} is not a duration (use e.g. 30s, 10m, 24h, 7d)"
-        )),
-    }
+    let d = match unit {
+        "s" => Duration::try_seconds(n),
+        "m" => Duration::try_minutes(n),
+        "h" => Duration::try_hours(n),
+        "d" => Duration::try_days(n),
+        _ => {
+            return Err(format!(
+                "{s:?} is not a duration (use e.g. 30s, 10m, 24h, 7d)"
+            ));
+        }
+    };
+    // Bounded so that no window added to a plausible time leaves chrono's range.
+    d.filter(|d| *d <= MAX_DURATION)
+        .ok_or_else(|| format!("{s:?} is longer than the maximum of {MAX_DURATION_DAYS} days"))
 }
 
 struct Collector {
@@ -210,6 +219,21 @@ pub fn validate(file: PolicyFile, now: DateTime<Utc>) -> Result<Policy, Vec<Stri
         d.max_suppression.as_deref(),
         Duration::days(30),
     );
+    let learned_ttl = c.duration(
+        "detection.learned_ttl",
+        d.learned_ttl.as_deref(),
+        Duration::hours(24),
+    );
+    let node_grace = c.duration(
+        "detection.node_grace",
+        d.node_grace.as_deref(),
+        Duration::hours(6),
+    );
+    let max_token_lifetime = c.duration(
+        "detection.max_token_lifetime",
+        d.max_token_lifetime.as_deref(),
+        Duration::hours(24),
+    );
     let maintenance = file
         .maintenance_windows
         .iter()
@@ -298,6 +322,9 @@ pub fn validate(file: PolicyFile, now: DateTime<Utc>) -> Result<Policy, Vec<Stri
         jti_reuse_window,
         max_suppression,
         alert_outside_without_expectation: d.alert_outside_without_expectation.unwrap_or(true),
+        learned_ttl,
+        node_grace,
+        max_token_lifetime,
         maintenance,
         suppressions,
     })
@@ -314,6 +341,11 @@ mod tests {
         assert_eq!(parse_duration("0").unwrap(), Duration::zero());
         assert!(parse_duration("1w").unwrap_err().contains("not a duration"));
         assert!(parse_duration("h").is_err());
+        // These panicked in Duration::days/seconds (found auditing time arithmetic for issue 8).
+        assert!(parse_duration("9999999999999999d").is_err());
+        assert!(parse_duration("9223372036854775807s").is_err());
+        assert!(parse_duration("36526d").unwrap_err().contains("maximum"));
+        assert_eq!(parse_duration("36525d").unwrap(), MAX_DURATION);
         assert_eq!(parse_cidr("10.0.0.1").unwrap().to_string(), "10.0.0.1/32");
         assert_eq!(parse_cidr("fd00::/8").unwrap().to_string(), "fd00::/8");
         assert!(parse_cidr("10.0.0/8").is_none());

@@ -153,6 +153,36 @@ impl Store {
         .await
     }
 
+    /// Counts refused claims of `node`'s agent, by reason (`count` at once),
+    /// keeping the latest message (coverage shows them).
+    pub async fn agent_refused(
+        &self,
+        node: &str,
+        refusals: Vec<(&'static str, u64, String)>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let node = node.to_string();
+        self.write(move |tx| {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO agent_refusals(node, reason, count, last_ms, last_message)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(node, reason) DO UPDATE SET count = count + excluded.count,
+                     last_ms = excluded.last_ms, last_message = excluded.last_message",
+            )?;
+            for (reason, count, message) in refusals {
+                st.execute(params![
+                    node,
+                    reason,
+                    i64::try_from(count).unwrap_or(i64::MAX),
+                    super::ms(now),
+                    message
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// Every agent ever seen, by node name.
     pub async fn agents(&self) -> Result<Vec<AgentRow>, StoreError> {
         self.read(|conn| {

@@ -97,7 +97,30 @@ pub fn write_changes(
     write_identities(tx, &c.identities)?;
     write_rbac_levels(tx, &c.rbac_levels)?;
     write_node_network(tx, &c.node_network)?;
-    write_suppression_hits(tx, &c.suppression_hits)
+    super::learned::write_learned(tx, c)?;
+    write_suppression_hits(tx, &c.suppression_hits)?;
+    write_automation_blind(tx, &c.automation_blind)
+}
+
+fn write_automation_blind(
+    tx: &Transaction<'_>,
+    rows: &[crate::detect::changes::AutomationBlindRow],
+) -> Result<(), StoreError> {
+    let mut st = tx.prepare_cached(
+        "INSERT INTO coverage_automation_blind(automation, resource, count, last_seen_ms, example)
+         VALUES (?1, ?2, 1, ?3, ?4)
+         ON CONFLICT(automation, resource) DO UPDATE SET count = count + 1,
+            last_seen_ms = max(last_seen_ms, excluded.last_seen_ms), example = excluded.example",
+    )?;
+    for r in rows {
+        st.execute(params![
+            r.automation,
+            r.resource,
+            r.time_ms,
+            serde_json::to_string(&r.example)?
+        ])?;
+    }
+    Ok(())
 }
 
 fn write_uses(tx: &Transaction<'_>, uses: &[CredentialUse]) -> Result<(), StoreError> {

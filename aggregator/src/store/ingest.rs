@@ -85,9 +85,11 @@ pub fn insert_alerts(
             credential_id, source_ip, source_class, node, namespace, suppressed_by, created_ms, json)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?;
+    let mut nodes =
+        tx.prepare_cached("INSERT OR IGNORE INTO alert_nodes(node, seq) VALUES (?1, ?2)")?;
     for a in alerts {
         let class = serde_json::to_value(a.source_class)?;
-        st.execute(params![
+        let inserted = st.execute(params![
             a.id,
             rfc3339(a.time),
             ms(a.time),
@@ -105,11 +107,22 @@ pub fn insert_alerts(
             ms(now),
             serde_json::to_string(a)?,
         ])?;
+        if inserted == 1 {
+            // Every node the alert names, for the indexed `?node=` filter.
+            let seq = tx.last_insert_rowid();
+            for n in alert_node(a)
+                .iter()
+                .map(String::as_str)
+                .chain(crate::store::query::filter::alert_nodes(a))
+            {
+                nodes.execute(params![n, seq])?;
+            }
+        }
     }
     Ok(())
 }
 
-/// Stores observations; per observation, whether it is new (by id).
+/// Stores observations; per observation, whether it is new (by node and id).
 pub fn insert_observations(
     tx: &Transaction<'_>,
     batch: &[Observation],

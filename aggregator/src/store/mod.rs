@@ -1,9 +1,10 @@
 //! The aggregator's durable store: embedded SQLite (WAL), one file (`--db`).
 //!
 //! The schema is [`SCHEMA`] (`schema.sql`). One writer connection (every
-//! batch is one transaction) and one reader connection, each behind a mutex;
-//! blocking work runs on tokio's blocking pool through [`Store::read`] and
-//! [`Store::write`].
+//! batch is one transaction) behind a mutex, a small pool of read-only query
+//! connections with a per-query deadline, and one read-only connection for
+//! health checks ([`pool`]); blocking work runs on tokio's blocking pool
+//! through [`Store::read`] and [`Store::write`].
 //!
 //! Durability: the webhook answers 2xx only after the batch's transaction has
 //! committed. With `synchronous=FULL` (the default here) a committed
@@ -13,7 +14,9 @@
 mod agents;
 mod changes;
 mod ingest;
+pub mod learned;
 mod load;
+mod pool;
 pub mod query;
 mod retention;
 #[cfg(test)]
@@ -31,12 +34,14 @@ pub use ingest::{
     insert_observations, load_log_offset, save_log_offset,
 };
 pub use load::{LoadedState, load_state, load_suppressions};
+pub use pool::{DEFAULT_QUERY_TIMEOUT, DEFAULT_READERS, StoreOptions};
 pub use retention::{Pruned, prune};
 
 /// The schema, applied at every open (`CREATE ... IF NOT EXISTS`).
 pub const SCHEMA: &str = include_str!("schema.sql");
-/// Bumped when the schema changes incompatibly (2: narrow `audit_events`).
-pub const SCHEMA_VERSION: &str = "2";
+/// Bumped when the schema changes incompatibly (2: narrow `audit_events`;
+/// 3: observations keyed by (node, id)).
+pub const SCHEMA_VERSION: &str = "3";
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +78,7 @@ pub struct Store {
 
 struct Inner {
     writer: Arc<Mutex<Connection>>,
-    reader: Arc<Mutex<Connection>>,
+    readers: Arc<pool::ReadPool>,
     path: Option<PathBuf>,
 }
 
@@ -86,13 +91,38 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the database file at `path`.
+    /// Opens (creating if needed) the database file at `path`, with the
+    /// default read pool.
     pub fn open(path: &Path, sync: Synchronous) -> Result<Self, StoreError> {
+        Self::open_with(path, sync, StoreOptions::default())
+    }
+
+    /// Opens the database file at `path` with `opts.readers` read-only query
+    /// connections and the query deadline.
+    pub fn open_with(
+        path: &Path,
+        sync: Synchronous,
+        opts: StoreOptions,
+    ) -> Result<Self, StoreError> {
         let open = |p: &Path| {
             Connection::open(p).map_err(|source| StoreError::Open {
                 path: p.to_path_buf(),
                 source,
             })
+        };
+        let open_ro = |p: &Path| -> Result<Arc<Mutex<Connection>>, StoreError> {
+            use rusqlite::OpenFlags as F;
+            let c = Connection::open_with_flags(
+                p,
+                F::SQLITE_OPEN_READ_ONLY | F::SQLITE_OPEN_NO_MUTEX | F::SQLITE_OPEN_URI,
+            )
+            .map_err(|source| StoreError::Open {
+                path: p.to_path_buf(),
+                source,
+            })?;
+            c.busy_timeout(std::time::Duration::from_secs(10))?;
+            c.pragma_update(None, "query_only", "ON")?;
+            Ok(Arc::new(Mutex::new(c)))
         };
         let mut writer = open(path)?;
         writer.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -107,12 +137,14 @@ impl Store {
         )?;
         writer.pragma_update(None, "foreign_keys", "ON")?;
         apply_schema(&mut writer)?;
-        let reader = open(path)?;
-        reader.busy_timeout(std::time::Duration::from_secs(10))?;
+        let readers = (0..opts.readers.max(1))
+            .map(|_| open_ro(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let health = open_ro(path)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 writer: Arc::new(Mutex::new(writer)),
-                reader: Arc::new(Mutex::new(reader)),
+                readers: Arc::new(pool::ReadPool::new(readers, health, opts.query_timeout)),
                 path: Some(path.to_path_buf()),
             }),
         })
@@ -123,10 +155,11 @@ impl Store {
         let mut conn = Connection::open_in_memory()?;
         apply_schema(&mut conn)?;
         let conn = Arc::new(Mutex::new(conn));
+        let readers = pool::ReadPool::new(vec![conn.clone()], conn.clone(), DEFAULT_QUERY_TIMEOUT);
         Ok(Self {
             inner: Arc::new(Inner {
-                writer: conn.clone(),
-                reader: conn,
+                writer: conn,
+                readers: Arc::new(readers),
                 path: None,
             }),
         })
@@ -137,16 +170,24 @@ impl Store {
         self.inner.path.as_deref()
     }
 
-    /// Runs `f` with the reader connection on the blocking pool.
+    /// Runs `f` with a pooled read-only connection on the blocking pool,
+    /// interrupted past the query deadline.
     pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self.inner.reader.clone();
-        tokio::task::spawn_blocking(move || f(&lock(&conn)))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        self.inner.readers.read(f).await
+    }
+
+    /// A trivial read on the health connection: never waits for queries.
+    pub async fn health(&self) -> Result<(), StoreError> {
+        self.inner.readers.health().await
+    }
+
+    /// Counts interrupted queries into `c` (`credtrail_query_timeouts_total`).
+    pub fn count_query_timeouts(&self, c: prometheus_client::metrics::counter::Counter) {
+        self.inner.readers.count_timeouts(c);
     }
 
     /// Runs `f` inside one write transaction on the blocking pool; commits if
@@ -167,7 +208,7 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        f(&lock(&self.inner.reader))
+        self.inner.readers.read_blocking(f)
     }
 
     /// Synchronous write transaction, for callers already off the async runtime.
@@ -192,6 +233,24 @@ fn apply_schema(conn: &mut Connection) -> Result<(), StoreError> {
     if v1 {
         tx.execute_batch("ALTER TABLE audit_events RENAME TO audit_events_v1")?;
     }
+    // Version 2 keyed observations by id alone.
+    let obs_by_id: bool = tx.query_row(
+        "SELECT count(*) = 1 FROM pragma_table_info('observations') WHERE pk > 0",
+        [],
+        |r| r.get(0),
+    )?;
+    if obs_by_id {
+        tx.execute_batch(
+            "DROP INDEX IF EXISTS observations_time;
+             DROP INDEX IF EXISTS observations_node;
+             ALTER TABLE observations RENAME TO observations_v2;",
+        )?;
+    }
+    let had_alert_nodes: bool = tx.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'alert_nodes'",
+        [],
+        |r| r.get(0),
+    )?;
     tx.execute_batch(SCHEMA)?;
     // Suppressions gained attribution columns: add them to older databases.
     for (col, decl) in [
@@ -207,6 +266,30 @@ fn apply_schema(conn: &mut Connection) -> Result<(), StoreError> {
         if !has {
             tx.execute_batch(&format!("ALTER TABLE suppressions ADD COLUMN {col} {decl}"))?;
         }
+    }
+    tx.execute_batch(learned::LEARNED_SCHEMA)?;
+    if !had_alert_nodes {
+        // Version 2 had no node index: fill it from the stored alerts once.
+        tx.execute_batch(
+            "INSERT OR IGNORE INTO alert_nodes(node, seq)
+                 SELECT node, seq FROM alerts WHERE node IS NOT NULL
+             UNION ALL
+                 SELECT json_extract(e.value, '$.node'), a.seq
+                 FROM alerts a, json_each(a.json, '$.evidence') e
+                 WHERE json_extract(e.value, '$.node') IS NOT NULL
+             UNION ALL
+                 SELECT json_extract(x.value, '$.value'), a.seq
+                 FROM alerts a, json_each(a.json, '$.expected') x
+                 WHERE json_extract(x.value, '$.kind') = 'node'
+                   AND json_extract(x.value, '$.value') IS NOT NULL;",
+        )?;
+    }
+    if obs_by_id {
+        tx.execute_batch(
+            "INSERT OR IGNORE INTO observations(node, id, time_ms, type, json)
+                 SELECT node, id, time_ms, type, json FROM observations_v2;
+             DROP TABLE observations_v2;",
+        )?;
     }
     if v1 {
         tx.execute_batch(

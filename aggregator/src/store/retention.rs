@@ -26,7 +26,9 @@ pub fn prune(
     now: DateTime<Utc>,
     retention: Duration,
 ) -> Result<Pruned, StoreError> {
-    let cut = ms(now - retention);
+    let cut = ms(now
+        .checked_sub_signed(retention)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC));
     Ok(Pruned {
         alerts: tx.execute("DELETE FROM alerts WHERE time_ms < ?1", params![cut])?,
         audit_events: tx.execute("DELETE FROM audit_events WHERE time_ms < ?1", params![cut])?,

@@ -43,6 +43,21 @@ CREATE INDEX IF NOT EXISTS alerts_cred     ON alerts(credential_id, time_ms);
 CREATE INDEX IF NOT EXISTS alerts_src      ON alerts(source_ip, time_ms);
 CREATE INDEX IF NOT EXISTS alerts_node     ON alerts(node, time_ms);
 CREATE INDEX IF NOT EXISTS alerts_ns       ON alerts(namespace, time_ms);
+-- The default list (active alerts, newest first) without visiting suppressed ones.
+CREATE INDEX IF NOT EXISTS alerts_active   ON alerts(time_ms) WHERE suppressed_by IS NULL;
+
+-- Every node an alert names (`alerts.node`, evidence nodes, expected `node`
+-- locations): the index behind `?node=` (schema version 3; before, a json_each
+-- scan of every alert). Rows go with their alert.
+CREATE TABLE IF NOT EXISTS alert_nodes (
+    node TEXT NOT NULL,
+    seq  INTEGER NOT NULL,                 -- alerts.seq
+    PRIMARY KEY (node, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS alert_nodes_seq ON alert_nodes(seq);
+CREATE TRIGGER IF NOT EXISTS alert_nodes_follow AFTER DELETE ON alerts BEGIN
+    DELETE FROM alert_nodes WHERE seq = old.seq;
+END;
 
 -- One row per accepted audit batch (webhook POST, log read, replay file).
 CREATE TABLE IF NOT EXISTS audit_batches (
@@ -75,13 +90,16 @@ CREATE TABLE IF NOT EXISTS audit_events (
     PRIMARY KEY (time_ms, audit_id, stage)
 ) WITHOUT ROWID;
 
--- Agent observations, deduplicated by observation id; `json` is the model's serde form.
+-- Agent observations, deduplicated by (node, observation id): keyed by node
+-- (schema version 3) so one node cannot pre-claim another node's ids.
+-- `json` is the model's serde form.
 CREATE TABLE IF NOT EXISTS observations (
-    id      TEXT PRIMARY KEY,
     node    TEXT NOT NULL,
+    id      TEXT NOT NULL,
     time_ms INTEGER NOT NULL,
     type    TEXT NOT NULL,                   -- node_info | credential_read | api_connect | loss
-    json    TEXT NOT NULL
+    json    TEXT NOT NULL,
+    PRIMARY KEY (node, id)
 );
 CREATE INDEX IF NOT EXISTS observations_time ON observations(time_ms);
 CREATE INDEX IF NOT EXISTS observations_node ON observations(node, time_ms);
@@ -213,6 +231,17 @@ CREATE TABLE IF NOT EXISTS coverage_rbac_levels (
     PRIMARY KEY (resource, level)
 );
 
+-- Coverage: binding writes by approved automation logged at Metadata level
+-- (counted, not alerted), with the latest one as an example.
+CREATE TABLE IF NOT EXISTS coverage_automation_blind (
+    automation    TEXT NOT NULL,              -- policy automation[].name
+    resource      TEXT NOT NULL,              -- rolebindings | clusterrolebindings
+    count         INTEGER NOT NULL,
+    last_seen_ms  INTEGER NOT NULL,
+    example       TEXT NOT NULL,              -- JSON summary of the latest event
+    PRIMARY KEY (automation, resource)
+);
+
 -- Node networking as agents reported it (node_info), for classifying source IPs.
 CREATE TABLE IF NOT EXISTS node_network (
     node       TEXT PRIMARY KEY,
@@ -243,4 +272,16 @@ CREATE TABLE IF NOT EXISTS agents (
     drops         TEXT,     -- JSON {"stage": total}, as the agent's last heartbeat said
     connected     INTEGER,
     stream_epoch  INTEGER   -- the agent's stream epoch (u64 bits); last_seq counts within it
+);
+
+-- What the agent stream refused from each node (node = the client
+-- certificate's node): claims for another node, addresses or pod CIDRs outside
+-- the policy's ranges (agents/validate.rs). Shown in coverage.
+CREATE TABLE IF NOT EXISTS agent_refusals (
+    node         TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    count        INTEGER NOT NULL,
+    last_ms      INTEGER NOT NULL,
+    last_message TEXT NOT NULL,
+    PRIMARY KEY (node, reason)
 );

@@ -548,12 +548,14 @@ async fn serve_refuses_a_query_listener_nobody_can_use() {
         webhook_tls: None,
         webhook_token_file: None,
         webhook_body_limit: 1 << 20,
+        webhook_client_subjects: vec![],
         audit_log_paths: vec![],
         agent_listen: None,
         agent_tls: None,
         api_listen: Some(api.parse().unwrap()),
         grpc_listen: None,
         api_auth: Default::default(),
+        limits: Default::default(),
     };
     let e = serve(base("127.0.0.1:0"), async {}).await.unwrap_err();
     assert!(e.to_string().contains("--api-token-file"), "{e:#}");

@@ -52,6 +52,7 @@ async fn serve_runs_both_query_listeners_and_stops_cleanly() {
         webhook_tls: None,
         webhook_token_file: None,
         webhook_body_limit: 1 << 20,
+        webhook_client_subjects: Vec::new(),
         audit_log_paths: vec![log],
         agent_listen: None,
         agent_tls: None,
@@ -61,6 +62,7 @@ async fn serve_runs_both_query_listeners_and_stops_cleanly() {
             token_file: Some(tokens),
             ..Default::default()
         },
+        limits: Default::default(),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(cfg, async move {

@@ -190,3 +190,55 @@ fn json_lines_report_bad_lines_by_number_and_keep_the_rest() {
     let locs: Vec<&str> = parsed.errors.iter().map(|e| e.location.as_str()).collect();
     assert_eq!(locs, ["line 3", "line 6"]);
 }
+
+#[test]
+fn objects_of_every_shape_parse_in_every_form() {
+    // kubectl patch --type=json logs an array whose values are objects; the
+    // apply and merge forms log objects; some encoders log strings.
+    let items = [
+        r#"[{"op":"add","path":"/subjects/-","value":{"kind":"User","name":"eve"}}]"#,
+        r#"{"subjects":[{"kind":"User","name":"eve"}]}"#,
+        r#""kind: ClusterRoleBinding""#,
+        "42",
+        "null",
+    ];
+    let ev = |i: usize, obj: &str| {
+        format!(
+            r#"{{"level":"Request","auditID":"p{i}","stage":"ResponseComplete","requestURI":"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/x","verb":"patch","user":{{"username":"u"}},"objectRef":{{"resource":"clusterrolebindings","name":"x","apiGroup":"rbac.authorization.k8s.io"}},"requestObject":{obj},"responseObject":{obj},"requestReceivedTimestamp":"2026-01-01T00:00:00Z"}}"#
+        )
+    };
+    let all: Vec<String> = items.iter().enumerate().map(|(i, o)| ev(i, o)).collect();
+    // Webhook EventList (fast path), and with a bad item (the slow path names it).
+    let body = format!(r#"{{"kind":"EventList","items":[{}]}}"#, all.join(","));
+    assert_eq!(
+        parse_webhook_body(body.as_bytes()).unwrap().len(),
+        items.len()
+    );
+    let bad = format!(
+        r#"{{"kind":"EventList","items":[{},{{"kind":0}}]}}"#,
+        all.join(",")
+    );
+    let err = parse_webhook_body(bad.as_bytes()).unwrap_err();
+    assert_eq!(err.location, format!("items[{}]", items.len()), "{err}");
+    // JSON lines, and a pretty-printed EventList document.
+    let parsed = parse_document(all.join("\n").as_bytes(), InputFormat::Native);
+    assert_eq!((parsed.events.len(), parsed.errors.len()), (items.len(), 0));
+    let pretty = serde_json::to_string_pretty(
+        &serde_json::from_str::<serde_json::Value>(&format!(
+            r#"{{"kind":"EventList","items":[{},{{"kind":0}}]}}"#,
+            all.join(",")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let parsed = parse_document(pretty.as_bytes(), InputFormat::Native);
+    assert_eq!((parsed.events.len(), parsed.errors.len()), (items.len(), 1));
+    assert_eq!(
+        parsed.events[0].request_object.as_ref().unwrap().value(),
+        serde_json::from_str(items[0]).ok()
+    );
+    assert!(
+        parsed.events[4].request_object.is_none(),
+        "null is no object"
+    );
+}

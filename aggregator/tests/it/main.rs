@@ -4,19 +4,27 @@
 mod api_support;
 mod common;
 
+mod agent_times;
 mod api_auth;
 mod api_auth_cert;
 mod api_data;
 mod api_grpc;
 mod api_http;
+mod api_learned;
 mod api_live;
 mod api_serve;
 mod audit_testdata;
+mod eval_corpus;
+mod hostile_agents;
+mod hostile_input;
+mod hostile_listeners;
+mod hostile_process;
 mod logtail;
 mod policy_file;
 mod replay_cli;
 mod scenario_an1547;
 mod scenario_an1579;
+mod scenario_corpus;
 mod secrets;
 mod serve;
 mod store_restart;

@@ -197,9 +197,14 @@ async fn binding_to_a_custom_role_with_wildcard_verbs_alerts() {
     );
     let alerts = run(&app, vec![Step::Audit(vec![role, harmless, bind, bind_ok])]).await;
     assert_eq!(rules(&alerts), ["CT1579-001"], "{alerts:#?}");
-    assert_eq!(
-        alerts[0].details["why_high_privilege"],
-        json!(["wildcard verbs"])
+    let why = alerts[0].details["why_high_privilege"].as_array().unwrap();
+    assert_eq!(why.len(), 2, "{why:?}");
+    assert!(
+        why[0]
+            .as_str()
+            .unwrap()
+            .starts_with("wildcard verbs (rules[0]: verbs [*] on [pods]"),
+        "{why:?}"
     );
     assert_eq!(alerts[0].audit_ids, ["r3"]);
 }
@@ -425,7 +430,7 @@ automation:
     );
     assert_eq!(
         alerts[0].details["why_high_privilege"],
-        json!(["nodes/proxy"])
+        json!(["nodes/proxy (rules[0]: verbs [get] on [nodes/proxy] in [core])"])
     );
     let h5 = alerts
         .iter()
@@ -433,4 +438,118 @@ automation:
         .unwrap();
     assert_eq!(h5.severity, Severity::Critical);
     assert!(h5.details["approved_automation"].is_null());
+}
+
+#[tokio::test]
+async fn metadata_only_writes_by_approved_automation_are_counted_not_alerted() {
+    let app = app(POLICY);
+    let sync = |id: &str, t: i64| {
+        Req::new(id, t, CI, "127.50.0.10")
+            .cred("JTI=ci-token-1")
+            .binding(
+                "patch",
+                "ClusterRoleBinding",
+                None,
+                "deploy-admin",
+                ("ClusterRole", "cluster-admin"),
+                users(&["release"]),
+            )
+            .metadata_only()
+    };
+    // The same identity and token from elsewhere is not approved: still blind.
+    let stolen = Req::new("ms3", 120, CI, "127.200.0.9")
+        .cred("JTI=ci-token-1")
+        .binding(
+            "patch",
+            "ClusterRoleBinding",
+            None,
+            "deploy-admin",
+            ("ClusterRole", "cluster-admin"),
+            users(&["release"]),
+        )
+        .metadata_only();
+    let human = Req::new("ms4", 180, "dave", "127.0.1.1")
+        .binding(
+            "patch",
+            "ClusterRoleBinding",
+            None,
+            "deploy-admin",
+            ("ClusterRole", "cluster-admin"),
+            users(&["x"]),
+        )
+        .metadata_only();
+    let alerts = run(
+        &app,
+        vec![Step::Audit(vec![
+            sync("ms1", 0),
+            sync("ms2", 60),
+            stolen,
+            human,
+        ])],
+    )
+    .await;
+    let blind: Vec<&str> = alerts
+        .iter()
+        .filter(|a| a.rule == "CT1579-004")
+        .map(|a| a.audit_ids[0].as_str())
+        .collect();
+    assert_eq!(blind, ["ms3", "ms4"], "{alerts:#?}");
+    let report = app
+        .store
+        .read(|c| {
+            credtrail_aggregator::store::query::coverage::coverage(c, chrono::Utc::now(), 120.0)
+                .map_err(|e| credtrail_aggregator::store::StoreError::Task(e.to_string()))
+        })
+        .await
+        .unwrap();
+    let auto = &report.bindings.approved_automation_metadata_only;
+    assert_eq!(auto.len(), 1, "{auto:#?}");
+    assert_eq!(
+        (
+            auto[0].automation.as_str(),
+            auto[0].resource.as_str(),
+            auto[0].count
+        ),
+        ("ci-deployer", "clusterrolebindings", 2)
+    );
+    assert_eq!(auto[0].example["audit_id"], "ms2");
+    assert_eq!(auto[0].example["source_ip"], "127.50.0.10");
+    // Every Metadata-level binding write still counts against the audit level.
+    assert_eq!(report.bindings.metadata_only, 4);
+}
+
+#[tokio::test]
+async fn a_json_patch_body_is_evaluated_against_the_known_binding() {
+    let app = app(POLICY);
+    let create = Req::new("jp1", 0, CI, "127.50.0.10")
+        .cred("JTI=ci-token-1")
+        .binding(
+            "create",
+            "ClusterRoleBinding",
+            None,
+            "ops-admins",
+            ("ClusterRole", "cluster-admin"),
+            users(&["ops"]),
+        );
+    let mut patch = Req::new("jp2", 60, "carol", "127.0.1.1").binding(
+        "patch",
+        "ClusterRoleBinding",
+        None,
+        "ops-admins",
+        ("ClusterRole", "cluster-admin"),
+        users(&["ops"]),
+    );
+    // kubectl patch --type=json at Request level: an array of operations, no response.
+    patch.request_object = Some(json!([
+        {"op": "add", "path": "/subjects/-", "value": {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "mallory"}}
+    ]));
+    patch.response_object = None;
+    let alerts = run(&app, vec![Step::Audit(vec![create, patch])]).await;
+    assert_eq!(rules(&alerts), ["CT1579-001"], "{alerts:#?}");
+    assert_eq!(alerts[0].details["state_from"], "patch_applied");
+    assert_eq!(alerts[0].details["patch_type"], "json");
+    assert_eq!(
+        alerts[0].details["added_subjects"],
+        json!([{"kind": "User", "name": "mallory"}])
+    );
 }

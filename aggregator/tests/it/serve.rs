@@ -39,12 +39,14 @@ async fn serve_runs_webhook_and_log_tail_into_one_store() {
         webhook_tls: Some(tls),
         webhook_token_file: Some(token_file),
         webhook_body_limit: 1 << 20,
+        webhook_client_subjects: Vec::new(),
         audit_log_paths: vec![log.clone()],
         agent_listen: None,
         agent_tls: None,
         api_listen: None,
         grpc_listen: None,
         api_auth: Default::default(),
+        limits: Default::default(),
     };
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(cfg, async {
@@ -114,12 +116,14 @@ async fn serve_refuses_an_unauthenticated_webhook() {
         webhook_tls: Some(tls),
         webhook_token_file: None,
         webhook_body_limit: 1 << 20,
+        webhook_client_subjects: Vec::new(),
         audit_log_paths: vec![],
         agent_listen: None,
         agent_tls: None,
         api_listen: None,
         grpc_listen: None,
         api_auth: Default::default(),
+        limits: Default::default(),
     };
     let err = serve(cfg, std::future::pending()).await.unwrap_err();
     assert!(err.to_string().contains("needs authentication"), "{err}");

@@ -58,6 +58,7 @@ fn samples() -> Vec<Observation> {
                 agent_version: "0.1.0".into(),
                 kernel_release: "6.18".into(),
                 hooks: vec!["tracepoint_openat".into()],
+                blind_spots: vec!["x".into()],
             }),
         },
         Observation {
@@ -103,6 +104,7 @@ fn samples() -> Vec<Observation> {
                 workload: Some(workload),
                 local: Some("127.10.1.5:40000".parse().unwrap()),
                 remote: "[::1]:6443".parse().unwrap(),
+                translated: Some("127.10.0.1:61000".parse().unwrap()),
             }),
         },
         Observation {

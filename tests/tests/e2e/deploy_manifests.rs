@@ -235,7 +235,50 @@ fn the_daemonset_grants_only_what_the_agent_needs() {
         .find(|e| e["name"] == "NODE_NAME")
         .expect("NODE_NAME");
     assert_eq!(node["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
-    // Host paths: exactly these, each mounted read-only.
+    // The node's addresses from the downward API, never the pod's interfaces.
+    for (name, field) in [("NODE_IP", "status.hostIP"), ("NODE_IPS", "status.hostIPs")] {
+        let e = env
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(e["valueFrom"]["fieldRef"]["fieldPath"], field);
+    }
+    // Seccomp: the Localhost profile, written by the init container (the only writable host
+    // path, the profile's own directory under the kubelet's seccomp root).
+    assert_eq!(sc["seccompProfile"]["type"], "Localhost");
+    let profile = sc["seccompProfile"]["localhostProfile"].as_str().unwrap();
+    let init = &pod["initContainers"][0];
+    assert_eq!(
+        init["securityContext"]["capabilities"]["drop"],
+        serde_json::json!(["ALL"])
+    );
+    assert!(init["securityContext"]["capabilities"].get("add").is_none());
+    assert_eq!(init["image"], c["image"]);
+    let init_mounts = init["volumeMounts"].as_array().unwrap();
+    assert_eq!(init_mounts.len(), 1);
+    let dest = init["args"][0].as_str().unwrap();
+    let dest = dest.strip_prefix("--install-seccomp-profile=").unwrap();
+    let rel = dest
+        .strip_prefix(&format!(
+            "{}/",
+            init_mounts[0]["mountPath"].as_str().unwrap()
+        ))
+        .unwrap();
+    let seccomp_volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == init_mounts[0]["name"])
+        .unwrap();
+    assert_eq!(
+        format!(
+            "{}/{rel}",
+            seccomp_volume["hostPath"]["path"].as_str().unwrap()
+        ),
+        format!("/var/lib/kubelet/seccomp/{profile}"),
+        "the init container writes where the kubelet reads the profile"
+    );
+    // Host paths: exactly these, each mounted read-only by the agent.
     let volumes = pod["volumes"].as_array().unwrap();
     let mounts = c["volumeMounts"].as_array().unwrap();
     let mut host_paths = Vec::new();
@@ -243,6 +286,10 @@ fn the_daemonset_grants_only_what_the_agent_needs() {
         let Some(path) = v["hostPath"]["path"].as_str() else {
             continue;
         };
+        if v["name"] == seccomp_volume["name"] {
+            assert!(mounts.iter().all(|m| m["name"] != v["name"]));
+            continue;
+        }
         let mount = mounts
             .iter()
             .find(|m| m["name"] == v["name"])
@@ -257,6 +304,7 @@ fn the_daemonset_grants_only_what_the_agent_needs() {
             "/proc",
             "/sys/fs/cgroup",
             "/sys/kernel/btf",
+            "/sys/kernel/security",
             "/sys/kernel/tracing",
             "/var/lib/kubelet/pki",
             "/var/lib/kubelet/pods"
@@ -297,6 +345,14 @@ fn the_aggregator_is_one_replica_on_its_volume_behind_its_service() {
         .find_map(|v| v["persistentVolumeClaim"]["claimName"].as_str())
         .expect("a PVC volume");
     assert_eq!(claim, pvc["metadata"]["name"]);
+    assert_eq!(
+        pvc["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
+        "helm uninstall must not delete the evidence"
+    );
+    // One log-level variable, the one the aggregator reads.
+    let env = pod["containers"][0]["env"].as_array().unwrap();
+    assert!(env.iter().any(|e| e["name"] == "CREDTRAIL_LOG"), "{env:?}");
+    assert!(env.iter().all(|e| e["name"] != "RUST_LOG"), "{env:?}");
     // Every container port is exposed by the Service under the same name.
     let svc = one_doc("manifests/aggregator-service.yaml", "Service");
     let c = &pod["containers"][0];

@@ -78,6 +78,7 @@ async fn start_aggregator(
         webhook_tls: None,
         webhook_token_file: None,
         webhook_body_limit: 1 << 20,
+        webhook_client_subjects: vec![],
         audit_log_paths: vec![],
         agent_listen: None,
         agent_tls: None,
@@ -87,6 +88,7 @@ async fn start_aggregator(
             kube: Some(kube),
             ..Default::default()
         },
+        limits: Default::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(serve(cfg, async move {

@@ -40,6 +40,7 @@ async fn requests_become_audit_events_batched_to_the_webhook() {
         }),
         webhook_token_file: None,
         webhook_body_limit: 32 << 20,
+        webhook_client_subjects: Vec::new(),
         audit_log_paths: vec![],
         agent_listen: None,
         agent_tls: None,
@@ -50,6 +51,7 @@ async fn requests_become_audit_events_batched_to_the_webhook() {
             insecure_no_auth: true,
             ..Default::default()
         },
+        limits: Default::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let agg = tokio::spawn(serve(cfg, async move {

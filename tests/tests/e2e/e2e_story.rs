@@ -36,6 +36,7 @@ fn serve_config(env: &DemoEnv) -> ServeConfig {
         }),
         webhook_token_file: None,
         webhook_body_limit: 32 << 20,
+        webhook_client_subjects: Vec::new(),
         audit_log_paths: vec![],
         agent_listen: Some(a.agent_listen),
         agent_tls: Some((
@@ -49,6 +50,7 @@ fn serve_config(env: &DemoEnv) -> ServeConfig {
             token_file: Some(env.api_token_file.clone()),
             ..Default::default()
         },
+        limits: Default::default(),
     }
 }
 

@@ -10,6 +10,7 @@ mod deploy_manifests;
 mod e2e_api_kube_auth;
 mod e2e_apisim;
 mod e2e_story;
+mod stream_claims;
 mod stream_dedupe;
 mod stream_refusals;
 mod stream_resume;

@@ -18,6 +18,7 @@ fn baseline(user: &str, ip: &str, t: i64, learned: bool) -> BaselineRow {
         source_ip: ip.into(),
         time_ms: t,
         learned,
+        audit_id: format!("audit-{user}-{ip}"),
     }
 }
 

@@ -64,6 +64,17 @@ pub enum LevelStatus {
     Unknown,
 }
 
+/// Binding writes by approved automation at Metadata level: not alerted
+/// (its routine syncs), counted here with the latest one as an example.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AutomationBlind {
+    pub automation: String,
+    pub resource: String,
+    pub count: u64,
+    pub last_seen: DateTime<Utc>,
+    pub example: serde_json::Value,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BindingAuditCoverage {
     /// Binding events at Request or RequestResponse.
@@ -73,6 +84,20 @@ pub struct BindingAuditCoverage {
     pub status: LevelStatus,
     pub explanation: String,
     pub levels: Vec<RbacLevel>,
+    /// Of `metadata_only`, writes by approved automation (not alerted).
+    pub approved_automation_metadata_only: Vec<AutomationBlind>,
+}
+
+/// Claims the agent stream refused from one node's agent, by reason
+/// (`agents/validate.rs`): another node's name, addresses or pod CIDRs
+/// outside the policy's ranges. `node` is the client certificate's node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentRefusal {
+    pub node: String,
+    pub reason: String,
+    pub count: u64,
+    pub last: DateTime<Utc>,
+    pub last_message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -82,6 +107,8 @@ pub struct CoverageReport {
     pub nodes: Vec<NodeCoverage>,
     pub audit_sources: Vec<AuditSourceCoverage>,
     pub bindings: BindingAuditCoverage,
+    /// What agents claimed and were refused, by node and reason.
+    pub agent_refusals: Vec<AgentRefusal>,
 }
 
 /// Builds the report as of `now`.
@@ -138,12 +165,46 @@ pub fn coverage(
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT automation, resource, count, last_seen_ms, example FROM coverage_automation_blind \
+         ORDER BY automation, resource",
+    )?;
+    let automation = stmt
+        .query_map([], |r| {
+            Ok(AutomationBlind {
+                automation: r.get(0)?,
+                resource: r.get(1)?,
+                count: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                last_seen: ms_to_time(r.get(3)?),
+                example: serde_json::from_str(&r.get::<_, String>(4)?)
+                    .unwrap_or(serde_json::Value::Null),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut bindings = binding_verdict(levels);
+    bindings.approved_automation_metadata_only = automation;
+    let mut stmt = conn.prepare_cached(
+        "SELECT node, reason, count, last_ms, last_message FROM agent_refusals \
+         ORDER BY node, reason",
+    )?;
+    let agent_refusals = stmt
+        .query_map([], |r| {
+            Ok(AgentRefusal {
+                node: r.get(0)?,
+                reason: r.get(1)?,
+                count: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                last: ms_to_time(r.get(3)?),
+                last_message: r.get(4)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(CoverageReport {
+        agent_refusals,
         generated_at: now,
         freshness_seconds,
         nodes,
         audit_sources,
-        bindings: binding_verdict(levels),
+        bindings,
     })
 }
 
@@ -193,6 +254,7 @@ fn binding_verdict(levels: Vec<RbacLevel>) -> BindingAuditCoverage {
         status,
         explanation,
         levels,
+        approved_automation_metadata_only: Vec::new(),
     }
 }
 

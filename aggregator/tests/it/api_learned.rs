@@ -1,0 +1,165 @@
+//! What detection learned, over HTTP: learned nodes, baselines (with the
+//! event that taught each, and dropping one, which detection then forgets),
+//! token lineage.
+
+use crate::api_support;
+
+use api_support::{Api, base_time};
+use chrono::{DateTime, Duration, Utc};
+use credtrail_aggregator::policy::Policy;
+use hyper::{Method, StatusCode};
+use serde_json::{Value, json};
+
+fn ev(id: &str, t: DateTime<Utc>, user: &str, ip: &str, verb: &str, res: &str) -> Value {
+    json!({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+        "auditID": id, "stage": "ResponseComplete",
+        "requestURI": format!("/api/v1/{res}"), "verb": verb,
+        "user": {"username": user, "groups": ["system:authenticated"]},
+        "sourceIPs": [ip], "userAgent": "kubectl/v1.30.2 (linux/amd64) kubernetes/3968350",
+        "objectRef": {"resource": res, "apiVersion": "v1"},
+        "responseStatus": {"metadata": {}, "code": 200},
+        "requestReceivedTimestamp": t.to_rfc3339(), "stageTimestamp": t.to_rfc3339(),
+        "annotations": {"authorization.k8s.io/decision": "allow"}
+    })
+}
+
+const SA: &str = "system:serviceaccount:ops:backup";
+
+#[tokio::test]
+async fn baselines_are_listed_with_their_event_and_a_dropped_one_is_judged_again() {
+    let policy = Policy::from_yaml(
+        "t",
+        "cluster:\n  node_cidrs: [10.0.1.0/24]\ndetection:\n  learning_window: 24h\n",
+    )
+    .unwrap();
+    let api = Api::start_with(policy).await;
+    let t0 = base_time();
+    let learned = api
+        .ingest(vec![
+            ev("b1", t0, SA, "10.0.1.77", "list", "secrets"),
+            ev(
+                "b2",
+                t0 + Duration::minutes(5),
+                SA,
+                "10.0.1.78",
+                "list",
+                "secrets",
+            ),
+            // From outside during learning: judged, never learned.
+            ev(
+                "b3",
+                t0 + Duration::minutes(6),
+                SA,
+                "203.0.113.9",
+                "list",
+                "secrets",
+            ),
+        ])
+        .await;
+    assert_eq!(
+        learned, 1,
+        "the outside use alerts inside the learning window"
+    );
+    let v = api
+        .get_json(&format!("/api/v1/baselines?username={SA}"), StatusCode::OK)
+        .await;
+    let rows = v["baselines"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{v}");
+    let by_ip = |ip: &str| rows.iter().find(|r| r["source_ip"] == ip).unwrap().clone();
+    assert_eq!(by_ip("10.0.1.77")["learned"], true);
+    assert_eq!(by_ip("10.0.1.77")["taught_by_audit_id"], "b1");
+    assert_eq!(
+        by_ip("203.0.113.9")["learned"],
+        false,
+        "outside is never learned"
+    );
+
+    // Drop 10.0.1.78 after review: a later use from there is judged again.
+    let q = format!("/api/v1/baselines?username={SA}&source_ip=10.0.1.78");
+    let (s, _, _) = api.request(Method::DELETE, &q, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _, _) = api.request(Method::DELETE, &q, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, body) = api
+        .request(
+            Method::DELETE,
+            "/api/v1/baselines?username=x&source_ip=nope",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    let (s, _, _) = api
+        .request(Method::DELETE, "/api/v1/baselines?username=x", None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let later = t0 + Duration::hours(25);
+    let kept = api
+        .ingest(vec![ev("b4", later, SA, "10.0.1.77", "list", "secrets")])
+        .await;
+    assert_eq!(kept, 0, "the kept baseline still holds");
+    let dropped = api
+        .ingest(vec![ev("b5", later, SA, "10.0.1.78", "list", "secrets")])
+        .await;
+    assert_eq!(dropped, 1, "the dropped source is judged again");
+}
+
+#[tokio::test]
+async fn learned_nodes_and_token_lineage_are_listed() {
+    let api = Api::start_with(Policy::default()).await; // zero-config
+
+    let t0 = base_time();
+    let mut mint = ev(
+        "m1",
+        t0 + Duration::minutes(1),
+        "alice@example.com",
+        "198.51.100.10",
+        "create",
+        "serviceaccounts",
+    );
+    mint["objectRef"] = json!({"resource": "serviceaccounts", "namespace": "ci", "name": "deployer",
+        "subresource": "token", "apiVersion": "v1"});
+    mint["level"] = json!("Request");
+    mint["requestObject"] = json!({"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+        "spec": {"expirationSeconds": 31536000}});
+    mint["annotations"]["authentication.kubernetes.io/issued-credential-id"] =
+        json!("JTI=0f9e8d7c-6b5a-4c3d-9e2f-1a0b9c8d7e6f");
+    let alerts = api
+        .ingest(vec![
+            ev(
+                "n1",
+                t0,
+                "system:node:node-q",
+                "10.0.1.90",
+                "update",
+                "leases",
+            ),
+            mint,
+        ])
+        .await;
+    assert_eq!(
+        alerts, 1,
+        "a year-long token minted by a person: CT1547-005"
+    );
+    let v = api.get_json("/api/v1/learned/nodes", StatusCode::OK).await;
+    let n = &v["learned_nodes"][0];
+    assert_eq!(n["node"], "node-q", "{v}");
+    assert_eq!(n["facts"]["addresses"][0][0], "10.0.1.90");
+    assert_eq!(n["facts"]["addresses"][0][1]["source"], "kubelet request");
+    assert_eq!(n["facts"]["addresses"][0][1]["audit_id"], "n1");
+    let v = api
+        .get_json(
+            "/api/v1/tokens/lineage?jti=JTI=0f9e8d7c-6b5a-4c3d-9e2f-1a0b9c8d7e6f",
+            StatusCode::OK,
+        )
+        .await;
+    let l = &v["lineage"][0];
+    assert_eq!(l["minter"], "alice@example.com", "{v}");
+    assert_eq!(l["service_account"], "system:serviceaccount:ci:deployer");
+    assert_eq!(l["expiration_seconds"], 31536000);
+    assert_eq!(l["source_ip"], "198.51.100.10");
+    let (s, _, _) = api
+        .request(Method::GET, "/api/v1/tokens/lineage?bogus=1", None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "unknown parameters are refused");
+}
