@@ -56,11 +56,11 @@ pub fn is_internal(ip: IpAddr) -> bool {
 }
 
 /// Where a learned fact came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Provenance {
     /// `kubelet request`, `Node status.addresses`, `Node spec.podCIDRs`,
     /// `kubernetes EndpointSlice`, `kubernetes Endpoints`.
-    pub source: &'static str,
+    pub source: std::borrow::Cow<'static, str>,
     pub audit_id: String,
     pub first: DateTime<Utc>,
     pub last: DateTime<Utc>,
@@ -106,7 +106,7 @@ pub struct ClusterFacts {
 
 fn prov(source: &'static str, ev: &AuditEvent) -> Provenance {
     Provenance {
-        source,
+        source: source.into(),
         audit_id: ev.audit_id.clone(),
         first: ev.time(),
         last: ev.time(),
@@ -496,6 +496,29 @@ impl ClusterFacts {
                 .map(|(c, p)| (c.to_string(), p.clone()))
                 .collect(),
         })
+    }
+
+    /// Restores a stored node (its facts keep their times: expiry goes on).
+    pub fn restore(&mut self, v: LearnedNodeView) {
+        if self.nodes.len() >= MAX_NODES {
+            return;
+        }
+        let n = LearnedNode {
+            uid: v.uid,
+            addresses: v
+                .addresses
+                .into_iter()
+                .filter_map(|(a, p)| Some((a.parse().ok()?, p)))
+                .take(MAX_ADDRS)
+                .collect(),
+            pod_cidrs: v
+                .pod_cidrs
+                .into_iter()
+                .filter_map(|(c, p)| Some((c.parse().ok()?, p)))
+                .take(MAX_CIDRS)
+                .collect(),
+        };
+        self.nodes.insert(v.node, n);
     }
 
     /// Learned API endpoints, for the inventory.

@@ -150,6 +150,16 @@ impl Detector {
         }
     }
 
+    /// Restores lineage and learned nodes persisted by earlier runs.
+    pub fn restore_learned(&mut self, l: crate::store::learned::LoadedLearned) {
+        for m in l.minted {
+            self.lineage.record(m);
+        }
+        for n in l.nodes {
+            self.cluster.restore(n);
+        }
+    }
+
     /// Forgets one baseline source of `user` (after review): the next use
     /// from there is judged as new.
     pub fn drop_baseline(&mut self, user: &str, ip: IpAddr) -> bool {

@@ -163,3 +163,108 @@ async fn learned_nodes_and_token_lineage_are_listed() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "unknown parameters are refused");
 }
+
+/// Lineage (with the minter's expectations) survives a restart (learned nodes are
+/// restored with it; their use is covered by the unit tests).
+#[tokio::test]
+async fn lineage_and_learned_nodes_survive_a_restart() {
+    use credtrail_aggregator::audit::AuditEvent;
+    use credtrail_aggregator::metrics::Metrics;
+    use credtrail_aggregator::state::AppState;
+    use credtrail_aggregator::store::{Store, Synchronous};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("agg.db");
+    let open = || {
+        AppState::new(
+            Store::open(&db, Synchronous::Full).unwrap(),
+            Policy::default(),
+            std::sync::Arc::new(Metrics::new()),
+        )
+        .unwrap()
+    };
+    let parse = |v: Vec<Value>| -> Vec<AuditEvent> {
+        v.into_iter()
+            .map(|e| serde_json::from_value(e).unwrap())
+            .collect()
+    };
+    let t0 = base_time();
+    let jti = "JTI=3a2b1c0d-9e8f-4a7b-8c6d-5e4f3a2b1c0d";
+    {
+        let app = open();
+        let mut mint = ev(
+            "m1",
+            t0,
+            "alice@example.com",
+            "198.51.100.10",
+            "create",
+            "serviceaccounts",
+        );
+        mint["objectRef"] = json!({"resource": "serviceaccounts", "namespace": "ci",
+            "name": "deployer", "subresource": "token", "apiVersion": "v1"});
+        mint["annotations"]["authentication.kubernetes.io/issued-credential-id"] = json!(jti);
+        let r = app
+            .pipeline
+            .ingest_audit_batch(
+                "webhook",
+                parse(vec![
+                    ev(
+                        "n1",
+                        t0,
+                        "system:node:node-q",
+                        "10.0.1.90",
+                        "update",
+                        "leases",
+                    ),
+                    mint,
+                ]),
+            )
+            .await
+            .unwrap();
+        assert!(r.alerts.is_empty(), "{:?}", r.alerts);
+    }
+    let app = open();
+    let mut use_from = |id: &str, ip: &str| {
+        let mut e = ev(
+            id,
+            t0 + Duration::minutes(30),
+            "system:serviceaccount:ci:deployer",
+            ip,
+            "list",
+            "pods",
+        );
+        e["user"]["extra"] = json!({"authentication.kubernetes.io/credential-id": [jti]});
+        e
+    };
+    let r = app
+        .pipeline
+        .ingest_audit_batch(
+            "webhook",
+            parse(vec![
+                use_from("u1", "198.51.100.10"),
+                ev(
+                    "n2",
+                    t0 + Duration::minutes(31),
+                    "system:node:node-q",
+                    "10.0.1.90",
+                    "get",
+                    "secrets",
+                ),
+            ]),
+        )
+        .await
+        .unwrap();
+    assert!(
+        r.alerts.is_empty(),
+        "the minter's place holds after the restart: {:?}",
+        r.alerts
+    );
+    let r = app
+        .pipeline
+        .ingest_audit_batch("webhook", parse(vec![use_from("u2", "203.0.113.200")]))
+        .await
+        .unwrap();
+    let rules: Vec<&str> = r.alerts.iter().map(|a| a.rule.as_str()).collect();
+    assert!(rules.contains(&"CT1547-002"), "{rules:?}");
+    let a = r.alerts.iter().find(|a| a.rule == "CT1547-002").unwrap();
+    assert_eq!(a.details["minted_by"]["minter"], "alice@example.com");
+}
