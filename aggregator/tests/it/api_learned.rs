@@ -158,6 +158,30 @@ async fn learned_nodes_and_token_lineage_are_listed() {
     assert_eq!(l["service_account"], "system:serviceaccount:ci:deployer");
     assert_eq!(l["expiration_seconds"], 31536000);
     assert_eq!(l["source_ip"], "198.51.100.10");
+    // The nodes inventory shows what was learned; the credential inventory who minted.
+    let v = api.get_json("/api/v1/nodes", StatusCode::OK).await;
+    assert_eq!(v["learned"][0]["node"], "node-q", "{v}");
+    let mut used = ev(
+        "u1",
+        t0 + Duration::minutes(2),
+        "system:serviceaccount:ci:deployer",
+        "198.51.100.10",
+        "list",
+        "pods",
+    );
+    used["user"]["extra"] = json!({"authentication.kubernetes.io/credential-id":
+        ["JTI=0f9e8d7c-6b5a-4c3d-9e2f-1a0b9c8d7e6f"]});
+    assert_eq!(api.ingest(vec![used]).await, 0, "used where it was minted");
+    let v = api
+        .get_json(
+            "/api/v1/credentials?credential_id=JTI=0f9e8d7c-6b5a-4c3d-9e2f-1a0b9c8d7e6f",
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!(
+        v["credentials"][0]["minted_by"]["minter"], "alice@example.com",
+        "{v}"
+    );
     let (s, _, _) = api
         .request(Method::GET, "/api/v1/tokens/lineage?bogus=1", None)
         .await;
