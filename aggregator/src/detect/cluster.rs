@@ -101,6 +101,7 @@ pub struct ClusterFacts {
     /// Nodes deleted in the audit stream: their credentials teach nothing
     /// until the node registers again (bounded).
     deleted: HashMap<String, DateTime<Utc>>,
+    last_silence_check: Option<DateTime<Utc>>,
     api_endpoints: Vec<(IpAddr, Provenance)>,
 }
 
@@ -435,36 +436,53 @@ impl ClusterFacts {
         })
     }
 
-    /// Where the learned facts place `ip` at `t`.
+    /// Where the learned facts place `ip` at `t` (one pass, no allocation;
+    /// the smallest node name wins a tie).
     pub fn resolve(&self, ip: IpAddr, t: DateTime<Utc>, ttl: chrono::Duration) -> Option<Location> {
-        let mut names: Vec<&String> = self.nodes.keys().collect();
-        names.sort();
-        for n in &names {
-            if self.nodes[*n]
+        let mut by_addr: Option<&String> = None;
+        let mut by_cidr: Option<&String> = None;
+        for (n, ln) in &self.nodes {
+            if ln
                 .addresses
                 .iter()
                 .any(|(a, p)| *a == ip && fresh(p, t, ttl))
+                && by_addr.is_none_or(|b| n < b)
             {
-                return Some(Location {
-                    node: (*n).clone(),
-                    pod_uid: None,
-                    pod: None,
-                    via: "node address (learned)",
-                });
+                by_addr = Some(n);
             }
-        }
-        names.into_iter().find_map(|n| {
-            self.nodes[n]
+            if ln
                 .pod_cidrs
                 .iter()
                 .any(|(c, p)| c.contains(&ip) && fresh(p, t, ttl))
-                .then(|| Location {
-                    node: n.clone(),
-                    pod_uid: None,
-                    pod: None,
-                    via: "node pod CIDR (learned)",
-                })
+                && by_cidr.is_none_or(|b| n < b)
+            {
+                by_cidr = Some(n);
+            }
+        }
+        let (node, via) = match (by_addr, by_cidr) {
+            (Some(n), _) => (n, "node address (learned)"),
+            (None, Some(n)) => (n, "node pod CIDR (learned)"),
+            (None, None) => return None,
+        };
+        Some(Location {
+            node: node.clone(),
+            pod_uid: None,
+            pod: None,
+            via,
         })
+    }
+
+    /// Whether the agents' silence should be checked at `t` (once a minute of
+    /// event time: the check walks every node).
+    pub fn silence_check_due(&mut self, t: DateTime<Utc>) -> bool {
+        if self
+            .last_silence_check
+            .is_some_and(|l| t < l + chrono::Duration::minutes(1))
+        {
+            return false;
+        }
+        self.last_silence_check = Some(t);
+        true
     }
 
     /// Whether `ip` is a learned API-server endpoint (the control plane).

@@ -189,7 +189,12 @@ impl Detector {
     fn learn_cluster(&mut self, ev: &AuditEvent, ch: &mut Changes) {
         let t = ev.time();
         let (ttl, grace) = (self.policy.learned_ttl, self.policy.node_grace);
-        for n in self.sight.silent_nodes(t, grace) {
+        let silent = if self.cluster.silence_check_due(t) {
+            self.sight.silent_nodes(t, grace)
+        } else {
+            Vec::new()
+        };
+        for n in silent {
             self.sight.remove_node(&n);
             ch.cluster.push(cluster::ClusterChange::Released {
                 node: n,
