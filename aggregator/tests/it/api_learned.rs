@@ -247,7 +247,7 @@ async fn lineage_and_learned_nodes_survive_a_restart() {
         assert!(r.alerts.is_empty(), "{:?}", r.alerts);
     }
     let app = open();
-    let mut use_from = |id: &str, ip: &str| {
+    let use_from = |id: &str, ip: &str| {
         let mut e = ev(
             id,
             t0 + Duration::minutes(30),
