@@ -326,6 +326,13 @@ impl ClusterFacts {
             let first = known.is_empty() && !o.node_has_agent && !self.deleted.contains_key(name);
             if known.contains(&ip) {
                 self.add_addr(name, ip, prov("kubelet request", ev), t);
+                // A node alive at its address keeps its pod ranges (a
+                // podCIDR is immutable once assigned).
+                if let Some(n) = self.nodes.get_mut(name) {
+                    for (_, p) in &mut n.pod_cidrs {
+                        p.last = p.last.max(t);
+                    }
+                }
             } else if (first || registering) && self.may_own(name, ip, policy, &o) {
                 if registering {
                     self.deleted.remove(name);
@@ -651,8 +658,38 @@ mod tests {
             json!({}),
         ));
         assert_eq!(t.at("203.0.113.8", 6), None);
-        // Learned facts expire.
+        // Learned facts expire...
         assert_eq!(t.at("10.0.1.90", 25 * 3600), None);
+        // ...unless confirmed: a live kubelet keeps its address and pod ranges.
+        let mut t = T::new("");
+        t.learn(&ev(
+            "4",
+            0,
+            "system:kube-controller-manager",
+            "10.0.0.2",
+            "patch",
+            "nodes",
+            node_obj(
+                "node-q",
+                "u1",
+                &[("InternalIP", "10.0.1.90")],
+                Some("10.244.7.0/24"),
+            ),
+        ));
+        t.learn(&ev(
+            "5",
+            20 * 3600,
+            NODE_Q,
+            "10.0.1.90",
+            "update",
+            "leases",
+            json!({}),
+        ));
+        assert!(
+            t.at("10.244.7.9", 30 * 3600).is_some(),
+            "pod range kept alive"
+        );
+        assert!(t.at("10.0.1.90", 30 * 3600).is_some());
     }
 
     #[test]
