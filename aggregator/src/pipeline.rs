@@ -81,9 +81,14 @@ impl Pipeline {
         let mut detector = Detector::new(policy.clone());
         let loaded = store.write_blocking(|tx| {
             store::apply_policy(tx, &policy, chrono::Utc::now())?;
-            store::load_state(tx)
+            Ok((
+                store::load_state(tx)?,
+                store::learned::load_learned(tx, crate::detect::lineage::MAX_MINTED as i64)?,
+            ))
         })?;
+        let (loaded, learned) = loaded;
         detector.restore(loaded);
+        detector.restore_learned(learned);
         let (alerts, _) = broadcast::channel(ALERT_CHANNEL);
         Ok(Self {
             inner: Arc::new(Inner {

@@ -251,7 +251,12 @@ async fn list_nodes(
 ) -> ApiResult<Response> {
     params::check_known(&q, &[])?;
     let nodes = ops::list_nodes(&state).await?;
-    Ok(Json(serde_json::json!({ "nodes": nodes })).into_response())
+    // What the audit stream taught about nodes, with its provenance.
+    let learned = state
+        .store
+        .read(crate::store::learned::list_learned_nodes)
+        .await?;
+    Ok(Json(serde_json::json!({ "nodes": nodes, "learned": learned })).into_response())
 }
 
 async fn list_bindings(

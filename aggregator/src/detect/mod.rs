@@ -152,6 +152,16 @@ impl Detector {
         }
     }
 
+    /// Restores lineage and learned nodes persisted by earlier runs.
+    pub fn restore_learned(&mut self, l: crate::store::learned::LoadedLearned) {
+        for m in l.minted {
+            self.lineage.record(m);
+        }
+        for n in l.nodes {
+            self.cluster.restore(n);
+        }
+    }
+
     /// Forgets one baseline source of `user` (after review): the next use
     /// from there is judged as new.
     pub fn drop_baseline(&mut self, user: &str, ip: IpAddr) -> bool {
@@ -181,7 +191,12 @@ impl Detector {
     fn learn_cluster(&mut self, ev: &AuditEvent, ch: &mut Changes) {
         let t = ev.time();
         let (ttl, grace) = (self.policy.learned_ttl, self.policy.node_grace);
-        for n in self.sight.silent_nodes(t, grace) {
+        let silent = if self.cluster.silence_check_due(t) {
+            self.sight.silent_nodes(t, grace)
+        } else {
+            Vec::new()
+        };
+        for n in silent {
             self.sight.remove_node(&n);
             ch.cluster.push(cluster::ClusterChange::Released {
                 node: n,

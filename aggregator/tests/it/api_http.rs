@@ -386,6 +386,9 @@ async fn http_web_page_is_served_and_uses_the_api() {
         "/api/v1/alerts/stream?",
         "/api/v1/coverage",
         "/api/v1/export/alerts?",
+        "/api/v1/baselines",
+        "/api/v1/learned/nodes",
+        "/api/v1/tokens/lineage",
         "EventSource",
     ] {
         assert!(js.contains(endpoint), "app.js uses {endpoint}");

@@ -181,6 +181,47 @@ async function loadCoverage() {
   }
 }
 
+// What detection learned: baselines (each can be dropped after review),
+// nodes learned from the audit stream, and minted tokens (lineage).
+async function loadLearned() {
+  try {
+    const b = await getJSON("/api/v1/baselines");
+    const ul = $("#learned-baselines");
+    ul.replaceChildren();
+    for (const r of b.baselines.filter((x) => x.learned).slice(0, 50)) {
+      const li = el("li", null, r.username + " \u2190 " + r.source_ip + " ");
+      li.append(el("span", "muted small", "(" + (r.taught_by_audit_id || "?") + ") "));
+      const drop = el("button", "small", "drop");
+      drop.addEventListener("click", async () => {
+        const q = new URLSearchParams({ username: r.username, source_ip: r.source_ip });
+        await fetch("/api/v1/baselines?" + q.toString(), { method: "DELETE" });
+        loadLearned();
+      });
+      li.append(drop);
+      ul.append(li);
+    }
+    if (!ul.children.length) ul.append(el("li", "muted", "nothing learned"));
+    const n = await getJSON("/api/v1/learned/nodes");
+    const nl = $("#learned-nodes");
+    nl.replaceChildren();
+    for (const x of n.learned_nodes.slice(0, 50)) {
+      const addrs = ((x.facts && x.facts.addresses) || []).map((a) => a[0] + " (" + a[1].source + ")");
+      nl.append(el("li", null, x.node + (x.released ? " released" : ": " + addrs.join(", "))));
+    }
+    if (!nl.children.length) nl.append(el("li", "muted", "none"));
+    const m = await getJSON("/api/v1/tokens/lineage");
+    const ml = $("#minted-tokens");
+    ml.replaceChildren();
+    for (const x of m.lineage.slice(0, 50)) {
+      ml.append(el("li", null, x.jti + " for " + x.service_account + " by " + x.minter +
+        " from " + (x.source_ip || "?") + (x.expiration_seconds ? ", " + x.expiration_seconds + " s" : "")));
+    }
+    if (!ml.children.length) ml.append(el("li", "muted", "none"));
+  } catch (e) {
+    $("#learned-baselines").replaceChildren(el("li", "muted", "unavailable: " + e.message));
+  }
+}
+
 function apply(ev) {
   if (ev) ev.preventDefault();
   nextToken = null;
@@ -195,4 +236,6 @@ document.addEventListener("DOMContentLoaded", () => {
   apply(null);
   loadCoverage();
   setInterval(loadCoverage, 15000);
+  loadLearned();
+  setInterval(loadLearned, 30000);
 });
