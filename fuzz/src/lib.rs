@@ -65,6 +65,11 @@ pub fn judge_audit(events: &[AuditEvent]) {
 
 /// Takes in observations the way the agent stream does (plausible times
 /// only), then judges `events` against them.
+///
+/// When `aggregator/src/agents/validate.rs` (`validate_node_info`,
+/// `validate_observation`) lands, call it here next to the time check, with
+/// [`NODE`] as the certificate's node and the fuzz policy, so the fuzzed
+/// observations pass through exactly what the stream runs.
 pub fn observe(obs: &[Observation], events: &[AuditEvent]) {
     let mut det = Detector::new(policy());
     let mut ch = Changes::default();
