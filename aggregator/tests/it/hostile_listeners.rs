@@ -372,9 +372,10 @@ async fn readyz_answers_while_thirty_node_queries_are_queued() {
         .map(|_| {
             let done = done.clone();
             tokio::spawn(async move {
-                let (status, body) = get(
+                let (status, body) = get_within(
                     api,
-                    "/api/v1/alerts?node=node-x&page_size=1000&include_suppressed=true",
+                    "/api/v1/alerts?node=node-x&page_size=200&include_suppressed=true",
+                    Duration::from_secs(120),
                 )
                 .await;
                 assert_eq!(status, 200, "{body}");
