@@ -161,3 +161,70 @@ fn a_version_1_database_is_migrated_keeping_its_dedupe_keys() {
         [false]
     );
 }
+
+#[test]
+fn a_version_2_database_gets_node_keyed_observations_and_the_alert_node_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.db");
+    {
+        // Today's schema, then the version-2 parts put back: observations
+        // keyed by id alone, no alert_nodes.
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(super::SCHEMA).unwrap();
+        c.execute_batch(
+            "DROP TRIGGER alert_nodes_follow;
+             DROP TABLE alert_nodes;
+             DROP TABLE observations;
+             CREATE TABLE observations (id TEXT PRIMARY KEY, node TEXT NOT NULL,
+                 time_ms INTEGER NOT NULL, type TEXT NOT NULL, json TEXT NOT NULL);
+             CREATE INDEX observations_time ON observations(time_ms);
+             CREATE INDEX observations_node ON observations(node, time_ms);
+             INSERT INTO observations VALUES ('node-a/b/1', 'node-a', 5, 'loss', '{}');
+             INSERT INTO alerts(id, time, time_ms, rule, analytic, severity, severity_rank,
+                 username, source_class, node, created_ms, json)
+             VALUES ('al-1', 't', 1, 'CT1547-001', 'AN1547', 'high', 3, 'u', 'other_node',
+                 'node-c', 1,
+                 '{\"evidence\":[{\"node\":\"node-e\"}],\"expected\":[{\"kind\":\"node\",\"value\":\"node-x\"},{\"kind\":\"pod\",\"value\":\"ns/p\"}]}');
+             UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path, Synchronous::Full).unwrap();
+    let (pk, obs, nodes, version) = store
+        .read_blocking(|c| {
+            let pk: String = c.query_row(
+                "SELECT group_concat(name, ',') FROM
+                    (SELECT name FROM pragma_table_info('observations') WHERE pk > 0 ORDER BY pk)",
+                [],
+                |r| r.get(0),
+            )?;
+            let obs: (String, String) =
+                c.query_row("SELECT node, id FROM observations", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            let nodes: String = c.query_row(
+                "SELECT group_concat(node, ',') FROM (SELECT node FROM alert_nodes ORDER BY node)",
+                [],
+                |r| r.get(0),
+            )?;
+            let v: String = c.query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok((pk, obs, nodes, v))
+        })
+        .unwrap();
+    assert_eq!(pk, "node,id");
+    assert_eq!(obs, ("node-a".to_owned(), "node-a/b/1".to_owned()));
+    assert_eq!(nodes, "node-c,node-e,node-x");
+    assert_eq!(version, SCHEMA_VERSION);
+    // Deleting an alert (retention) takes its node rows along.
+    store
+        .write_blocking(|tx| Ok(tx.execute("DELETE FROM alerts", [])?))
+        .unwrap();
+    let left: i64 = store
+        .read_blocking(|c| Ok(c.query_row("SELECT count(*) FROM alert_nodes", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(left, 0);
+}

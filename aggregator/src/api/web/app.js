@@ -162,6 +162,10 @@ async function loadCoverage() {
         (n.connected ? "connected, " : "disconnected, ") + age(n.last_contact_age_seconds)));
     }
     if (!c.nodes.length) nodes.append(dotItem(null, "no agent has reported"));
+    // Claims the agent stream refused (another node, outside the policy's ranges).
+    for (const r of c.agent_refusals || []) {
+      nodes.append(dotItem(false, r.node, r.count + " claims refused (" + r.reason + "): " + r.last_message));
+    }
     const audit = $("#cov-audit");
     audit.replaceChildren();
     for (const s of c.audit_sources) {
