@@ -36,6 +36,19 @@ pub struct NodeLabel {
     pub node: String,
 }
 
+/// Label: one detection-state map (`jti_places`, `identities`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MapLabel {
+    pub map: String,
+}
+
+/// Labels for detection state removed by a bound (`reason`: `cap` or `age`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DroppedLabel {
+    pub map: String,
+    pub reason: String,
+}
+
 /// Labels for query-API requests.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiLabel {
@@ -72,6 +85,10 @@ pub struct Metrics {
     pub live_stream_clients: Gauge,
     /// Alerts live-stream clients missed because they read too slowly.
     pub live_stream_skipped: Counter,
+    /// Entries in each detection-state map.
+    pub state_entries: Family<MapLabel, Gauge>,
+    /// Detection-state entries removed by a map's count (`cap`) or age (`age`) limit.
+    pub state_dropped: Family<DroppedLabel, Counter>,
 }
 
 /// The atomic behind the loss gauge (plain i64 gauge).
@@ -148,8 +165,22 @@ impl Metrics {
             "Alerts live-stream clients missed because they read too slowly",
             live_stream_skipped.clone(),
         );
+        let state_entries = Family::<MapLabel, Gauge>::default();
+        registry.register(
+            "detector_state_entries",
+            "Entries in each in-memory detection-state map",
+            state_entries.clone(),
+        );
+        let state_dropped = Family::<DroppedLabel, Counter>::default();
+        registry.register(
+            "detector_state_dropped",
+            "Detection-state entries removed by a map's count (cap) or age (age) limit",
+            state_dropped.clone(),
+        );
         Self {
             registry,
+            state_entries,
+            state_dropped,
             api_requests,
             live_stream_clients,
             live_stream_skipped,
@@ -172,6 +203,26 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+
+    /// Publishes the detection-state figures of one batch.
+    pub fn state(&self, stats: &[crate::detect::limits::MapStat]) {
+        for st in stats {
+            let map = st.map.to_owned();
+            self.state_entries
+                .get_or_create(&MapLabel { map: map.clone() })
+                .set(i64::try_from(st.entries).unwrap_or(i64::MAX));
+            for (reason, n) in [("cap", st.dropped.cap), ("age", st.dropped.age)] {
+                if n > 0 {
+                    self.state_dropped
+                        .get_or_create(&DroppedLabel {
+                            map: map.clone(),
+                            reason: reason.to_owned(),
+                        })
+                        .inc_by(n);
+                }
+            }
+        }
     }
 
     /// Counts one query-API request.

@@ -81,9 +81,10 @@ impl Pipeline {
         let mut detector = Detector::new(policy.clone());
         let loaded = store.write_blocking(|tx| {
             store::apply_policy(tx, &policy, chrono::Utc::now())?;
-            store::load_state(tx)
+            store::load_state_capped(tx, &policy.state)
         })?;
         detector.restore(loaded);
+        metrics.state(&detector.state_stats());
         let (alerts, _) = broadcast::channel(ALERT_CHANNEL);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -127,6 +128,7 @@ impl Pipeline {
         offset: Option<LogOffset>,
     ) -> Result<IngestReport, PipelineError> {
         let detector = self.inner.detector.clone();
+        let m = self.inner.metrics.clone();
         let src = source.to_owned();
         let now = chrono::Utc::now();
         let received = events.len();
@@ -156,6 +158,7 @@ impl Pipeline {
                 if let Some(o) = &offset {
                     store::save_log_offset(tx, o, now)?;
                 }
+                m.state(&det.state_stats());
                 Ok((fresh.iter().filter(|n| **n).count(), alerts))
             })
             .await?;
@@ -199,6 +202,7 @@ impl Pipeline {
         batch: Vec<Observation>,
     ) -> Result<(), PipelineError> {
         let detector = self.inner.detector.clone();
+        let m = self.inner.metrics.clone();
         let now = chrono::Utc::now();
         let n = batch.len();
         let (fresh_count, loss) = self
@@ -216,6 +220,7 @@ impl Pipeline {
                     }
                 }
                 store::write_changes(tx, &changes, now)?;
+                m.state(&det.state_stats());
                 let loss: Vec<(String, u64)> = batch
                     .iter()
                     .filter_map(|o| match &o.event {

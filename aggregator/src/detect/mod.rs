@@ -9,14 +9,15 @@
 mod alerts;
 mod an1547;
 mod an1579;
+pub mod bounded;
 pub mod changes;
 mod expect;
+pub mod limits;
 pub mod rbac;
 mod rules;
 pub mod sightings;
 mod suppress;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -27,7 +28,9 @@ use crate::alert::Alert;
 use crate::audit::{AuditEvent, PolicyRule, RoleRef, Subject};
 use crate::policy::{Policy, Suppression};
 use crate::store::LoadedState;
+use bounded::Bounded;
 pub use changes::Changes;
+use limits::{MapLimits, MapStat};
 pub use rules::{RULES, RuleDef};
 pub use suppress::{alert_node, suppressed_by};
 
@@ -57,29 +60,33 @@ struct Place {
     audit_id: String,
 }
 
-/// The detection engine.
+/// The detection engine. Every map is [`Bounded`] by count and age
+/// ([`MapLimits`], from the policy's `detection.state`).
 pub struct Detector {
     policy: Arc<Policy>,
+    limits: MapLimits,
     sight: sightings::Sightings,
-    roles: HashMap<ObjKey, RoleEntry>,
-    bindings: HashMap<ObjKey, BindingEntry>,
+    roles: Bounded<ObjKey, RoleEntry>,
+    bindings: Bounded<ObjKey, BindingEntry>,
     /// username -> source IP -> learned inside the learning window.
-    baselines: HashMap<String, HashMap<IpAddr, bool>>,
-    identities: HashMap<String, DateTime<Utc>>,
-    jti_places: HashMap<String, Vec<Place>>,
+    baselines: Bounded<String, Bounded<IpAddr, bool>>,
+    identities: Bounded<String, DateTime<Utc>>,
+    jti_places: Bounded<String, Vec<Place>>,
     suppressions: Vec<Suppression>,
 }
 
 impl Detector {
     pub fn new(policy: Arc<Policy>) -> Self {
+        let lim = MapLimits::from_policy(&policy);
         let mut d = Self {
             policy: policy.clone(),
-            sight: Default::default(),
-            roles: HashMap::new(),
-            bindings: HashMap::new(),
-            baselines: HashMap::new(),
-            identities: HashMap::new(),
-            jti_places: HashMap::new(),
+            limits: lim,
+            sight: sightings::Sightings::with_limits(&lim),
+            roles: Bounded::new(lim.roles),
+            bindings: Bounded::new(lim.bindings),
+            baselines: Bounded::new(lim.baselines),
+            identities: Bounded::new(lim.identities),
+            jti_places: Bounded::new(lim.jti_places),
             suppressions: policy.suppressions.clone(),
         };
         for r in &policy.roles {
@@ -96,10 +103,12 @@ impl Detector {
 
     /// Restores state persisted by earlier runs.
     pub fn restore(&mut self, s: LoadedState) {
-        for (node, addrs, cidrs) in s.nodes {
+        for (node, addrs, cidrs, at) in s.nodes {
+            self.sight.advance(at);
             self.sight.set_node(&node, addrs, cidrs);
         }
         for (key, user, r) in s.reads {
+            self.sight.advance(r.time);
             self.sight.restore_read(key, user, r);
         }
         let mut scratch = Changes::default();
@@ -130,10 +139,16 @@ impl Detector {
                 },
             );
         }
-        for (user, ip, learned) in s.baselines {
-            self.baselines.entry(user).or_default().insert(ip, learned);
+        let ips = self.limits.baseline_ips;
+        for (user, ip, learned, at) in s.baselines {
+            self.baselines.advance(at);
+            self.baselines
+                .entry(user)
+                .or_insert_with(|| Bounded::new(ips))
+                .insert(ip, learned);
         }
-        for (user, first) in s.identities {
+        for (user, first, at) in s.identities {
+            self.identities.advance(at);
             self.identities.insert(user, first);
         }
         if !s.suppressions.is_empty() {
@@ -146,6 +161,31 @@ impl Detector {
         self.suppressions = s;
     }
 
+    /// Moves every map's clock to `t` (an event's time, never past the wall
+    /// clock's near future) and expires what its age limit forgets.
+    fn advance(&mut self, t: DateTime<Utc>) {
+        let t = limits::clock(t);
+        self.roles.advance(t);
+        self.bindings.advance(t);
+        self.baselines.advance(t);
+        self.identities.advance(t);
+        self.jti_places.advance(t);
+        self.sight.advance(t);
+    }
+
+    /// Each map's size, and what its bounds removed since the last call.
+    pub fn state_stats(&mut self) -> Vec<MapStat> {
+        let mut out = vec![
+            stat("roles", &mut self.roles),
+            stat("bindings", &mut self.bindings),
+            stat("baselines", &mut self.baselines),
+            stat("identities", &mut self.identities),
+            stat("jti_places", &mut self.jti_places),
+        ];
+        self.sight.state_stats(&mut out);
+        out
+    }
+
     /// Takes in one agent observation.
     pub fn observe(&mut self, obs: &Observation, ch: &mut Changes) {
         self.sight
@@ -156,6 +196,7 @@ impl Detector {
     /// marked (see [`suppressed_by`]).
     pub fn judge(&mut self, ev: &AuditEvent, ch: &mut Changes) -> Vec<Alert> {
         let mut out = Vec::new();
+        self.advance(ev.time());
         if ev.stage.is_final() {
             self.judge_rbac(ev, ch, &mut out);
             self.judge_credential(ev, ch, &mut out);
@@ -164,5 +205,16 @@ impl Detector {
             self.apply_suppression(a, ch);
         }
         out
+    }
+}
+
+pub(crate) fn stat<K: std::hash::Hash + Eq, V>(
+    map: &'static str,
+    m: &mut Bounded<K, V>,
+) -> MapStat {
+    MapStat {
+        map,
+        entries: m.len(),
+        dropped: m.take_dropped(),
     }
 }

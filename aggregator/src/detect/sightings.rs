@@ -1,7 +1,7 @@
 //! What agents saw: credential reads, API-server connections, node
 //! addresses and pod addresses, held in memory for the join.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
@@ -10,7 +10,9 @@ use credtrail_proto::model::{
 };
 use ipnet::IpNet;
 
+use super::bounded::Bounded;
 use super::changes::{CredentialReadRow, NodeNetRow};
+use super::limits::{MapLimits, MapStat};
 
 /// Bound on read sightings kept per credential key.
 const READS_PER_KEY: usize = 64;
@@ -66,18 +68,24 @@ struct NodeNet {
     pod_cidrs: Vec<IpNet>,
 }
 
-/// Agents' view of the cluster.
-#[derive(Debug, Default)]
+/// Agents' view of the cluster; every map [`Bounded`] by count and age.
+#[derive(Debug)]
 pub struct Sightings {
-    by_key: HashMap<String, Vec<ReadSighting>>,
-    by_user: HashMap<String, Vec<ReadSighting>>,
-    connects: HashMap<String, VecDeque<ConnectSighting>>,
-    nodes: HashMap<String, NodeNet>,
-    node_ips: HashMap<IpAddr, String>,
-    pod_ips: HashMap<IpAddr, Location>,
+    by_key: Bounded<String, Vec<ReadSighting>>,
+    by_user: Bounded<String, Vec<ReadSighting>>,
+    connects: Bounded<String, VecDeque<ConnectSighting>>,
+    nodes: Bounded<String, NodeNet>,
+    node_ips: Bounded<IpAddr, String>,
+    pod_ips: Bounded<IpAddr, Location>,
     /// Processes (node, tgid) and containers (node, id) that read any credential.
-    reader_procs: HashSet<(String, u32)>,
-    reader_ctrs: HashSet<(String, String)>,
+    reader_procs: Bounded<(String, u32), ()>,
+    reader_ctrs: Bounded<(String, String), ()>,
+}
+
+impl Default for Sightings {
+    fn default() -> Self {
+        Self::with_limits(&MapLimits::default())
+    }
 }
 
 fn pod_of(w: Option<&Workload>) -> (Option<String>, Option<String>, Option<String>) {
@@ -158,6 +166,47 @@ fn push_bounded(v: &mut Vec<ReadSighting>, s: ReadSighting) {
 }
 
 impl Sightings {
+    pub fn with_limits(l: &MapLimits) -> Self {
+        Self {
+            by_key: Bounded::new(l.reads_by_key),
+            by_user: Bounded::new(l.reads_by_user),
+            connects: Bounded::new(l.connects),
+            nodes: Bounded::new(l.nodes),
+            node_ips: Bounded::new(l.node_ips),
+            pod_ips: Bounded::new(l.pod_ips),
+            reader_procs: Bounded::new(l.reader_procs),
+            reader_ctrs: Bounded::new(l.reader_ctrs),
+        }
+    }
+
+    /// Moves every map's clock to `t` and expires what is too old.
+    pub fn advance(&mut self, t: DateTime<Utc>) {
+        let t = super::limits::clock(t);
+        self.by_key.advance(t);
+        self.by_user.advance(t);
+        self.connects.advance(t);
+        self.nodes.advance(t);
+        self.node_ips.advance(t);
+        self.pod_ips.advance(t);
+        self.reader_procs.advance(t);
+        self.reader_ctrs.advance(t);
+    }
+
+    /// Each map's size and what its bounds removed since the last call.
+    pub fn state_stats(&mut self, out: &mut Vec<MapStat>) {
+        use super::stat;
+        out.extend([
+            stat("reads_by_key", &mut self.by_key),
+            stat("reads_by_user", &mut self.by_user),
+            stat("connects", &mut self.connects),
+            stat("nodes", &mut self.nodes),
+            stat("node_ips", &mut self.node_ips),
+            stat("pod_ips", &mut self.pod_ips),
+            stat("reader_procs", &mut self.reader_procs),
+            stat("reader_ctrs", &mut self.reader_ctrs),
+        ]);
+    }
+
     /// Takes in one observation; returns inventory rows to store.
     pub fn observe(
         &mut self,
@@ -166,6 +215,7 @@ impl Sightings {
         nets: &mut Vec<NodeNetRow>,
     ) {
         use credtrail_proto::model::ObservationEvent as E;
+        self.advance(obs.time);
         match &obs.event {
             E::NodeInfo(n) => nets.push(self.node_info(&obs.node, n, obs.time)),
             E::CredentialRead(r) => self.read(obs, r, reads),
@@ -251,20 +301,20 @@ impl Sightings {
 
     fn note_reader(&mut self, s: &ReadSighting) {
         if s.tgid != 0 {
-            self.reader_procs.insert((s.node.clone(), s.tgid));
+            self.reader_procs.insert((s.node.clone(), s.tgid), ());
         }
         if let Some(c) = &s.container_id {
-            self.reader_ctrs.insert((s.node.clone(), c.clone()));
+            self.reader_ctrs.insert((s.node.clone(), c.clone()), ());
         }
     }
 
     /// Whether this connecting process (or its container) read any credential:
     /// then it presumably used its own.
     pub fn read_any(&self, c: &ConnectSighting) -> bool {
-        (c.tgid != 0 && self.reader_procs.contains(&(c.node.clone(), c.tgid)))
+        (c.tgid != 0 && self.reader_procs.contains_key(&(c.node.clone(), c.tgid)))
             || c.container_id
                 .as_ref()
-                .is_some_and(|id| self.reader_ctrs.contains(&(c.node.clone(), id.clone())))
+                .is_some_and(|id| self.reader_ctrs.contains_key(&(c.node.clone(), id.clone())))
     }
 
     /// Restores one stored read sighting.

@@ -275,6 +275,7 @@ pub fn validate(file: PolicyFile, now: DateTime<Utc>) -> Result<Policy, Vec<Stri
             })
         })
         .collect();
+    let state = state_limits(&mut c, &d.state);
     if !c.problems.is_empty() {
         return Err(c.problems);
     }
@@ -294,7 +295,35 @@ pub fn validate(file: PolicyFile, now: DateTime<Utc>) -> Result<Policy, Vec<Stri
         alert_outside_without_expectation: d.alert_outside_without_expectation.unwrap_or(true),
         maintenance,
         suppressions,
+        state,
     })
+}
+
+fn state_limits(c: &mut Collector, s: &crate::policy::StateSpec) -> crate::policy::StateLimits {
+    let d = crate::policy::StateLimits::default();
+    let mut count = |at: &str, v: Option<usize>, default: usize| match v {
+        Some(0) => {
+            c.problems
+                .push(format!("detection.state.{at}: must be at least 1"));
+            default
+        }
+        Some(n) => n,
+        None => default,
+    };
+    let lim = crate::policy::StateLimits {
+        max_identities: count("max_identities", s.max_identities, d.max_identities),
+        max_credentials: count("max_credentials", s.max_credentials, d.max_credentials),
+        max_nodes: count("max_nodes", s.max_nodes, d.max_nodes),
+        max_pods: count("max_pods", s.max_pods, d.max_pods),
+        max_rbac_objects: count("max_rbac_objects", s.max_rbac_objects, d.max_rbac_objects),
+        max_age: d.max_age,
+    };
+    let max_age = c.duration("detection.state.max_age", s.max_age.as_deref(), d.max_age);
+    if max_age <= Duration::zero() {
+        c.problems
+            .push("detection.state.max_age: must be longer than 0".to_owned());
+    }
+    crate::policy::StateLimits { max_age, ..lim }
 }
 
 #[cfg(test)]
