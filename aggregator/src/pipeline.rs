@@ -146,6 +146,16 @@ impl Pipeline {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let mut changes = Changes::default();
                 let (batch_id, fresh) = store::insert_audit_events(tx, &src, now, &events)?;
+                let missing = det.missing_identities(
+                    events
+                        .iter()
+                        .zip(&fresh)
+                        .filter(|(_, f)| **f)
+                        .map(|(e, _)| e),
+                );
+                if !missing.is_empty() {
+                    det.restore_identities(store::load_identities(tx, &missing)?);
+                }
                 let mut alerts = Vec::new();
                 for (ev, is_new) in events.iter().zip(&fresh) {
                     if *is_new {

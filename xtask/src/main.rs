@@ -6,6 +6,7 @@ mod build;
 mod demo;
 mod deploy_check;
 mod setup;
+mod soak;
 mod test;
 mod vm;
 
@@ -30,6 +31,8 @@ enum Command {
     Demo(demo::Options),
     /// Run the benchmarks and print ratios against an in-run baseline.
     Bench(bench::Options),
+    /// Soak the aggregator: the real webhook fed realistic audit traffic; prints rate, RSS, p99.
+    Soak(soak::Options),
     /// Boot Debian kernels in qemu and run the agent's privileged tests inside.
     VmTest(vm::Options),
 }
@@ -41,6 +44,7 @@ fn main() -> anyhow::Result<()> {
         Command::Test(o) => test::run(o),
         Command::Demo(o) => demo::run(o),
         Command::Bench(o) => bench::run(o),
+        Command::Soak(o) => soak::run(o),
         Command::VmTest(o) => vm::run(o),
     }
 }

@@ -16,6 +16,9 @@ pub const BASELINE_IPS_PER_IDENTITY: usize = 64;
 /// Node addresses per node the address map holds room for.
 pub const ADDRESSES_PER_NODE: usize = 8;
 
+/// An identity's last sighting is written to the store at most this often.
+pub const IDENTITY_NOTE_INTERVAL: Duration = Duration::minutes(10);
+
 /// Limits of each map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MapLimits {

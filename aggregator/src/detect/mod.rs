@@ -11,6 +11,7 @@ mod an1547;
 mod an1579;
 pub mod bounded;
 pub mod changes;
+mod cidr_index;
 mod expect;
 pub mod limits;
 pub mod rbac;
@@ -60,6 +61,16 @@ struct Place {
     audit_id: String,
 }
 
+/// When an identity was first seen, and when its last sighting was last
+/// written to the store (`identities.last_seen_ms`, at most every
+/// [`limits::IDENTITY_NOTE_INTERVAL`]: retention and the capped start-up
+/// load go by it).
+#[derive(Debug, Clone, Copy)]
+struct IdentitySeen {
+    first: DateTime<Utc>,
+    noted: DateTime<Utc>,
+}
+
 /// The detection engine. Every map is [`Bounded`] by count and age
 /// ([`MapLimits`], from the policy's `detection.state`).
 pub struct Detector {
@@ -70,7 +81,7 @@ pub struct Detector {
     bindings: Bounded<ObjKey, BindingEntry>,
     /// username -> source IP -> learned inside the learning window.
     baselines: Bounded<String, Bounded<IpAddr, bool>>,
-    identities: Bounded<String, DateTime<Utc>>,
+    identities: Bounded<String, IdentitySeen>,
     jti_places: Bounded<String, Vec<Place>>,
     suppressions: Vec<Suppression>,
 }
@@ -149,7 +160,8 @@ impl Detector {
         }
         for (user, first, at) in s.identities {
             self.identities.advance(at);
-            self.identities.insert(user, first);
+            self.identities
+                .insert(user, IdentitySeen { first, noted: at });
         }
         if !s.suppressions.is_empty() {
             self.suppressions = s.suppressions;
@@ -159,6 +171,49 @@ impl Detector {
     /// Replaces the suppressions (policy + API-created).
     pub fn set_suppressions(&mut self, s: Vec<Suppression>) {
         self.suppressions = s;
+    }
+
+    /// Users of these events whose state the detector does not hold (never
+    /// loaded, or let go by a bound): the pipeline loads them from the store
+    /// ([`Detector::restore_identities`]) before judging, so an identity
+    /// coming back keeps its first sighting and baseline.
+    pub fn missing_identities<'a>(
+        &self,
+        events: impl Iterator<Item = &'a AuditEvent>,
+    ) -> Vec<String> {
+        let mut out: Vec<String> = events
+            .filter(|e| e.stage.is_final())
+            .map(|e| e.user.username.as_str())
+            .filter(|u| !u.is_empty() && !self.identities.contains_key(*u))
+            .map(str::to_owned)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Takes back identities' stored state (see [`Detector::missing_identities`]).
+    pub fn restore_identities(&mut self, ids: Vec<crate::store::StoredIdentity>) {
+        let ips = self.limits.baseline_ips;
+        for id in ids {
+            if !id.baselines.is_empty() {
+                let b = self
+                    .baselines
+                    .entry(id.username.clone())
+                    .or_insert_with(|| Bounded::new(ips));
+                for (ip, learned) in id.baselines {
+                    let e = b.entry(ip).or_insert(learned);
+                    *e |= learned;
+                }
+            }
+            self.identities.insert(
+                id.username,
+                IdentitySeen {
+                    first: id.first,
+                    noted: id.last,
+                },
+            );
+        }
     }
 
     /// Moves every map's clock to `t` (an event's time, never past the wall

@@ -80,6 +80,8 @@ pub struct Sightings {
     /// Processes (node, tgid) and containers (node, id) that read any credential.
     reader_procs: Bounded<(String, u32), ()>,
     reader_ctrs: Bounded<(String, String), ()>,
+    /// Pod CIDR → node, for [`Sightings::resolve`] without a pass over `nodes`.
+    cidrs: super::cidr_index::CidrIndex,
 }
 
 impl Default for Sightings {
@@ -176,6 +178,7 @@ impl Sightings {
             pod_ips: Bounded::new(l.pod_ips),
             reader_procs: Bounded::new(l.reader_procs),
             reader_ctrs: Bounded::new(l.reader_ctrs),
+            cidrs: Default::default(),
         }
     }
 
@@ -241,7 +244,18 @@ impl Sightings {
         for a in &addresses {
             self.node_ips.insert(*a, node.to_owned());
         }
+        for c in &pod_cidrs {
+            self.cidrs.insert(*c, node);
+        }
         self.nodes.insert(node.to_owned(), NodeNet { pod_cidrs });
+        if self.cidrs.stale() {
+            let nodes = &self.nodes;
+            self.cidrs.rebuild(
+                nodes
+                    .iter()
+                    .flat_map(|(n, v)| v.pod_cidrs.iter().map(move |c| (c, n.as_str()))),
+            );
+        }
     }
 
     fn read(&mut self, obs: &Observation, r: &CredentialRead, rows: &mut Vec<CredentialReadRow>) {
@@ -380,19 +394,16 @@ impl Sightings {
         if let Some(l) = self.pod_ips.get(&ip) {
             return Some(l.clone());
         }
-        let mut names: Vec<&String> = self.nodes.keys().collect();
-        names.sort();
-        names.into_iter().find_map(|n| {
-            self.nodes[n]
-                .pod_cidrs
-                .iter()
-                .any(|c| c.contains(&ip))
-                .then(|| Location {
-                    node: n.clone(),
-                    pod_uid: None,
-                    pod: None,
-                    via: "node pod CIDR",
-                })
+        let holds = |n: &str| {
+            self.nodes
+                .get(n)
+                .is_some_and(|v| v.pod_cidrs.iter().any(|c| c.contains(&ip)))
+        };
+        self.cidrs.lookup(ip, holds).map(|n| Location {
+            node: n.clone(),
+            pod_uid: None,
+            pod: None,
+            via: "node pod CIDR",
         })
     }
 

@@ -255,3 +255,45 @@ pub fn load_state_capped(c: &Connection, lim: &StateLimits) -> Result<LoadedStat
     s.suppressions = load_suppressions(c)?;
     Ok(s)
 }
+
+/// One identity's stored state: first and last sighting, baseline addresses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredIdentity {
+    pub username: String,
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+    /// `(source IP, learned)`, oldest first.
+    pub baselines: Vec<(IpAddr, bool)>,
+}
+
+/// The stored state of these identities (those the store knows), for the
+/// detector to take back what its bounded maps let go: one primary-key
+/// lookup per identity.
+pub fn load_identities(
+    c: &Connection,
+    users: &[String],
+) -> Result<Vec<StoredIdentity>, StoreError> {
+    let mut id =
+        c.prepare_cached("SELECT first_seen_ms, last_seen_ms FROM identities WHERE username = ?1")?;
+    let mut bl = c.prepare_cached(
+        "SELECT source_ip, learned FROM baselines WHERE username = ?1 ORDER BY last_seen_ms",
+    )?;
+    let mut out = Vec::new();
+    for u in users {
+        let mut rows = id.query([u])?;
+        let Some(r) = rows.next()? else { continue };
+        let (first, last) = (time(r.get(0)?), time(r.get(1)?));
+        let baselines = bl
+            .query_map([u], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?
+            .filter_map(|r| r.ok())
+            .filter_map(|(ip, l)| ip.parse().ok().map(|ip| (ip, l)))
+            .collect();
+        out.push(StoredIdentity {
+            username: u.clone(),
+            first,
+            last,
+            baselines,
+        });
+    }
+    Ok(out)
+}

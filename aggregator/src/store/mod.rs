@@ -30,7 +30,9 @@ pub use ingest::{
     apply_policy, count_rejected, finish_audit_batch, insert_alerts, insert_audit_events,
     insert_observations, load_log_offset, save_log_offset,
 };
-pub use load::{LoadedState, load_state, load_state_capped, load_suppressions};
+pub use load::{
+    LoadedState, StoredIdentity, load_identities, load_state, load_state_capped, load_suppressions,
+};
 pub use retention::{Pruned, prune};
 
 /// The schema, applied at every open (`CREATE ... IF NOT EXISTS`).

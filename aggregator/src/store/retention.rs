@@ -24,7 +24,7 @@ pub struct Pruned {
 /// Deletes alerts, audit events/batches, observations and inventory rows
 /// older than `retention` before `now`, and API suppressions expired before
 /// that cut-off. Detection state unused for that long goes too: identities
-/// and their baselines, node networks, and deleted roles and bindings. Live
+/// (whose last sighting is refreshed every 10 minutes of use) and their baselines, node networks, and deleted roles and bindings. Live
 /// roles and bindings (the cluster's current RBAC objects) and offsets are
 /// kept.
 pub fn prune(
@@ -57,8 +57,11 @@ pub fn prune(
             "DELETE FROM identities WHERE last_seen_ms < ?1",
             params![cut],
         )?,
+        // An identity's baseline goes with it (a baseline row's own
+        // last_seen is not refreshed while the identity stays in use).
         baselines: tx.execute(
-            "DELETE FROM baselines WHERE last_seen_ms < ?1",
+            "DELETE FROM baselines WHERE last_seen_ms < ?1
+                AND NOT EXISTS (SELECT 1 FROM identities i WHERE i.username = baselines.username)",
             params![cut],
         )?,
         node_network: tx.execute(

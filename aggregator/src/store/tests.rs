@@ -161,3 +161,48 @@ fn a_version_1_database_is_migrated_keeping_its_dedupe_keys() {
         [false]
     );
 }
+
+#[test]
+fn uuid_audit_ids_are_stored_as_16_bytes_and_still_deduplicate() {
+    let store = Store::open_in_memory().unwrap();
+    let id = "5b2c6a3e-8f0d-4f7a-9c51-0e4d2a7b9f13";
+    let t = "2026-03-01T10:00:00Z";
+    let upper = id.to_uppercase();
+    let evs = [
+        event(id, "ResponseComplete", t),
+        event(&upper, "ResponseComplete", t), // not canonical: kept as its text
+        event("not-a-uuid", "ResponseComplete", t),
+    ];
+    assert_eq!(fresh(&store, &evs), [true, true, true]);
+    assert_eq!(fresh(&store, &evs), [false, false, false]);
+    let rows: Vec<(String, i64, String)> = store
+        .read_blocking(|c| {
+            let mut st = c.prepare(
+                "SELECT typeof(audit_id), length(audit_id), stage FROM audit_events ORDER BY 1, 2",
+            )?;
+            let rows = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("blob".to_owned(), 16, "C".to_owned()),
+            ("text".to_owned(), 10, "C".to_owned()),
+            ("text".to_owned(), 36, "C".to_owned()),
+        ]
+    );
+    // The bytes are the UUID's: nothing of the ID is lost.
+    let bytes: Vec<u8> = store
+        .read_blocking(|c| {
+            Ok(c.query_row(
+                "SELECT audit_id FROM audit_events WHERE typeof(audit_id) = 'blob'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(uuid::Uuid::from_slice(&bytes).unwrap().to_string(), id);
+}

@@ -17,5 +17,6 @@ mod scenario_an1547;
 mod scenario_an1579;
 mod secrets;
 mod serve;
+mod state_bounds;
 mod store_restart;
 mod webhook;
