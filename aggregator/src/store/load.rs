@@ -16,13 +16,15 @@ use crate::policy::{StateLimits, Suppression, SuppressionMatch};
 /// into memory at start, for the join.
 const RECENT_CONNECT_MS: i64 = 60 * 60 * 1000;
 
+/// `(node, addresses, pod CIDRs, updated)`.
+pub type StoredNode = (String, Vec<IpAddr>, Vec<IpNet>, DateTime<Utc>);
+
 /// Everything the detector keeps in memory, as stored.
 #[derive(Debug, Default)]
 pub struct LoadedState {
     /// `(credential key, username, sighting)`.
     pub reads: Vec<(String, Option<String>, ReadSighting)>,
-    /// `(node, addresses, pod CIDRs, updated)`.
-    pub nodes: Vec<(String, Vec<IpAddr>, Vec<IpNet>, DateTime<Utc>)>,
+    pub nodes: Vec<StoredNode>,
     pub recent_connects: Vec<Observation>,
     pub roles: Vec<RoleRow>,
     pub bindings: Vec<BindingRow>,

@@ -272,6 +272,7 @@ pub async fn run(o: Options) -> anyhow::Result<Figures> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .figures(duration);
     println!("{}", fig.line(true));
+    eprintln!("soak: p50_ms={:.1} events={}", fig.p50_ms, fig.events);
     eprintln!(
         "soak: {} short-lived identities, {} bound tokens issued",
         traffic.jobs_started, traffic.tokens_issued
@@ -359,7 +360,7 @@ async fn generate(
             lock().rss(now, rss_kib(pid).unwrap_or(0));
             next_sample += Duration::from_secs(5);
         }
-        if now >= next_print {
+        if now >= next_print && now < duration {
             println!("{}", lock().figures(now).line(false));
             next_print += Duration::from_secs(30);
         }

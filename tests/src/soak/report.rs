@@ -28,6 +28,7 @@ pub struct Figures {
     pub rss_end_mib: f64,
     pub rss_slope_kib_per_min: f64,
     pub p99_ms: f64,
+    pub p50_ms: f64,
     pub errors: u64,
     pub events: u64,
 }
@@ -87,6 +88,7 @@ impl Samples {
             rss_end_mib: self.rss.last().map_or(0.0, |(_, k)| *k as f64 / 1024.0),
             rss_slope_kib_per_min: slope(&second_half),
             p99_ms: percentile(&self.latencies_ms, 0.99),
+            p50_ms: percentile(&self.latencies_ms, 0.5),
             errors: self.errors,
             events: self.events,
         }

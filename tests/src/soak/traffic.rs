@@ -155,7 +155,7 @@ impl Traffic {
     /// The next event (`audit.k8s.io/v1` `Event`).
     pub fn next_event(&mut self) -> Value {
         self.seq += 1;
-        if self.shape.rbac_every > 0 && self.seq % self.shape.rbac_every == 0 {
+        if self.shape.rbac_every > 0 && self.seq.is_multiple_of(self.shape.rbac_every) {
             return self.rbac_write();
         }
         let r = (self.rand() % 10_000) as f64 / 100.0;
@@ -163,7 +163,7 @@ impl Traffic {
             return self.job_request();
         }
         // Of the stable traffic: one in five from kubelets.
-        if self.rand() % 5 == 0 {
+        if self.rand().is_multiple_of(5) {
             self.kubelet_request()
         } else {
             self.workload_request()
@@ -186,7 +186,7 @@ impl Traffic {
     }
 
     fn job_request(&mut self) -> Value {
-        if self.jobs.len() < 16 || self.rand() % 4 == 0 && self.jobs.len() < 256 {
+        if self.jobs.len() < 16 || (self.rand().is_multiple_of(4) && self.jobs.len() < 256) {
             self.start_job();
         }
         let i = self.pick(self.jobs.len());
@@ -229,7 +229,7 @@ impl Traffic {
             groups: vec!["system:nodes".into(), "system:authenticated".into()],
             extra: BTreeMap::from([(EXTRA_CREDENTIAL_ID.into(), vec![n.cert_id.clone()])]),
         };
-        let (verb, uri, object_ref) = if self.seq % 3 == 0 {
+        let (verb, uri, object_ref) = if self.seq.is_multiple_of(3) {
             (
                 "patch",
                 format!("/api/v1/nodes/{}/status", n.name),
