@@ -48,7 +48,7 @@ pub fn make(path: &Path, events: u64) -> anyhow::Result<Made> {
     let jobs = events / 10 / 30;
     let hours = (events / eps / 3600) + 1;
     let bindings = events / 2000;
-    let chunk = 1_000_000u64;
+    let chunk = 300 * 3334u64; // whole batches per transaction
     let mut done = 0u64;
     while done < events {
         let n = chunk.min(events - done);
