@@ -343,6 +343,32 @@ mod tests {
     }
 
     #[test]
+    fn state_limits_default_and_refuse_zero() {
+        let p = validate(PolicyFile::default(), Utc::now()).unwrap();
+        assert_eq!(p.state, crate::policy::StateLimits::default());
+        let mut f = PolicyFile::default();
+        f.detection.state.max_identities = Some(0);
+        f.detection.state.max_age = Some("0s".into());
+        let problems = validate(f, Utc::now()).unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("detection.state.max_identities"))
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("detection.state.max_age"))
+        );
+        let mut f = PolicyFile::default();
+        f.detection.state.max_credentials = Some(7);
+        f.detection.state.max_age = Some("2h".into());
+        let p = validate(f, Utc::now()).unwrap();
+        assert_eq!(p.state.max_credentials, 7);
+        assert_eq!(p.state.max_age, Duration::hours(2));
+    }
+
+    #[test]
     fn patterns_are_exact_or_prefix() {
         let p = super::super::Pattern("system:serviceaccount:ci:*".into());
         assert!(p.matches("system:serviceaccount:ci:deployer"));

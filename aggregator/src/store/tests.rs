@@ -206,3 +206,44 @@ fn uuid_audit_ids_are_stored_as_16_bytes_and_still_deduplicate() {
         .unwrap();
     assert_eq!(uuid::Uuid::from_slice(&bytes).unwrap().to_string(), id);
 }
+
+#[test]
+fn retention_forgets_idle_identities_with_their_baselines_and_keeps_live_ones() {
+    let store = Store::open_in_memory().unwrap();
+    let day = 86_400_000i64;
+    let now: chrono::DateTime<Utc> = "2026-03-02T00:00:00Z".parse().unwrap();
+    let n = now.timestamp_millis();
+    store
+        .write_blocking(|tx| {
+            // idle: last seen 40 days ago; live: first seen long ago, seen today,
+            // its baseline row not refreshed since (baselines are written once).
+            tx.execute_batch(&format!(
+                "INSERT INTO identities VALUES ('idle', {a}, {a}), ('live', {a}, {n});
+                 INSERT INTO baselines VALUES ('idle', '10.0.0.1', {a}, {a}, 1, 1),
+                                              ('live', '10.0.0.2', {a}, {a}, 1, 1);
+                 INSERT INTO bindings VALUES ('RoleBinding', 'ns', 'gone', NULL, NULL, '[]', 0, 'delete',
+                     'admin', NULL, 'x', {a}, 1);",
+                a = n - 40 * day
+            ))?;
+            Ok(())
+        })
+        .unwrap();
+    let pruned = store
+        .write_blocking(|tx| prune(tx, now, chrono::Duration::days(30)))
+        .unwrap();
+    assert_eq!(
+        (pruned.identities, pruned.baselines, pruned.deleted_rbac),
+        (1, 1, 1)
+    );
+    let left: String = store
+        .read_blocking(|c| {
+            Ok(c.query_row(
+                "SELECT group_concat(username) FROM (SELECT username FROM identities
+                     UNION ALL SELECT username FROM baselines)",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(left, "live,live");
+}
