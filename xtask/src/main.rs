@@ -8,6 +8,7 @@ mod deploy_check;
 mod eval;
 mod fuzz;
 mod setup;
+mod soak;
 mod test;
 mod vm;
 
@@ -32,6 +33,8 @@ enum Command {
     Demo(demo::Options),
     /// Run the benchmarks and print ratios against an in-run baseline.
     Bench(bench::Options),
+    /// Soak the aggregator: the real webhook fed realistic audit traffic; prints rate, RSS, p99.
+    Soak(soak::Options),
     /// Boot Debian kernels in qemu and run the agent's privileged tests inside.
     VmTest(vm::Options),
     /// Replay the evaluation corpus (eval/scenarios) and print the confusion tables.
@@ -47,6 +50,7 @@ fn main() -> anyhow::Result<()> {
         Command::Test(o) => test::run(o),
         Command::Demo(o) => demo::run(o),
         Command::Bench(o) => bench::run(o),
+        Command::Soak(o) => soak::run(o),
         Command::VmTest(o) => vm::run(o),
         Command::Eval(o) => eval::run(o),
         Command::Fuzz(o) => fuzz::run(o),

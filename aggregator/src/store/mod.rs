@@ -33,7 +33,9 @@ pub use ingest::{
     apply_policy, count_rejected, finish_audit_batch, insert_alerts, insert_audit_events,
     insert_observations, load_log_offset, save_log_offset,
 };
-pub use load::{LoadedState, load_state, load_suppressions};
+pub use load::{
+    LoadedState, StoredIdentity, load_identities, load_state, load_state_capped, load_suppressions,
+};
 pub use pool::{DEFAULT_QUERY_TIMEOUT, DEFAULT_READERS, StoreOptions};
 pub use retention::{Pruned, prune};
 
