@@ -34,6 +34,15 @@ enum Cmd {
     Serve(Box<ServeArgs>),
     /// Run detection offline over saved audit logs; print alerts as JSON lines (time order).
     Replay(ReplayArgs),
+    /// Copy the database, consistently, while `serve` runs (SQLite `VACUUM INTO`); `-` writes
+    /// the copy to standard output (`kubectl exec ... backup - > credtrail.db`). docs/OPERATIONS.md.
+    Backup {
+        /// The database to copy.
+        #[arg(long, env = "CREDTRAIL_DB", default_value = "credtrail.db")]
+        db: PathBuf,
+        /// Where to write the copy (must not exist), or `-` for standard output.
+        dest: PathBuf,
+    },
     /// Validate a policy file and print what it configures.
     CheckPolicy {
         /// The policy file (YAML, see docs/POLICY.md).
@@ -95,6 +104,10 @@ struct ServeArgs {
     /// Address of the gRPC QueryService; `off` disables it.
     #[arg(long, env = "CREDTRAIL_GRPC_LISTEN", default_value = "0.0.0.0:9090")]
     grpc_listen: String,
+    /// Where alerts' `runbook_url` points: your copy of docs/RUNBOOKS.md (the rule id in lower
+    /// case is appended as the anchor).
+    #[arg(long, env = "CREDTRAIL_RUNBOOK_BASE_URL")]
+    runbook_base_url: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -139,6 +152,10 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         _ => anyhow::bail!("--tls-cert and --tls-key go together"),
     };
     let agent_listen = listen(&a.agent_listen, "agent-listen")?;
+    if let Some(url) = &a.runbook_base_url {
+        credtrail_aggregator::detect::rules::set_runbook_base(url)
+            .map_err(|e| anyhow::anyhow!("--runbook-base-url: {e}"))?;
+    }
     Ok(ServeConfig {
         db: a.db,
         db_synchronous: a.db_synchronous,
@@ -200,6 +217,18 @@ fn run_replay(a: ReplayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn run_backup(db: &std::path::Path, dest: &std::path::Path) -> anyhow::Result<()> {
+    use credtrail_aggregator::store::backup;
+    if dest.as_os_str() == "-" {
+        let report = backup::to_writer(db, &mut std::io::stdout().lock())?;
+        eprintln!("credtrail-aggregator: {report}");
+    } else {
+        let report = backup::to_file(db, dest)?;
+        eprintln!("credtrail-aggregator: {report} -> {}", dest.display());
+    }
+    Ok(())
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -232,6 +261,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.cmd {
         Cmd::Replay(a) => run_replay(a),
+        Cmd::Backup { db, dest } => run_backup(&db, &dest),
         Cmd::CheckPolicy { policy } => Policy::load(&policy)
             .map(|p| {
                 println!(

@@ -5,6 +5,7 @@ mod bench;
 mod build;
 mod demo;
 mod deploy_check;
+mod image;
 mod setup;
 mod test;
 mod vm;
@@ -32,6 +33,8 @@ enum Command {
     Bench(bench::Options),
     /// Boot Debian kernels in qemu and run the agent's privileged tests inside.
     VmTest(vm::Options),
+    /// Build static (musl) FROM-scratch images with buildah, as OCI archives too; `--test` runs them with podman.
+    Image(image::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -42,5 +45,6 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(o) => demo::run(o),
         Command::Bench(o) => bench::run(o),
         Command::VmTest(o) => vm::run(o),
+        Command::Image(o) => image::run(o),
     }
 }

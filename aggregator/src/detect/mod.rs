@@ -12,7 +12,7 @@ mod an1579;
 pub mod changes;
 mod expect;
 pub mod rbac;
-mod rules;
+pub mod rules;
 pub mod sightings;
 mod suppress;
 
