@@ -7,7 +7,7 @@
 //! container, under the shipped seccomp profile, and fails with a message
 //! naming the fix under the runtime's default profile.
 //!
-//! The images' contents and configuration are [`AGENT`] and [`AGGREGATOR`];
+//! The images' contents and configuration are `deploy/images.json`;
 //! `tests/tests/e2e/deploy_agreement.rs` checks them against the manifests.
 
 mod run;
@@ -31,49 +31,49 @@ pub struct Options {
     pub no_build: bool,
 }
 
-/// One image: what goes in and how it runs.
+/// One image: what goes in and how it runs (`deploy/images.json`: the agent
+/// runs as root with the DaemonSet's capabilities and no writable path of
+/// its own; the aggregator as uid 65532, its database in the volume, which
+/// is also the working directory where the default `--db credtrail.db`
+/// lands, and `/tmp` for SQLite's temporary files).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ImageSpec {
     /// Repository, as the chart's `image.repository`.
-    pub repository: &'static str,
+    pub repository: String,
     /// The cargo package and binary, installed as `/usr/local/bin/<binary>`.
-    pub binary: &'static str,
-    pub cmd: &'static [&'static str],
-    pub user: &'static str,
-    pub ports: &'static [u16],
-    /// Directories created in the image: path, owner uid:gid, mode.
-    pub dirs: &'static [(&'static str, &'static str, u32)],
-    pub volumes: &'static [&'static str],
-    pub workdir: &'static str,
+    pub binary: String,
+    pub cmd: Vec<String>,
+    pub user: String,
+    pub ports: Vec<u16>,
+    /// Directories created in the image.
+    pub dirs: Vec<ImageDir>,
+    pub volumes: Vec<String>,
+    pub workdir: String,
 }
 
-/// The agent: root with the DaemonSet's capabilities; no writable path of its own.
-pub const AGENT: ImageSpec = ImageSpec {
-    repository: "credtrail/agent",
-    binary: "credtrail-agent",
-    cmd: &[],
-    user: "0:0",
-    ports: &[],
-    dirs: &[],
-    volumes: &[],
-    workdir: "/",
-};
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageDir {
+    pub path: String,
+    /// `uid:gid`.
+    pub owner: String,
+    /// Octal, e.g. `"0700"`.
+    pub mode: String,
+}
 
-/// The aggregator: uid 65532 as the Deployment's securityContext; its
-/// database in the volume (also the working directory, where the default
-/// `--db credtrail.db` lands); `/tmp` for SQLite's temporary files.
-pub const AGGREGATOR: ImageSpec = ImageSpec {
-    repository: "credtrail/aggregator",
-    binary: "credtrail-aggregator",
-    cmd: &["serve"],
-    user: "65532:65532",
-    ports: &[8443, 9443, 8080, 9090],
-    dirs: &[
-        ("/var/lib/credtrail", "65532:65532", 0o700),
-        ("/tmp", "0:0", 0o1777),
-    ],
-    volumes: &["/var/lib/credtrail"],
-    workdir: "/var/lib/credtrail",
-};
+/// `deploy/images.json`: the agent's and the aggregator's image.
+pub fn specs() -> anyhow::Result<(ImageSpec, ImageSpec)> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Images {
+        agent: ImageSpec,
+        aggregator: ImageSpec,
+    }
+    let i: Images = serde_json::from_str(include_str!("../../deploy/images.json"))
+        .context("deploy/images.json")?;
+    Ok((i.agent, i.aggregator))
+}
 
 /// Container storage and tools' common flags: a vfs store of our own under
 /// `target/containers` (no overlay needed, nothing shared with the host's).
@@ -127,14 +127,15 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let store = Store::new(&ws);
     let out = ws.join("target/images");
     let version = env!("CARGO_PKG_VERSION");
+    let (agent, aggregator) = specs()?;
     if !opts.no_build {
         setup()?;
         let started = Instant::now();
-        let bins = build_static(&ws)?;
+        let bins = build_static(&ws, &agent, &aggregator)?;
         let build_secs = started.elapsed().as_secs_f64();
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-        for spec in [&AGENT, &AGGREGATOR] {
-            let bin = bins.join(spec.binary);
+        for spec in [&agent, &aggregator] {
+            let bin = bins.join(&spec.binary);
             let size = check_static(&bin)?;
             let archive = build_image(&store, spec, &bin, version, &out)?;
             let inspected = inspect(spec, &archive, version)?;
@@ -151,7 +152,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         bail!("--no-build only makes sense with --test");
     }
     if opts.test {
-        run::test(&ws, &store, version)?;
+        run::test(&ws, &store, version, &agent, &aggregator)?;
     }
     Ok(())
 }
@@ -212,12 +213,12 @@ fn setup() -> anyhow::Result<()> {
 
 /// `cargo build --release --target x86_64-unknown-linux-musl` of both
 /// binaries (the agent's build script embeds the eBPF object as usual).
-fn build_static(ws: &Path) -> anyhow::Result<PathBuf> {
+fn build_static(ws: &Path, agent: &ImageSpec, aggregator: &ImageSpec) -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(ws)
         .args(["build", "--release", "--locked", "--target", MUSL])
-        .args(["-p", AGENT.binary, "-p", AGGREGATOR.binary])
+        .args(["-p", &agent.binary, "-p", &aggregator.binary])
         .status()
         .context("running cargo build")?;
     if !status.success() {
@@ -318,7 +319,10 @@ fn build_image(
         )?;
         if !spec.dirs.is_empty() {
             let root = PathBuf::from(output(store.buildah().args(["mount", &ctr]))?);
-            for (path, owner, mode) in spec.dirs {
+            for d in &spec.dirs {
+                let (path, owner) = (&d.path, &d.owner);
+                let mode = u32::from_str_radix(&d.mode, 8)
+                    .with_context(|| format!("mode {:?} of {path}", d.mode))?;
                 let p = root.join(path.trim_start_matches('/'));
                 std::fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
                 let (uid, gid) = owner.split_once(':').context("owner uid:gid")?;
@@ -326,7 +330,7 @@ fn build_image(
                     .with_context(|| format!("chown {}", p.display()))?;
                 std::fs::set_permissions(
                     &p,
-                    <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(*mode),
+                    <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(mode),
                 )?;
             }
             output(store.buildah().args(["umount", &ctr]))?;
@@ -354,12 +358,12 @@ fn build_image(
         if spec.cmd.is_empty() {
             config.arg("--cmd=");
         } else {
-            config.arg(format!("--cmd={}", serde_json::to_string(spec.cmd)?));
+            config.arg(format!("--cmd={}", serde_json::to_string(&spec.cmd)?));
         }
-        for p in spec.ports {
+        for p in &spec.ports {
             config.arg(format!("--port={p}"));
         }
-        for v in spec.volumes {
+        for v in &spec.volumes {
             config.arg(format!("--volume={v}"));
         }
         output(config.arg(&ctr))?;
@@ -418,7 +422,7 @@ fn inspect(spec: &ImageSpec, archive: &Path, version: &str) -> anyhow::Result<St
         &c["Entrypoint"],
         serde_json::json!([format!("/usr/local/bin/{}", spec.binary)]),
     );
-    expect("User", &c["User"], spec.user.into());
+    expect("User", &c["User"], spec.user.as_str().into());
     let cmd = if spec.cmd.is_empty() {
         serde_json::Value::Null
     } else {

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use super::{AGENT, AGGREGATOR, Store, output};
+use super::{ImageSpec, Store, output};
 
 /// Longest wait for a container to be ready or to report (the machine may be busy).
 const WAIT: Duration = Duration::from_secs(30);
@@ -55,14 +55,20 @@ impl Drop for Cleanup<'_> {
     }
 }
 
-pub fn test(ws: &Path, store: &Store, version: &str) -> anyhow::Result<()> {
+pub fn test(
+    ws: &Path,
+    store: &Store,
+    version: &str,
+    agent: &ImageSpec,
+    aggregator: &ImageSpec,
+) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("the container tests need root (podman with runc, eBPF in the agent container)");
     }
     let started = Instant::now();
     let tag = |repo: &str| format!("localhost/{repo}:{version}");
-    for repo in [AGENT.repository, AGGREGATOR.repository] {
+    for repo in [&agent.repository, &aggregator.repository] {
         output(store.podman().args(["image", "exists", &tag(repo)]))
             .with_context(|| format!("{} is not built: run `cargo xtask image`", tag(repo)))?;
     }
@@ -77,7 +83,7 @@ pub fn test(ws: &Path, store: &Store, version: &str) -> anyhow::Result<()> {
 
     aggregator_serves_readyz(
         store,
-        &tag(AGGREGATOR.repository),
+        &tag(&aggregator.repository),
         &tmp,
         suffix,
         &mut cleanup,
@@ -88,14 +94,14 @@ pub fn test(ws: &Path, store: &Store, version: &str) -> anyhow::Result<()> {
     let profile = ws.join("deploy/seccomp/credtrail-agent.json");
     agent_reports_a_token_read_in_another_container(
         store,
-        &tag(AGENT.repository),
+        &tag(&agent.repository),
         &reader,
         &profile,
         &tmp,
         suffix,
         &mut cleanup,
     )?;
-    agent_under_the_default_profile_names_the_fix(store, &tag(AGENT.repository), &tmp)?;
+    agent_under_the_default_profile_names_the_fix(store, &tag(&agent.repository), &tmp)?;
     println!(
         "image test: the agent image under the runtime's default seccomp profile exits naming the fix"
     );
