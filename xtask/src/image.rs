@@ -135,7 +135,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         let build_secs = started.elapsed().as_secs_f64();
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         for spec in [&agent, &aggregator] {
-            let bin = bins.join(&spec.binary);
+            let bin = stripped(&bins.join(&spec.binary), &out)?;
             let size = check_static(&bin)?;
             let archive = build_image(&store, spec, &bin, version, &out)?;
             let inspected = inspect(spec, &archive, version)?;
@@ -225,6 +225,23 @@ fn build_static(ws: &Path, agent: &ImageSpec, aggregator: &ImageSpec) -> anyhow:
         bail!("the musl build failed");
     }
     Ok(ws.join("target").join(MUSL).join("release"))
+}
+
+/// A copy of `bin` under `out/bin` without debug information (the release
+/// profile keeps line tables for backtraces: most of the binary's size).
+/// The eBPF object is data in `.rodata` and stays whole.
+fn stripped(bin: &Path, out: &Path) -> anyhow::Result<PathBuf> {
+    let dir = out.join("bin");
+    std::fs::create_dir_all(&dir)?;
+    let dest = dir.join(bin.file_name().context("binary name")?);
+    let _ = std::fs::remove_file(&dest);
+    output(
+        Command::new("objcopy")
+            .arg("--strip-debug")
+            .arg(bin)
+            .arg(&dest),
+    )?;
+    Ok(dest)
 }
 
 /// Fails unless `bin` is a static ELF executable (no `PT_INTERP`: nothing
@@ -431,10 +448,14 @@ fn inspect(spec: &ImageSpec, archive: &Path, version: &str) -> anyhow::Result<St
     expect("Cmd", &c["Cmd"], cmd);
     let mut ports: Vec<String> = c["ExposedPorts"]
         .as_object()
-        .map(|m| m.keys().cloned().collect())
+        .map(|m| {
+            m.keys()
+                .map(|k| k.trim_end_matches("/tcp").to_owned())
+                .collect()
+        })
         .unwrap_or_default();
     ports.sort();
-    let mut want: Vec<String> = spec.ports.iter().map(|p| format!("{p}/tcp")).collect();
+    let mut want: Vec<String> = spec.ports.iter().map(u16::to_string).collect();
     want.sort();
     expect(
         "ExposedPorts",
