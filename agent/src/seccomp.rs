@@ -75,7 +75,12 @@ mod tests {
             assert_eq!(rules[0]["includes"], serde_json::json!({}));
         }
         // What the default profile keeps for CAP_SYS_ADMIN stays so.
-        for call in ["kexec_load", "init_module", "delete_module", "open_by_handle_at"] {
+        for call in [
+            "kexec_load",
+            "init_module",
+            "delete_module",
+            "open_by_handle_at",
+        ] {
             let rules = rules_for(&p, call);
             assert!(
                 rules.iter().all(|r| r["action"] != "SCMP_ACT_ALLOW"

@@ -42,6 +42,15 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the database, consistently, while `serve` runs (SQLite `VACUUM INTO`); `-` writes
+    /// the copy to standard output (`kubectl exec ... backup - > credtrail.db`). docs/OPERATIONS.md.
+    Backup {
+        /// The database to copy.
+        #[arg(long, env = "CREDTRAIL_DB", default_value = "credtrail.db")]
+        db: PathBuf,
+        /// Where to write the copy (must not exist), or `-` for standard output.
+        dest: PathBuf,
+    },
     /// Validate a policy file and print what it configures.
     CheckPolicy {
         /// The policy file (YAML, see docs/POLICY.md).
@@ -129,6 +138,10 @@ struct ServeArgs {
     /// A query running longer than this is interrupted and answered 503.
     #[arg(long, env = "CREDTRAIL_QUERY_TIMEOUT", default_value = "10s")]
     query_timeout: String,
+    /// Where alerts' `runbook_url` points: your copy of docs/RUNBOOKS.md (the rule id in lower
+    /// case is appended as the anchor).
+    #[arg(long, env = "CREDTRAIL_RUNBOOK_BASE_URL")]
+    runbook_base_url: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -198,6 +211,10 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         query_readers: a.query_readers,
         query_timeout: dur("query-timeout", &a.query_timeout)?,
     };
+    if let Some(url) = &a.runbook_base_url {
+        credtrail_aggregator::detect::rules::set_runbook_base(url)
+            .map_err(|e| anyhow::anyhow!("--runbook-base-url: {e}"))?;
+    }
     Ok(ServeConfig {
         limits,
         db: a.db,
@@ -275,6 +292,18 @@ fn run_eval(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn run_backup(db: &std::path::Path, dest: &std::path::Path) -> anyhow::Result<()> {
+    use credtrail_aggregator::store::backup;
+    if dest.as_os_str() == "-" {
+        let report = backup::to_writer(db, &mut std::io::stdout().lock())?;
+        eprintln!("credtrail-aggregator: {report}");
+    } else {
+        let report = backup::to_file(db, dest)?;
+        eprintln!("credtrail-aggregator: {report} -> {}", dest.display());
+    }
+    Ok(())
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -308,6 +337,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Replay(a) => run_replay(a),
         Cmd::Eval { dir, json } => run_eval(&dir, json),
+        Cmd::Backup { db, dest } => run_backup(&db, &dest),
         Cmd::CheckPolicy { policy } => Policy::load(&policy)
             .map(|p| {
                 println!(

@@ -7,6 +7,7 @@ mod demo;
 mod deploy_check;
 mod eval;
 mod fuzz;
+mod image;
 mod setup;
 mod soak;
 mod test;
@@ -41,6 +42,8 @@ enum Command {
     Eval(eval::Options),
     /// Run the cargo-fuzz targets (every parser of outside input); installs cargo-fuzz.
     Fuzz(fuzz::Options),
+    /// Build static (musl) FROM-scratch images with buildah, as OCI archives too; `--test` runs them with podman.
+    Image(image::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,5 +57,6 @@ fn main() -> anyhow::Result<()> {
         Command::VmTest(o) => vm::run(o),
         Command::Eval(o) => eval::run(o),
         Command::Fuzz(o) => fuzz::run(o),
+        Command::Image(o) => image::run(o),
     }
 }

@@ -20,7 +20,7 @@ pub mod lineage;
 mod mint;
 pub mod patch;
 pub mod rbac;
-mod rules;
+pub mod rules;
 pub mod sightings;
 mod suppress;
 

@@ -248,7 +248,10 @@ fn the_daemonset_grants_only_what_the_agent_needs() {
     assert_eq!(sc["seccompProfile"]["type"], "Localhost");
     let profile = sc["seccompProfile"]["localhostProfile"].as_str().unwrap();
     let init = &pod["initContainers"][0];
-    assert_eq!(init["securityContext"]["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert_eq!(
+        init["securityContext"]["capabilities"]["drop"],
+        serde_json::json!(["ALL"])
+    );
     assert!(init["securityContext"]["capabilities"].get("add").is_none());
     assert_eq!(init["image"], c["image"]);
     let init_mounts = init["volumeMounts"].as_array().unwrap();
@@ -256,7 +259,10 @@ fn the_daemonset_grants_only_what_the_agent_needs() {
     let dest = init["args"][0].as_str().unwrap();
     let dest = dest.strip_prefix("--install-seccomp-profile=").unwrap();
     let rel = dest
-        .strip_prefix(&format!("{}/", init_mounts[0]["mountPath"].as_str().unwrap()))
+        .strip_prefix(&format!(
+            "{}/",
+            init_mounts[0]["mountPath"].as_str().unwrap()
+        ))
         .unwrap();
     let seccomp_volume = pod["volumes"]
         .as_array()
@@ -265,7 +271,10 @@ fn the_daemonset_grants_only_what_the_agent_needs() {
         .find(|v| v["name"] == init_mounts[0]["name"])
         .unwrap();
     assert_eq!(
-        format!("{}/{rel}", seccomp_volume["hostPath"]["path"].as_str().unwrap()),
+        format!(
+            "{}/{rel}",
+            seccomp_volume["hostPath"]["path"].as_str().unwrap()
+        ),
         format!("/var/lib/kubelet/seccomp/{profile}"),
         "the init container writes where the kubelet reads the profile"
     );
