@@ -89,7 +89,8 @@ struct ServeArgs {
     #[arg(long, env = "CREDTRAIL_WEBHOOK_CLIENT_CA")]
     webhook_client_ca: Option<PathBuf>,
     /// Subject CN a webhook client certificate may have (repeat or comma-separate);
-    /// default: kube-apiserver, kube-apiserver-kubelet-client, system:kube-apiserver, apiserver.
+    /// default: kube-apiserver-audit (credtrail's deploy), kube-apiserver, kube-apiserver-kubelet-client,
+    /// system:kube-apiserver, apiserver.
     #[arg(long, env = "CREDTRAIL_WEBHOOK_CLIENT_SUBJECT", value_delimiter = ',')]
     webhook_client_subject: Vec<String>,
     /// Largest webhook body accepted, in bytes (larger: 413).
