@@ -24,8 +24,8 @@ use super::identity::node_from_cert;
 use super::sink::ObservationSink;
 use super::validate::{Refusal, check_observation};
 use crate::metrics::{Metrics, NodeLabel, RefusalLabel};
-use crate::policy::Policy;
 use crate::plausible;
+use crate::policy::Policy;
 use crate::store::{AgentHello, Store};
 
 /// Largest batch accepted (observations); told to agents in the Welcome.
