@@ -245,7 +245,7 @@ pub struct Guarded<IO> {
     io: IO,
     need: usize,
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-    _slot: Slot,
+    slot: Slot,
 }
 
 impl<IO> Guarded<IO> {
@@ -255,7 +255,7 @@ impl<IO> Guarded<IO> {
             io,
             need,
             deadline: (need > 0).then(|| Box::pin(tokio::time::sleep(timeout))),
-            _slot: slot,
+            slot,
         }
     }
 }
@@ -287,9 +287,9 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
                     return Poll::Pending;
                 }
                 this.deadline = None;
-                this._slot
+                this.slot
                     .metrics
-                    .connection_dropped(this._slot.name, "header_timeout");
+                    .connection_dropped(this.slot.name, "header_timeout");
                 Poll::Ready(Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "the client sent no request in time",

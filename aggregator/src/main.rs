@@ -45,6 +45,15 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the database, consistently, while `serve` runs (SQLite `VACUUM INTO`); `-` writes
+    /// the copy to standard output (`kubectl exec ... backup - > credtrail.db`). docs/OPERATIONS.md.
+    Backup {
+        /// The database to copy.
+        #[arg(long, env = "CREDTRAIL_DB", default_value = "credtrail.db")]
+        db: PathBuf,
+        /// Where to write the copy (must not exist), or `-` for standard output.
+        dest: PathBuf,
+    },
     /// Validate a policy file and print what it configures.
     CheckPolicy {
         /// The policy file (YAML, see docs/POLICY.md).
@@ -99,7 +108,8 @@ struct ServeArgs {
     #[arg(long, env = "CREDTRAIL_WEBHOOK_CLIENT_CA")]
     webhook_client_ca: Option<PathBuf>,
     /// Subject CN a webhook client certificate may have (repeat or comma-separate);
-    /// default: kube-apiserver, kube-apiserver-kubelet-client, system:kube-apiserver, apiserver.
+    /// default: kube-apiserver-audit (credtrail's deploy), kube-apiserver, kube-apiserver-kubelet-client,
+    /// system:kube-apiserver, apiserver.
     #[arg(long, env = "CREDTRAIL_WEBHOOK_CLIENT_SUBJECT", value_delimiter = ',')]
     webhook_client_subject: Vec<String>,
     /// Largest webhook body accepted, in bytes (larger: 413).
@@ -199,6 +209,10 @@ struct ServeArgs {
     /// A query running longer than this is interrupted and answered 503.
     #[arg(long, env = "CREDTRAIL_QUERY_TIMEOUT", default_value = "10s")]
     query_timeout: String,
+    /// Where alerts' `runbook_url` points: your copy of docs/RUNBOOKS.md (the rule id in lower
+    /// case is appended as the anchor).
+    #[arg(long, env = "CREDTRAIL_RUNBOOK_BASE_URL")]
+    runbook_base_url: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -294,6 +308,10 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         query_readers: a.query_readers,
         query_timeout: dur("query-timeout", &a.query_timeout)?,
     };
+    if let Some(url) = &a.runbook_base_url {
+        credtrail_aggregator::detect::rules::set_runbook_base(url)
+            .map_err(|e| anyhow::anyhow!("--runbook-base-url: {e}"))?;
+    }
     Ok(ServeConfig {
         limits,
         db: a.db,
@@ -400,6 +418,18 @@ fn run_eval(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn run_backup(db: &std::path::Path, dest: &std::path::Path) -> anyhow::Result<()> {
+    use credtrail_aggregator::store::backup;
+    if dest.as_os_str() == "-" {
+        let report = backup::to_writer(db, &mut std::io::stdout().lock())?;
+        eprintln!("credtrail-aggregator: {report}");
+    } else {
+        let report = backup::to_file(db, dest)?;
+        eprintln!("credtrail-aggregator: {report} -> {}", dest.display());
+    }
+    Ok(())
+}
+
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -434,6 +464,7 @@ fn main() -> ExitCode {
         Cmd::Replay(a) => run_replay(a),
         Cmd::ApiToken(a) => run_api_token(a),
         Cmd::Eval { dir, json } => run_eval(&dir, json),
+        Cmd::Backup { db, dest } => run_backup(&db, &dest),
         Cmd::CheckPolicy { policy } => Policy::load(&policy)
             .map(|p| {
                 println!(

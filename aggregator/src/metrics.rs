@@ -36,6 +36,19 @@ pub struct NodeLabel {
     pub node: String,
 }
 
+/// Label: one detection-state map (`jti_places`, `identities`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MapLabel {
+    pub map: String,
+}
+
+/// Labels for detection state removed by a bound (`reason`: `cap` or `age`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DroppedLabel {
+    pub map: String,
+    pub reason: String,
+}
+
 /// Labels for query-API requests.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiLabel {
@@ -112,6 +125,10 @@ pub struct Metrics {
     pub connections_dropped: Family<ListenerDropLabel, Counter>,
     /// Queries interrupted because they ran past the query timeout.
     pub query_timeouts: Counter,
+    /// Entries in each detection-state map.
+    pub state_entries: Family<MapLabel, Gauge>,
+    /// Detection-state entries removed by a map's count (`cap`) or age (`age`) limit.
+    pub state_dropped: Family<DroppedLabel, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -248,6 +265,18 @@ impl Metrics {
             "Queries interrupted because they ran past the query timeout",
             query_timeouts.clone(),
         );
+        let state_entries = Family::<MapLabel, Gauge>::default();
+        registry.register(
+            "detector_state_entries",
+            "Entries in each in-memory detection-state map",
+            state_entries.clone(),
+        );
+        let state_dropped = Family::<DroppedLabel, Counter>::default();
+        registry.register(
+            "detector_state_dropped",
+            "Detection-state entries removed by a map's count (cap) or age (age) limit",
+            state_dropped.clone(),
+        );
         Self {
             agent_refused,
             accept_errors,
@@ -258,6 +287,8 @@ impl Metrics {
             api_auth_refused,
             suppression_hits,
             rbac_unreadable_fields,
+            state_entries,
+            state_dropped,
             api_requests,
             live_stream_clients,
             live_stream_skipped,
@@ -290,6 +321,26 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+
+    /// Publishes the detection-state figures of one batch.
+    pub fn state(&self, stats: &[crate::detect::limits::MapStat]) {
+        for st in stats {
+            let map = st.map.to_owned();
+            self.state_entries
+                .get_or_create(&MapLabel { map: map.clone() })
+                .set(i64::try_from(st.entries).unwrap_or(i64::MAX));
+            for (reason, n) in [("cap", st.dropped.cap), ("age", st.dropped.age)] {
+                if n > 0 {
+                    self.state_dropped
+                        .get_or_create(&DroppedLabel {
+                            map: map.clone(),
+                            reason: reason.to_owned(),
+                        })
+                        .inc_by(n);
+                }
+            }
+        }
     }
 
     /// Counts one query-API request.

@@ -81,9 +81,15 @@ impl Pipeline {
         let mut detector = Detector::new(policy.clone());
         let loaded = store.write_blocking(|tx| {
             store::apply_policy(tx, &policy, chrono::Utc::now())?;
-            store::load_state(tx)
+            Ok((
+                store::load_state_capped(tx, &policy.state)?,
+                store::learned::load_learned(tx, crate::detect::lineage::MAX_MINTED as i64)?,
+            ))
         })?;
+        let (loaded, learned) = loaded;
         detector.restore(loaded);
+        detector.restore_learned(learned);
+        metrics.state(&detector.state_stats());
         let (alerts, _) = broadcast::channel(ALERT_CHANNEL);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -127,6 +133,7 @@ impl Pipeline {
         offset: Option<LogOffset>,
     ) -> Result<IngestReport, PipelineError> {
         let detector = self.inner.detector.clone();
+        let m = self.inner.metrics.clone();
         let src = source.to_owned();
         let now = chrono::Utc::now();
         let received = events.len();
@@ -144,6 +151,16 @@ impl Pipeline {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let mut changes = Changes::default();
                 let (batch_id, fresh) = store::insert_audit_events(tx, &src, now, &events)?;
+                let missing = det.missing_identities(
+                    events
+                        .iter()
+                        .zip(&fresh)
+                        .filter(|(_, f)| **f)
+                        .map(|(e, _)| e),
+                );
+                if !missing.is_empty() {
+                    det.restore_identities(store::load_identities(tx, &missing)?);
+                }
                 let mut alerts = Vec::new();
                 for (ev, is_new) in events.iter().zip(&fresh) {
                     if *is_new {
@@ -156,6 +173,7 @@ impl Pipeline {
                 if let Some(o) = &offset {
                     store::save_log_offset(tx, o, now)?;
                 }
+                m.state(&det.state_stats());
                 Ok((
                     fresh.iter().filter(|n| **n).count(),
                     alerts,
@@ -204,6 +222,7 @@ impl Pipeline {
         batch: Vec<Observation>,
     ) -> Result<(), PipelineError> {
         let detector = self.inner.detector.clone();
+        let m = self.inner.metrics.clone();
         let now = chrono::Utc::now();
         let n = batch.len();
         let (fresh_count, loss) = self
@@ -221,6 +240,7 @@ impl Pipeline {
                     }
                 }
                 store::write_changes(tx, &changes, now)?;
+                m.state(&det.state_stats());
                 let loss: Vec<(String, u64)> = batch
                     .iter()
                     .filter_map(|o| match &o.event {

@@ -276,7 +276,7 @@ def main():
 
     # 3. The container build files.
     docker_dir = os.path.join(deploy, "docker")
-    for name in sorted(os.listdir(docker_dir)):
+    for name in sorted(os.listdir(docker_dir)) if os.path.isdir(docker_dir) else []:
         if name.endswith(".Dockerfile"):
             results.append(check_dockerfile(os.path.join(docker_dir, name), f"deploy/docker/{name}"))
 

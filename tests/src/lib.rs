@@ -4,3 +4,4 @@ pub mod certs;
 pub mod demo;
 pub mod fixtures;
 pub mod harness;
+pub mod soak;

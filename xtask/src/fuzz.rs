@@ -82,12 +82,13 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
 
     let t0 = Instant::now();
     println!("fuzz: building the targets (sanitizer {})", opts.sanitizer);
-    status(
-        cargo_fuzz(&fuzz_dir)
-            .args(["build", "-s", &opts.sanitizer])
-            .args(&targets),
-    )
-    .context("building the fuzz targets")?;
+    // `cargo fuzz build` takes one target or none (= all).
+    let mut build = cargo_fuzz(&fuzz_dir);
+    build.args(["build", "-s", &opts.sanitizer]);
+    if let [one] = targets.as_slice() {
+        build.arg(one);
+    }
+    status(&mut build).context("building the fuzz targets")?;
     println!("fuzz: built in {:.0}s", t0.elapsed().as_secs_f64());
 
     let logs = fuzz_dir.join("logs");

@@ -7,7 +7,9 @@ mod demo;
 mod deploy_check;
 mod eval;
 mod fuzz;
+mod image;
 mod setup;
+mod soak;
 mod test;
 mod vm;
 
@@ -32,12 +34,16 @@ enum Command {
     Demo(demo::Options),
     /// Run the benchmarks and print ratios against an in-run baseline.
     Bench(bench::Options),
+    /// Soak the aggregator: the real webhook fed realistic audit traffic; prints rate, RSS, p99.
+    Soak(soak::Options),
     /// Boot Debian kernels in qemu and run the agent's privileged tests inside.
     VmTest(vm::Options),
     /// Replay the evaluation corpus (eval/scenarios) and print the confusion tables.
     Eval(eval::Options),
     /// Run the cargo-fuzz targets (every parser of outside input); installs cargo-fuzz.
     Fuzz(fuzz::Options),
+    /// Build static (musl) FROM-scratch images with buildah, as OCI archives too; `--test` runs them with podman.
+    Image(image::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,8 +53,10 @@ fn main() -> anyhow::Result<()> {
         Command::Test(o) => test::run(o),
         Command::Demo(o) => demo::run(o),
         Command::Bench(o) => bench::run(o),
+        Command::Soak(o) => soak::run(o),
         Command::VmTest(o) => vm::run(o),
         Command::Eval(o) => eval::run(o),
         Command::Fuzz(o) => fuzz::run(o),
+        Command::Image(o) => image::run(o),
     }
 }

@@ -26,14 +26,30 @@ pub enum JwtError {
     Json { part: &'static str, reason: String },
     #[error("not a JWT: header has no \"alg\"")]
     NoAlg,
+    /// Claims are described only when small (real ones are a few hundred bytes).
+    #[error("JWT claims are larger than {max} bytes: not described")]
+    ClaimsTooLarge { max: usize },
 }
+
+/// Largest encoded claims described in an observation.
+pub const MAX_CLAIMS_BYTES: usize = 8 << 10;
 
 /// A token's fingerprint and, when it is a JWT, its claims; `Err` carries the
 /// fingerprint too, so an opaque token is still identified.
 pub fn token_identity(token: &str) -> (TokenIdentity, Option<JwtError>) {
     let token = token.trim();
     let sha256 = sha256_hex(token.as_bytes());
-    match parse_claims(token) {
+    let parsed = parse_claims(token).and_then(|c| {
+        let size = serde_json::to_vec(&c).map_or(usize::MAX, |v| v.len());
+        if size > MAX_CLAIMS_BYTES {
+            Err(JwtError::ClaimsTooLarge {
+                max: MAX_CLAIMS_BYTES,
+            })
+        } else {
+            Ok(c)
+        }
+    });
+    match parsed {
         Ok(claims) => (
             TokenIdentity {
                 sha256,
@@ -342,5 +358,23 @@ mod tests {
             }
             assert!(!id.sha256.contains(M));
         }
+    }
+
+    #[test]
+    fn huge_claims_are_not_described() {
+        let b = |s: &str| URL_SAFE_NO_PAD.encode(s);
+        let t = format!(
+            "{}.{}.sig",
+            b("{\"alg\":\"RS256\"}"),
+            b(&format!("{{\"sub\":\"{}\"}}", "s".repeat(20_000)))
+        );
+        let (id, err) = token_identity(&t);
+        assert_eq!(id.claims, None);
+        assert_eq!(
+            err,
+            Some(JwtError::ClaimsTooLarge {
+                max: MAX_CLAIMS_BYTES
+            })
+        );
     }
 }

@@ -33,8 +33,19 @@ impl Format {
     pub fn line(self, a: &Alert) -> String {
         match self {
             Format::Jsonl => {
+                // The alert as the list shows it: with its rule's runbook.
+                #[derive(serde::Serialize)]
+                struct Line<'a> {
+                    #[serde(flatten)]
+                    alert: &'a Alert,
+                    runbook_url: String,
+                }
                 // An Alert always serializes (string keys, finite numbers).
-                let mut s = serde_json::to_string(a).unwrap_or_default();
+                let mut s = serde_json::to_string(&Line {
+                    alert: a,
+                    runbook_url: crate::detect::rules::runbook_url(&a.rule),
+                })
+                .unwrap_or_default();
                 s.push('\n');
                 s
             }

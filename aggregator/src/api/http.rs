@@ -187,13 +187,15 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// An alert as JSON: the domain alert plus `suppressed_by` when set.
+/// An alert as JSON: the domain alert plus `suppressed_by` when set, and
+/// the rule's runbook (`detect::rules::runbook_url`).
 #[derive(Serialize)]
 struct AlertView<'a> {
     #[serde(flatten)]
     alert: &'a Alert,
     #[serde(skip_serializing_if = "Option::is_none")]
     suppressed_by: Option<&'a str>,
+    runbook_url: String,
 }
 
 impl<'a> From<&'a StoredAlert> for AlertView<'a> {
@@ -201,6 +203,7 @@ impl<'a> From<&'a StoredAlert> for AlertView<'a> {
         AlertView {
             alert: &s.alert,
             suppressed_by: s.suppressed_by.as_deref(),
+            runbook_url: crate::detect::rules::runbook_url(&s.alert.rule),
         }
     }
 }
@@ -244,10 +247,14 @@ async fn stream_alerts(
     let filter = params::alert_filter(&q)?;
     let events = live::subscribe(&state, filter).map(|ev| {
         let event = match ev {
-            LiveEvent::Alert(a) => Event::default()
-                .event("alert")
-                .id(a.id.clone())
-                .data(serde_json::to_string(&*a).unwrap_or_default()),
+            LiveEvent::Alert(a) => Event::default().event("alert").id(a.id.clone()).data(
+                serde_json::to_string(&AlertView {
+                    alert: &a,
+                    suppressed_by: None,
+                    runbook_url: crate::detect::rules::runbook_url(&a.rule),
+                })
+                .unwrap_or_default(),
+            ),
             LiveEvent::Skipped(n) => Event::default()
                 .event("skipped")
                 .data(serde_json::json!({ "count": n }).to_string()),
@@ -274,7 +281,12 @@ async fn list_nodes(
 ) -> ApiResult<Response> {
     params::check_known(&q, &[])?;
     let nodes = ops::list_nodes(&state).await?;
-    Ok(Json(serde_json::json!({ "nodes": nodes })).into_response())
+    // What the audit stream taught about nodes, with its provenance.
+    let learned = state
+        .store
+        .read(crate::store::learned::list_learned_nodes)
+        .await?;
+    Ok(Json(serde_json::json!({ "nodes": nodes, "learned": learned })).into_response())
 }
 
 async fn list_bindings(

@@ -14,9 +14,6 @@ use super::rules;
 use super::sightings::Location;
 use super::{Changes, Detector, Place};
 
-/// Above this many tracked JTIs, those unused for a reuse window are forgotten.
-const MAX_TRACKED_JTIS: usize = 100_000;
-
 /// Evidence items of one kind kept in an alert.
 const MAX_EVIDENCE: usize = 8;
 
@@ -76,7 +73,11 @@ impl Detector {
         // configured or learned, trusted ranges, internal addresses), never
         // from outside; people legitimately come from anywhere.
         let learnable = learning && !(service_or_node && class == SourceClass::Outside);
-        let known = self.baselines.entry(user.to_owned()).or_default();
+        let ips = self.limits.baseline_ips;
+        let known = self
+            .baselines
+            .entry(user.to_owned())
+            .or_insert_with(|| super::bounded::Bounded::new(ips));
         let was = known.get(&ip).copied();
         if was.is_none() || (learnable && was == Some(false)) {
             known.insert(ip, learnable || was == Some(true));
@@ -296,10 +297,8 @@ impl Detector {
         let t = ev.time();
         let place = loc.map_or_else(|| format!("address {ip}"), |l| format!("node {}", l.node));
         let window = self.policy.jti_reuse_window;
-        if self.jti_places.len() > MAX_TRACKED_JTIS {
-            self.jti_places
-                .retain(|_, v| v.iter().any(|p| t - p.last <= window));
-        }
+        // JTIs unused for a reuse window leave `jti_places` from its front
+        // (bounded.rs): no scan here.
         let places = self.jti_places.entry(jti.to_owned()).or_default();
         places.retain(|p| t - p.last <= window);
         // One place, one name: the same address, or the same node however

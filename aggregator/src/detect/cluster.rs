@@ -56,11 +56,11 @@ pub fn is_internal(ip: IpAddr) -> bool {
 }
 
 /// Where a learned fact came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Provenance {
     /// `kubelet request`, `Node status.addresses`, `Node spec.podCIDRs`,
     /// `kubernetes EndpointSlice`, `kubernetes Endpoints`.
-    pub source: &'static str,
+    pub source: std::borrow::Cow<'static, str>,
     pub audit_id: String,
     pub first: DateTime<Utc>,
     pub last: DateTime<Utc>,
@@ -101,12 +101,13 @@ pub struct ClusterFacts {
     /// Nodes deleted in the audit stream: their credentials teach nothing
     /// until the node registers again (bounded).
     deleted: HashMap<String, DateTime<Utc>>,
+    last_silence_check: Option<DateTime<Utc>>,
     api_endpoints: Vec<(IpAddr, Provenance)>,
 }
 
 fn prov(source: &'static str, ev: &AuditEvent) -> Provenance {
     Provenance {
-        source,
+        source: source.into(),
         audit_id: ev.audit_id.clone(),
         first: ev.time(),
         last: ev.time(),
@@ -323,6 +324,13 @@ impl ClusterFacts {
             let first = known.is_empty() && !o.node_has_agent && !self.deleted.contains_key(name);
             if known.contains(&ip) {
                 self.add_addr(name, ip, prov("kubelet request", ev), t);
+                // A node alive at its address keeps its pod ranges (a
+                // podCIDR is immutable once assigned).
+                if let Some(n) = self.nodes.get_mut(name) {
+                    for (_, p) in &mut n.pod_cidrs {
+                        p.last = p.last.max(t);
+                    }
+                }
             } else if (first || registering) && self.may_own(name, ip, policy, &o) {
                 if registering {
                     self.deleted.remove(name);
@@ -433,36 +441,53 @@ impl ClusterFacts {
         })
     }
 
-    /// Where the learned facts place `ip` at `t`.
+    /// Where the learned facts place `ip` at `t` (one pass, no allocation;
+    /// the smallest node name wins a tie).
     pub fn resolve(&self, ip: IpAddr, t: DateTime<Utc>, ttl: chrono::Duration) -> Option<Location> {
-        let mut names: Vec<&String> = self.nodes.keys().collect();
-        names.sort();
-        for n in &names {
-            if self.nodes[*n]
+        let mut by_addr: Option<&String> = None;
+        let mut by_cidr: Option<&String> = None;
+        for (n, ln) in &self.nodes {
+            if ln
                 .addresses
                 .iter()
                 .any(|(a, p)| *a == ip && fresh(p, t, ttl))
+                && by_addr.is_none_or(|b| n < b)
             {
-                return Some(Location {
-                    node: (*n).clone(),
-                    pod_uid: None,
-                    pod: None,
-                    via: "node address (learned)",
-                });
+                by_addr = Some(n);
             }
-        }
-        names.into_iter().find_map(|n| {
-            self.nodes[n]
+            if ln
                 .pod_cidrs
                 .iter()
                 .any(|(c, p)| c.contains(&ip) && fresh(p, t, ttl))
-                .then(|| Location {
-                    node: n.clone(),
-                    pod_uid: None,
-                    pod: None,
-                    via: "node pod CIDR (learned)",
-                })
+                && by_cidr.is_none_or(|b| n < b)
+            {
+                by_cidr = Some(n);
+            }
+        }
+        let (node, via) = match (by_addr, by_cidr) {
+            (Some(n), _) => (n, "node address (learned)"),
+            (None, Some(n)) => (n, "node pod CIDR (learned)"),
+            (None, None) => return None,
+        };
+        Some(Location {
+            node: node.clone(),
+            pod_uid: None,
+            pod: None,
+            via,
         })
+    }
+
+    /// Whether the agents' silence should be checked at `t` (once a minute of
+    /// event time: the check walks every node).
+    pub fn silence_check_due(&mut self, t: DateTime<Utc>) -> bool {
+        if self
+            .last_silence_check
+            .is_some_and(|l| t < l + chrono::Duration::minutes(1))
+        {
+            return false;
+        }
+        self.last_silence_check = Some(t);
+        true
     }
 
     /// Whether `ip` is a learned API-server endpoint (the control plane).
@@ -494,6 +519,29 @@ impl ClusterFacts {
                 .map(|(c, p)| (c.to_string(), p.clone()))
                 .collect(),
         })
+    }
+
+    /// Restores a stored node (its facts keep their times: expiry goes on).
+    pub fn restore(&mut self, v: LearnedNodeView) {
+        if self.nodes.len() >= MAX_NODES {
+            return;
+        }
+        let n = LearnedNode {
+            uid: v.uid,
+            addresses: v
+                .addresses
+                .into_iter()
+                .filter_map(|(a, p)| Some((a.parse().ok()?, p)))
+                .take(MAX_ADDRS)
+                .collect(),
+            pod_cidrs: v
+                .pod_cidrs
+                .into_iter()
+                .filter_map(|(c, p)| Some((c.parse().ok()?, p)))
+                .take(MAX_CIDRS)
+                .collect(),
+        };
+        self.nodes.insert(v.node, n);
     }
 
     /// Learned API endpoints, for the inventory.
@@ -608,8 +656,38 @@ mod tests {
             json!({}),
         ));
         assert_eq!(t.at("203.0.113.8", 6), None);
-        // Learned facts expire.
+        // Learned facts expire...
         assert_eq!(t.at("10.0.1.90", 25 * 3600), None);
+        // ...unless confirmed: a live kubelet keeps its address and pod ranges.
+        let mut t = T::new("");
+        t.learn(&ev(
+            "4",
+            0,
+            "system:kube-controller-manager",
+            "10.0.0.2",
+            "patch",
+            "nodes",
+            node_obj(
+                "node-q",
+                "u1",
+                &[("InternalIP", "10.0.1.90")],
+                Some("10.244.7.0/24"),
+            ),
+        ));
+        t.learn(&ev(
+            "5",
+            20 * 3600,
+            NODE_Q,
+            "10.0.1.90",
+            "update",
+            "leases",
+            json!({}),
+        ));
+        assert!(
+            t.at("10.244.7.9", 30 * 3600).is_some(),
+            "pod range kept alive"
+        );
+        assert!(t.at("10.0.1.90", 30 * 3600).is_some());
     }
 
     #[test]

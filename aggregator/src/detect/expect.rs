@@ -230,10 +230,15 @@ impl Detector {
         t: DateTime<Utc>,
         ch: &mut super::Changes,
     ) -> bool {
-        let first = *self.identities.entry(user.to_owned()).or_insert_with(|| {
+        let seen = self.identities.entry(user.to_owned()).or_insert_with(|| {
             ch.identities.push((user.to_owned(), t.timestamp_millis()));
-            t
+            super::IdentitySeen { first: t, noted: t }
         });
+        if t - seen.noted >= super::limits::IDENTITY_NOTE_INTERVAL {
+            seen.noted = t;
+            ch.identities.push((user.to_owned(), t.timestamp_millis()));
+        }
+        let first = seen.first;
         let w = self.policy.learning_window;
         // Checked: a window past chrono's range means "still learning".
         w > chrono::Duration::zero() && first.checked_add_signed(w).is_none_or(|end| t < end)

@@ -23,7 +23,7 @@ use crate::alert::Alert;
 use crate::audit::AuditEvent;
 
 /// Bounds.
-const MAX_MINTED: usize = 100_000;
+pub const MAX_MINTED: usize = 100_000;
 const MAX_INCIDENT_KEYS: usize = 50_000;
 const MAX_LIST: usize = 16;
 /// A minted record is kept this long past its expiry (or its minting when the
@@ -150,7 +150,9 @@ pub struct Lineage {
 impl Lineage {
     /// Records a TokenRequest (bounded: old records go first).
     pub fn record(&mut self, mut m: Minted) {
-        if let Some(c) = &m.minter_credential {
+        if m.incident.is_some() {
+            // Restored: the incident was decided when it was minted.
+        } else if let Some(c) = &m.minter_credential {
             m.incident = self.incident_of.get(c).map(|(i, _)| i.clone());
         }
         if m.incident.is_none() {

@@ -9,19 +9,21 @@
 mod alerts;
 mod an1547;
 mod an1579;
+pub mod bounded;
 mod builtin;
 pub mod changes;
+mod cidr_index;
 pub mod cluster;
 mod expect;
+pub mod limits;
 pub mod lineage;
 mod mint;
 pub mod patch;
 pub mod rbac;
-mod rules;
+pub mod rules;
 pub mod sightings;
 mod suppress;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -32,7 +34,9 @@ use crate::alert::Alert;
 use crate::audit::{AuditEvent, PolicyRule, RoleRef, Subject};
 use crate::policy::{Policy, Suppression};
 use crate::store::LoadedState;
+use bounded::Bounded;
 pub use changes::Changes;
+use limits::{MapLimits, MapStat};
 pub use rules::{RULES, RuleDef};
 pub use suppress::{alert_node, suppressed_by};
 
@@ -62,16 +66,28 @@ struct Place {
     audit_id: String,
 }
 
-/// The detection engine.
+/// When an identity was first seen, and when its last sighting was last
+/// written to the store (`identities.last_seen_ms`, at most every
+/// [`limits::IDENTITY_NOTE_INTERVAL`]: retention and the capped start-up
+/// load go by it).
+#[derive(Debug, Clone, Copy)]
+struct IdentitySeen {
+    first: DateTime<Utc>,
+    noted: DateTime<Utc>,
+}
+
+/// The detection engine. Every map is [`Bounded`] by count and age
+/// ([`MapLimits`], from the policy's `detection.state`).
 pub struct Detector {
     policy: Arc<Policy>,
+    limits: MapLimits,
     sight: sightings::Sightings,
-    roles: HashMap<ObjKey, RoleEntry>,
-    bindings: HashMap<ObjKey, BindingEntry>,
+    roles: Bounded<ObjKey, RoleEntry>,
+    bindings: Bounded<ObjKey, BindingEntry>,
     /// username -> source IP -> learned inside the learning window.
-    baselines: HashMap<String, HashMap<IpAddr, bool>>,
-    identities: HashMap<String, DateTime<Utc>>,
-    jti_places: HashMap<String, Vec<Place>>,
+    baselines: Bounded<String, Bounded<IpAddr, bool>>,
+    identities: Bounded<String, IdentitySeen>,
+    jti_places: Bounded<String, Vec<Place>>,
     suppressions: Vec<Suppression>,
     /// What the audit stream taught about the cluster.
     cluster: cluster::ClusterFacts,
@@ -81,14 +97,16 @@ pub struct Detector {
 
 impl Detector {
     pub fn new(policy: Arc<Policy>) -> Self {
+        let lim = MapLimits::from_policy(&policy);
         let mut d = Self {
             policy: policy.clone(),
-            sight: Default::default(),
-            roles: HashMap::new(),
-            bindings: HashMap::new(),
-            baselines: HashMap::new(),
-            identities: HashMap::new(),
-            jti_places: HashMap::new(),
+            limits: lim,
+            sight: sightings::Sightings::with_limits(&lim),
+            roles: Bounded::new(lim.roles),
+            bindings: Bounded::new(lim.bindings),
+            baselines: Bounded::new(lim.baselines),
+            identities: Bounded::new(lim.identities),
+            jti_places: Bounded::new(lim.jti_places),
             suppressions: policy.suppressions.clone(),
             cluster: cluster::ClusterFacts::default(),
             lineage: lineage::Lineage::default(),
@@ -107,10 +125,12 @@ impl Detector {
 
     /// Restores state persisted by earlier runs.
     pub fn restore(&mut self, s: LoadedState) {
-        for (node, addrs, cidrs) in s.nodes {
+        for (node, addrs, cidrs, at) in s.nodes {
+            self.sight.advance(at);
             self.sight.set_node(&node, addrs, cidrs);
         }
         for (key, user, r) in s.reads {
+            self.sight.advance(r.time);
             self.sight.restore_read(key, user, r);
         }
         let mut scratch = Changes::default();
@@ -141,14 +161,31 @@ impl Detector {
                 },
             );
         }
-        for (user, ip, learned) in s.baselines {
-            self.baselines.entry(user).or_default().insert(ip, learned);
+        let ips = self.limits.baseline_ips;
+        for (user, ip, learned, at) in s.baselines {
+            self.baselines.advance(at);
+            self.baselines
+                .entry(user)
+                .or_insert_with(|| Bounded::new(ips))
+                .insert(ip, learned);
         }
-        for (user, first) in s.identities {
-            self.identities.insert(user, first);
+        for (user, first, at) in s.identities {
+            self.identities.advance(at);
+            self.identities
+                .insert(user, IdentitySeen { first, noted: at });
         }
         if !s.suppressions.is_empty() {
             self.suppressions = s.suppressions;
+        }
+    }
+
+    /// Restores lineage and learned nodes persisted by earlier runs.
+    pub fn restore_learned(&mut self, l: crate::store::learned::LoadedLearned) {
+        for m in l.minted {
+            self.lineage.record(m);
+        }
+        for n in l.nodes {
+            self.cluster.restore(n);
         }
     }
 
@@ -170,6 +207,74 @@ impl Detector {
         self.suppressions = s;
     }
 
+    /// Users of these events whose state the detector does not hold (never
+    /// loaded, or let go by a bound): the pipeline loads them from the store
+    /// ([`Detector::restore_identities`]) before judging, so an identity
+    /// coming back keeps its first sighting and baseline.
+    pub fn missing_identities<'a>(
+        &self,
+        events: impl Iterator<Item = &'a AuditEvent>,
+    ) -> Vec<String> {
+        let mut out: Vec<String> = events
+            .filter(|e| e.stage.is_final())
+            .map(|e| e.user.username.as_str())
+            .filter(|u| !u.is_empty() && !self.identities.contains_key(*u))
+            .map(str::to_owned)
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Takes back identities' stored state (see [`Detector::missing_identities`]).
+    pub fn restore_identities(&mut self, ids: Vec<crate::store::StoredIdentity>) {
+        let ips = self.limits.baseline_ips;
+        for id in ids {
+            if !id.baselines.is_empty() {
+                let b = self
+                    .baselines
+                    .entry(id.username.clone())
+                    .or_insert_with(|| Bounded::new(ips));
+                for (ip, learned) in id.baselines {
+                    let e = b.entry(ip).or_insert(learned);
+                    *e |= learned;
+                }
+            }
+            self.identities.insert(
+                id.username,
+                IdentitySeen {
+                    first: id.first,
+                    noted: id.last,
+                },
+            );
+        }
+    }
+
+    /// Moves every map's clock to `t` (an event's time, never past the wall
+    /// clock's near future) and expires what its age limit forgets.
+    fn advance(&mut self, t: DateTime<Utc>) {
+        let t = limits::clock(t);
+        self.roles.advance(t);
+        self.bindings.advance(t);
+        self.baselines.advance(t);
+        self.identities.advance(t);
+        self.jti_places.advance(t);
+        self.sight.advance(t);
+    }
+
+    /// Each map's size, and what its bounds removed since the last call.
+    pub fn state_stats(&mut self) -> Vec<MapStat> {
+        let mut out = vec![
+            stat("roles", &mut self.roles),
+            stat("bindings", &mut self.bindings),
+            stat("baselines", &mut self.baselines),
+            stat("identities", &mut self.identities),
+            stat("jti_places", &mut self.jti_places),
+        ];
+        self.sight.state_stats(&mut out);
+        out
+    }
+
     /// Takes in one agent observation.
     pub fn observe(&mut self, obs: &Observation, ch: &mut Changes) {
         self.sight
@@ -181,7 +286,12 @@ impl Detector {
     fn learn_cluster(&mut self, ev: &AuditEvent, ch: &mut Changes) {
         let t = ev.time();
         let (ttl, grace) = (self.policy.learned_ttl, self.policy.node_grace);
-        for n in self.sight.silent_nodes(t, grace) {
+        let silent = if self.cluster.silence_check_due(t) {
+            self.sight.silent_nodes(t, grace)
+        } else {
+            Vec::new()
+        };
+        for n in silent {
             self.sight.remove_node(&n);
             ch.cluster.push(cluster::ClusterChange::Released {
                 node: n,
@@ -207,6 +317,7 @@ impl Detector {
     /// marked (see [`suppressed_by`]).
     pub fn judge(&mut self, ev: &AuditEvent, ch: &mut Changes) -> Vec<Alert> {
         let mut out = Vec::new();
+        self.advance(ev.time());
         if ev.stage.is_final() {
             self.learn_cluster(ev, ch);
             self.judge_rbac(ev, ch, &mut out);
@@ -227,5 +338,16 @@ impl Detector {
             self.apply_suppression(a, ch);
         }
         out
+    }
+}
+
+pub(crate) fn stat<K: std::hash::Hash + Eq, V>(
+    map: &'static str,
+    m: &mut Bounded<K, V>,
+) -> MapStat {
+    MapStat {
+        map,
+        entries: m.len(),
+        dropped: m.take_dropped(),
     }
 }

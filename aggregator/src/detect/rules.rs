@@ -85,3 +85,121 @@ pub fn credential_techniques(rule: &RuleDef, credential_id: Option<&str>) -> Vec
     }
     t
 }
+
+/// Where `docs/RUNBOOKS.md` is published by default; `serve --runbook-base-url`
+/// (`CREDTRAIL_RUNBOOK_BASE_URL`) points alerts at your own copy or wiki.
+pub const DEFAULT_RUNBOOK_BASE: &str =
+    concat!(env!("CARGO_PKG_REPOSITORY"), "/blob/main/docs/RUNBOOKS.md");
+
+static RUNBOOK_BASE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Longest runbook base URL accepted.
+const MAX_RUNBOOK_BASE: usize = 1024;
+
+/// Why a runbook base URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunbookBaseError {
+    #[error("the runbook base URL must start with https:// or http://")]
+    Scheme,
+    #[error("the runbook base URL must have no fragment (#), spaces or control characters")]
+    Characters,
+    #[error("the runbook base URL is longer than {MAX_RUNBOOK_BASE} bytes")]
+    TooLong,
+    #[error("the runbook base URL was already set")]
+    AlreadySet,
+}
+
+/// Checks a runbook base URL: http(s), no fragment, printable, bounded.
+pub fn check_runbook_base(url: &str) -> Result<(), RunbookBaseError> {
+    if url.len() > MAX_RUNBOOK_BASE {
+        return Err(RunbookBaseError::TooLong);
+    }
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or(RunbookBaseError::Scheme)?;
+    if rest.is_empty()
+        || url
+            .chars()
+            .any(|c| c == '#' || c.is_whitespace() || c.is_control())
+    {
+        return Err(RunbookBaseError::Characters);
+    }
+    Ok(())
+}
+
+/// Sets the process-wide runbook base URL, once, at start-up.
+pub fn set_runbook_base(url: &str) -> Result<(), RunbookBaseError> {
+    check_runbook_base(url)?;
+    RUNBOOK_BASE
+        .set(url.to_owned())
+        .map_err(|_| RunbookBaseError::AlreadySet)
+}
+
+/// The runbook of a rule: `<base>#<rule id in lower case>` (the heading
+/// anchors of docs/RUNBOOKS.md); the base alone for a rule id we do not know.
+pub fn runbook_url(rule_id: &str) -> String {
+    let base = RUNBOOK_BASE
+        .get()
+        .map_or(DEFAULT_RUNBOOK_BASE, String::as_str);
+    runbook_url_with(base, rule_id)
+}
+
+fn runbook_url_with(base: &str, rule_id: &str) -> String {
+    match RULES.iter().find(|r| r.id == rule_id) {
+        Some(r) => format!("{base}#{}", r.id.to_ascii_lowercase()),
+        None => base.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod runbook_tests {
+    use super::*;
+
+    #[test]
+    fn every_rule_has_a_runbook_section() {
+        let doc = include_str!("../../../docs/RUNBOOKS.md");
+        for r in RULES {
+            let url = runbook_url_with("https://wiki.example/rb", r.id);
+            let anchor = url.rsplit_once('#').unwrap().1;
+            assert_eq!(anchor, r.id.to_ascii_lowercase());
+            // A heading that is exactly the rule id makes that anchor on every renderer.
+            assert!(
+                doc.lines().any(|l| l == format!("## {}", r.id)),
+                "docs/RUNBOOKS.md has no `## {}` section",
+                r.id
+            );
+        }
+        // Ids from elsewhere (the store, a newer version) never make up an anchor.
+        assert_eq!(
+            runbook_url_with("https://wiki.example/rb", "CT9999\"><script>"),
+            "https://wiki.example/rb"
+        );
+    }
+
+    #[test]
+    fn runbook_base_urls_are_checked() {
+        assert!(check_runbook_base("https://wiki.example/soc/credtrail").is_ok());
+        assert!(check_runbook_base("http://10.0.0.1/rb.md").is_ok());
+        assert_eq!(
+            check_runbook_base("javascript:alert(1)"),
+            Err(RunbookBaseError::Scheme)
+        );
+        assert_eq!(
+            check_runbook_base("https://"),
+            Err(RunbookBaseError::Characters)
+        );
+        assert_eq!(
+            check_runbook_base("https://a/b#c"),
+            Err(RunbookBaseError::Characters)
+        );
+        assert_eq!(
+            check_runbook_base("https://a/b\nc"),
+            Err(RunbookBaseError::Characters)
+        );
+        let long = format!("https://a/{}", "x".repeat(2000));
+        assert_eq!(check_runbook_base(&long), Err(RunbookBaseError::TooLong));
+        assert!(DEFAULT_RUNBOOK_BASE.starts_with("https://"));
+        assert!(check_runbook_base(DEFAULT_RUNBOOK_BASE).is_ok());
+    }
+}

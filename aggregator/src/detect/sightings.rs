@@ -1,7 +1,7 @@
 //! What agents saw: credential reads, API-server connections, node
 //! addresses and pod addresses, held in memory for the join.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
@@ -10,7 +10,9 @@ use credtrail_proto::model::{
 };
 use ipnet::IpNet;
 
+use super::bounded::Bounded;
 use super::changes::{CredentialReadRow, NodeNetRow};
+use super::limits::{MapLimits, MapStat};
 
 /// Bound on read sightings kept per credential key.
 const READS_PER_KEY: usize = 64;
@@ -68,18 +70,26 @@ struct NodeNet {
     last: Option<DateTime<Utc>>,
 }
 
-/// Agents' view of the cluster.
-#[derive(Debug, Default)]
+/// Agents' view of the cluster; every map [`Bounded`] by count and age.
+#[derive(Debug)]
 pub struct Sightings {
-    by_key: HashMap<String, Vec<ReadSighting>>,
-    by_user: HashMap<String, Vec<ReadSighting>>,
-    connects: HashMap<String, VecDeque<ConnectSighting>>,
-    nodes: HashMap<String, NodeNet>,
-    node_ips: HashMap<IpAddr, String>,
-    pod_ips: HashMap<IpAddr, Location>,
+    by_key: Bounded<String, Vec<ReadSighting>>,
+    by_user: Bounded<String, Vec<ReadSighting>>,
+    connects: Bounded<String, VecDeque<ConnectSighting>>,
+    nodes: Bounded<String, NodeNet>,
+    node_ips: Bounded<IpAddr, String>,
+    pod_ips: Bounded<IpAddr, Location>,
     /// Processes (node, tgid) and containers (node, id) that read any credential.
-    reader_procs: HashSet<(String, u32)>,
-    reader_ctrs: HashSet<(String, String)>,
+    reader_procs: Bounded<(String, u32), ()>,
+    reader_ctrs: Bounded<(String, String), ()>,
+    /// Pod CIDR → node, for [`Sightings::resolve`] without a pass over `nodes`.
+    cidrs: super::cidr_index::CidrIndex,
+}
+
+impl Default for Sightings {
+    fn default() -> Self {
+        Self::with_limits(&MapLimits::default())
+    }
 }
 
 fn pod_of(w: Option<&Workload>) -> (Option<String>, Option<String>, Option<String>) {
@@ -160,6 +170,48 @@ fn push_bounded(v: &mut Vec<ReadSighting>, s: ReadSighting) {
 }
 
 impl Sightings {
+    pub fn with_limits(l: &MapLimits) -> Self {
+        Self {
+            by_key: Bounded::new(l.reads_by_key),
+            by_user: Bounded::new(l.reads_by_user),
+            connects: Bounded::new(l.connects),
+            nodes: Bounded::new(l.nodes),
+            node_ips: Bounded::new(l.node_ips),
+            pod_ips: Bounded::new(l.pod_ips),
+            reader_procs: Bounded::new(l.reader_procs),
+            reader_ctrs: Bounded::new(l.reader_ctrs),
+            cidrs: Default::default(),
+        }
+    }
+
+    /// Moves every map's clock to `t` and expires what is too old.
+    pub fn advance(&mut self, t: DateTime<Utc>) {
+        let t = super::limits::clock(t);
+        self.by_key.advance(t);
+        self.by_user.advance(t);
+        self.connects.advance(t);
+        self.nodes.advance(t);
+        self.node_ips.advance(t);
+        self.pod_ips.advance(t);
+        self.reader_procs.advance(t);
+        self.reader_ctrs.advance(t);
+    }
+
+    /// Each map's size and what its bounds removed since the last call.
+    pub fn state_stats(&mut self, out: &mut Vec<MapStat>) {
+        use super::stat;
+        out.extend([
+            stat("reads_by_key", &mut self.by_key),
+            stat("reads_by_user", &mut self.by_user),
+            stat("connects", &mut self.connects),
+            stat("nodes", &mut self.nodes),
+            stat("node_ips", &mut self.node_ips),
+            stat("pod_ips", &mut self.pod_ips),
+            stat("reader_procs", &mut self.reader_procs),
+            stat("reader_ctrs", &mut self.reader_ctrs),
+        ]);
+    }
+
     /// Takes in one observation; returns inventory rows to store.
     pub fn observe(
         &mut self,
@@ -168,6 +220,7 @@ impl Sightings {
         nets: &mut Vec<NodeNetRow>,
     ) {
         use credtrail_proto::model::ObservationEvent as E;
+        self.advance(obs.time);
         if let Some(n) = self.nodes.get_mut(&obs.node) {
             n.last = Some(n.last.map_or(obs.time, |l| l.max(obs.time)));
         }
@@ -206,8 +259,19 @@ impl Sightings {
             self.pod_ips.remove(a);
         }
         let last = self.nodes.get(node).and_then(|n| n.last);
+        for c in &pod_cidrs {
+            self.cidrs.insert(*c, node);
+        }
         self.nodes
             .insert(node.to_owned(), NodeNet { pod_cidrs, last });
+        if self.cidrs.stale() {
+            let nodes = &self.nodes;
+            self.cidrs.rebuild(
+                nodes
+                    .iter()
+                    .flat_map(|(n, v)| v.pod_cidrs.iter().map(move |c| (c, n.as_str()))),
+            );
+        }
     }
 
     /// Forgets where a node is (deleted, or gone past the grace period): its
@@ -297,20 +361,20 @@ impl Sightings {
 
     fn note_reader(&mut self, s: &ReadSighting) {
         if s.tgid != 0 {
-            self.reader_procs.insert((s.node.clone(), s.tgid));
+            self.reader_procs.insert((s.node.clone(), s.tgid), ());
         }
         if let Some(c) = &s.container_id {
-            self.reader_ctrs.insert((s.node.clone(), c.clone()));
+            self.reader_ctrs.insert((s.node.clone(), c.clone()), ());
         }
     }
 
     /// Whether this connecting process (or its container) read any credential:
     /// then it presumably used its own.
     pub fn read_any(&self, c: &ConnectSighting) -> bool {
-        (c.tgid != 0 && self.reader_procs.contains(&(c.node.clone(), c.tgid)))
+        (c.tgid != 0 && self.reader_procs.contains_key(&(c.node.clone(), c.tgid)))
             || c.container_id
                 .as_ref()
-                .is_some_and(|id| self.reader_ctrs.contains(&(c.node.clone(), id.clone())))
+                .is_some_and(|id| self.reader_ctrs.contains_key(&(c.node.clone(), id.clone())))
     }
 
     /// Restores one stored read sighting.
@@ -382,19 +446,16 @@ impl Sightings {
         if let Some(l) = self.pod_ips.get(&ip) {
             return Some(l.clone());
         }
-        let mut names: Vec<&String> = self.nodes.keys().collect();
-        names.sort();
-        names.into_iter().find_map(|n| {
-            self.nodes[n]
-                .pod_cidrs
-                .iter()
-                .any(|c| c.contains(&ip))
-                .then(|| Location {
-                    node: n.clone(),
-                    pod_uid: None,
-                    pod: None,
-                    via: "node pod CIDR",
-                })
+        let holds = |n: &str| {
+            self.nodes
+                .get(n)
+                .is_some_and(|v| v.pod_cidrs.iter().any(|c| c.contains(&ip)))
+        };
+        self.cidrs.lookup(ip, holds).map(|n| Location {
+            node: n.clone(),
+            pod_uid: None,
+            pod: None,
+            via: "node pod CIDR",
         })
     }
 

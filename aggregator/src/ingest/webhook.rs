@@ -57,6 +57,9 @@ pub const SOURCE: &str = "webhook";
 /// files), so there the certificate is whatever the operator issues: set
 /// `--webhook-client-subject`.
 pub const DEFAULT_CLIENT_SUBJECTS: &[&str] = &[
+    // What credtrail's own deploy issues (deploy/tls/make-certs.sh, the
+    // chart's tls-cert-manager.yaml).
+    "kube-apiserver-audit",
     "kube-apiserver",
     "kube-apiserver-kubelet-client",
     "system:kube-apiserver",

@@ -119,6 +119,35 @@ pub struct DetectionSpec {
     /// approved automation, alerts (CT1547-005; default `24h`).
     #[serde(default)]
     pub max_token_lifetime: Option<String>,
+    /// Bounds on detection state held in memory (docs/POLICY.md, "state").
+    #[serde(default)]
+    pub state: StateSpec,
+}
+
+/// Bounds on detection state; every map forgets its least recently used
+/// entries first (counted in `/metrics`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSpec {
+    /// Identities (first sightings, baselines, reads by identity); default 200000.
+    #[serde(default)]
+    pub max_identities: Option<usize>,
+    /// Credentials (tracked JTIs, reads by credential); default 500000.
+    #[serde(default)]
+    pub max_credentials: Option<usize>,
+    /// Nodes (networks, recent connections; node addresses ×8); default 20000.
+    #[serde(default)]
+    pub max_nodes: Option<usize>,
+    /// Pods (pod addresses, reading processes and containers); default 500000.
+    #[serde(default)]
+    pub max_pods: Option<usize>,
+    /// Roles and bindings, each; default 100000.
+    #[serde(default)]
+    pub max_rbac_objects: Option<usize>,
+    /// State unused for this long is forgotten (identities, baselines, reads,
+    /// nodes); default `7d`. Pods' addresses and readers: at most 24h.
+    #[serde(default)]
+    pub max_age: Option<String>,
 }
 
 /// A maintenance window: alerts in `[start, end)` matching the scope are suppressed.

@@ -15,7 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use ipnet::IpNet;
 
 use crate::audit::PolicyRule;
-pub use file::{PolicyFile, SuppressionMatch};
+pub use file::{PolicyFile, StateSpec, SuppressionMatch};
 pub(crate) use validate::parse_cidr;
 pub use validate::{parse_duration, validate};
 
@@ -143,6 +143,32 @@ pub struct Policy {
     pub max_token_lifetime: Duration,
     pub maintenance: Vec<MaintenanceWindow>,
     pub suppressions: Vec<Suppression>,
+    /// Bounds on in-memory detection state.
+    pub state: StateLimits,
+}
+
+/// Bounds on in-memory detection state (`detection.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateLimits {
+    pub max_identities: usize,
+    pub max_credentials: usize,
+    pub max_nodes: usize,
+    pub max_pods: usize,
+    pub max_rbac_objects: usize,
+    pub max_age: Duration,
+}
+
+impl Default for StateLimits {
+    fn default() -> Self {
+        Self {
+            max_identities: 200_000,
+            max_credentials: 500_000,
+            max_nodes: 20_000,
+            max_pods: 500_000,
+            max_rbac_objects: 100_000,
+            max_age: Duration::days(7),
+        }
+    }
 }
 
 impl Default for Policy {

@@ -304,6 +304,7 @@ pub fn validate(file: PolicyFile, now: DateTime<Utc>) -> Result<Policy, Vec<Stri
             })
         })
         .collect();
+    let state = state_limits(&mut c, &d.state);
     if !c.problems.is_empty() {
         return Err(c.problems);
     }
@@ -327,7 +328,35 @@ pub fn validate(file: PolicyFile, now: DateTime<Utc>) -> Result<Policy, Vec<Stri
         max_token_lifetime,
         maintenance,
         suppressions,
+        state,
     })
+}
+
+fn state_limits(c: &mut Collector, s: &crate::policy::StateSpec) -> crate::policy::StateLimits {
+    let d = crate::policy::StateLimits::default();
+    let mut count = |at: &str, v: Option<usize>, default: usize| match v {
+        Some(0) => {
+            c.problems
+                .push(format!("detection.state.{at}: must be at least 1"));
+            default
+        }
+        Some(n) => n,
+        None => default,
+    };
+    let lim = crate::policy::StateLimits {
+        max_identities: count("max_identities", s.max_identities, d.max_identities),
+        max_credentials: count("max_credentials", s.max_credentials, d.max_credentials),
+        max_nodes: count("max_nodes", s.max_nodes, d.max_nodes),
+        max_pods: count("max_pods", s.max_pods, d.max_pods),
+        max_rbac_objects: count("max_rbac_objects", s.max_rbac_objects, d.max_rbac_objects),
+        max_age: d.max_age,
+    };
+    let max_age = c.duration("detection.state.max_age", s.max_age.as_deref(), d.max_age);
+    if max_age <= Duration::zero() {
+        c.problems
+            .push("detection.state.max_age: must be longer than 0".to_owned());
+    }
+    crate::policy::StateLimits { max_age, ..lim }
 }
 
 #[cfg(test)]
@@ -349,6 +378,32 @@ mod tests {
         assert_eq!(parse_cidr("10.0.0.1").unwrap().to_string(), "10.0.0.1/32");
         assert_eq!(parse_cidr("fd00::/8").unwrap().to_string(), "fd00::/8");
         assert!(parse_cidr("10.0.0/8").is_none());
+    }
+
+    #[test]
+    fn state_limits_default_and_refuse_zero() {
+        let p = validate(PolicyFile::default(), Utc::now()).unwrap();
+        assert_eq!(p.state, crate::policy::StateLimits::default());
+        let mut f = PolicyFile::default();
+        f.detection.state.max_identities = Some(0);
+        f.detection.state.max_age = Some("0s".into());
+        let problems = validate(f, Utc::now()).unwrap_err();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("detection.state.max_identities"))
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("detection.state.max_age"))
+        );
+        let mut f = PolicyFile::default();
+        f.detection.state.max_credentials = Some(7);
+        f.detection.state.max_age = Some("2h".into());
+        let p = validate(f, Utc::now()).unwrap();
+        assert_eq!(p.state.max_credentials, 7);
+        assert_eq!(p.state.max_age, Duration::hours(2));
     }
 
     #[test]

@@ -27,12 +27,86 @@ pub fn insert_audit_events(
     let mut st = tx.prepare_cached(
         "INSERT OR IGNORE INTO audit_events(audit_id, stage, batch_id, time_ms) VALUES (?1, ?2, ?3, ?4)",
     )?;
+    let legacy_before = legacy_keys_before(tx, now)?;
+    let mut legacy = tx.prepare_cached(
+        "SELECT count(*) FROM audit_events WHERE time_ms = ?1 AND audit_id = ?2 AND stage = ?3",
+    )?;
     let mut fresh = Vec::with_capacity(events.len());
     for e in events {
-        let n = st.execute(params![e.audit_id, e.stage.as_str(), batch, ms(e.time())])?;
+        let t = ms(e.time());
+        // Stored before the compact keys: the same event resent across the
+        // upgrade is still a duplicate.
+        if t < legacy_before
+            && legacy.query_row(params![t, e.audit_id, e.stage.as_str()], |r| {
+                r.get::<_, i64>(0)
+            })? > 0
+        {
+            fresh.push(false);
+            continue;
+        }
+        let n = st.execute(params![
+            audit_id_key(&e.audit_id),
+            stage_key(e.stage),
+            batch,
+            t
+        ])?;
         fresh.push(n == 1);
     }
     Ok((batch, fresh))
+}
+
+/// Events older than this may have been stored with the text keys of
+/// earlier versions (`meta.audit_keys_compact_since`, set at the first batch
+/// written with compact keys; `i64::MIN` when the table was empty then).
+fn legacy_keys_before(tx: &Transaction<'_>, now: DateTime<Utc>) -> Result<i64, StoreError> {
+    let since: Option<String> = tx
+        .prepare_cached("SELECT value FROM meta WHERE key = 'audit_keys_compact_since'")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    if let Some(v) = since {
+        return Ok(v.parse().unwrap_or(i64::MAX));
+    }
+    let empty: bool = tx.query_row("SELECT NOT EXISTS (SELECT 1 FROM audit_events)", [], |r| {
+        r.get(0)
+    })?;
+    let v = if empty { i64::MIN } else { ms(now) };
+    tx.execute(
+        "INSERT INTO meta(key, value) VALUES ('audit_keys_compact_since', ?1)",
+        [v.to_string()],
+    )?;
+    Ok(v)
+}
+
+/// The dedupe record's audit ID: a canonical (lower-case, hyphenated) UUID,
+/// which is what API servers write, as its 16 bytes (a BLOB, 20 bytes fewer
+/// per event than its text); anything else as the text it is. Both are
+/// lossless, and a BLOB never equals a TEXT, so no two IDs collide.
+pub(crate) fn audit_id_key(id: &str) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    match uuid::Uuid::try_parse(id) {
+        Ok(u)
+            if u.hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer())
+                == id =>
+        {
+            Value::Blob(u.as_bytes().to_vec())
+        }
+        _ => Value::Text(id.to_owned()),
+    }
+}
+
+/// The dedupe record's stage: one letter per stage (`R`equestReceived,
+/// response `S`tarted, response `C`omplete, `P`anic, `O`ther), 15 bytes fewer
+/// than the name per event.
+pub(crate) fn stage_key(s: crate::audit::Stage) -> &'static str {
+    use crate::audit::Stage;
+    match s {
+        Stage::RequestReceived => "R",
+        Stage::ResponseStarted => "S",
+        Stage::ResponseComplete => "C",
+        Stage::Panic => "P",
+        Stage::Other => "O",
+    }
 }
 
 /// Completes the batch row and the audit-source coverage row.

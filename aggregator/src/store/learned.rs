@@ -51,8 +51,8 @@ pub fn write_learned(tx: &Transaction<'_>, c: &Changes) -> Result<(), StoreError
     for m in &c.minted {
         tx.prepare_cached(
             "INSERT OR REPLACE INTO token_lineage(jti, service_account, minter, minter_credential, source_ip,
-                bound_to, expiration_seconds, user_agent, incident, audit_id, time_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                bound_to, expiration_seconds, user_agent, incident, audit_id, time_ms, minter_expected)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?
         .execute(params![
             m.jti,
@@ -65,7 +65,13 @@ pub fn write_learned(tx: &Transaction<'_>, c: &Changes) -> Result<(), StoreError
             m.user_agent,
             m.incident,
             m.audit_id,
-            m.time.timestamp_millis()
+            m.time.timestamp_millis(),
+            serde_json::json!({
+                "nodes": m.minter_nodes,
+                "pod_uids": m.minter_pod_uids,
+                "cidrs": m.minter_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })
+            .to_string()
         ])?;
     }
     for b in &c.baselines {
@@ -180,4 +186,90 @@ pub fn list_lineage(
         }))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// What detection learned, as stored, for restoring it at start.
+#[derive(Debug, Default)]
+pub struct LoadedLearned {
+    pub minted: Vec<crate::detect::lineage::Minted>,
+    /// `(node, uid, addresses, pod CIDRs)` with their provenance.
+    pub nodes: Vec<crate::detect::cluster::LearnedNodeView>,
+}
+
+/// Reads the stored lineage (bounded: the newest rows) and learned nodes.
+pub fn load_learned(
+    c: &rusqlite::Connection,
+    max_minted: i64,
+) -> Result<LoadedLearned, StoreError> {
+    use crate::detect::cluster::{LearnedNodeView, Provenance};
+    let mut out = LoadedLearned::default();
+    let mut st = c.prepare(
+        "SELECT jti, service_account, minter, minter_credential, source_ip, bound_to,
+                expiration_seconds, user_agent, incident, audit_id, time_ms, minter_expected
+         FROM token_lineage ORDER BY time_ms DESC LIMIT ?1",
+    )?;
+    let rows = st.query_map([max_minted], |r| {
+        let exp: serde_json::Value =
+            serde_json::from_str(&r.get::<_, String>(11)?).unwrap_or_default();
+        let strs = |k: &str| -> Vec<String> {
+            exp.get(k)
+                .and_then(|v| v.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Ok(crate::detect::lineage::Minted {
+            jti: r.get(0)?,
+            service_account: r.get(1)?,
+            minter: r.get(2)?,
+            minter_credential: r.get(3)?,
+            source_ip: r.get::<_, Option<String>>(4)?.and_then(|s| s.parse().ok()),
+            bound_to: r.get(5)?,
+            expiration_seconds: r.get(6)?,
+            user_agent: r.get(7)?,
+            incident: r.get(8)?,
+            audit_id: r.get(9)?,
+            time: chrono::DateTime::from_timestamp_millis(r.get(10)?).unwrap_or_default(),
+            minter_nodes: strs("nodes"),
+            minter_pod_uids: strs("pod_uids"),
+            minter_cidrs: strs("cidrs")
+                .iter()
+                .filter_map(|c| c.parse().ok())
+                .collect(),
+        })
+    })?;
+    for m in rows {
+        out.minted.push(m?);
+    }
+    out.minted.reverse();
+    let mut st =
+        c.prepare("SELECT node, uid, facts FROM learned_nodes WHERE released = 0 ORDER BY node")?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Option<String>>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (node, uid, facts) = row?;
+        #[derive(serde::Deserialize, Default)]
+        struct Facts {
+            #[serde(default)]
+            addresses: Vec<(String, Provenance)>,
+            #[serde(default)]
+            pod_cidrs: Vec<(String, Provenance)>,
+        }
+        let f: Facts = serde_json::from_str(&facts).unwrap_or_default();
+        out.nodes.push(LearnedNodeView {
+            node,
+            uid,
+            addresses: f.addresses,
+            pod_cidrs: f.pod_cidrs,
+        });
+    }
+    Ok(out)
 }

@@ -18,6 +18,7 @@ CREATE TABLE IF NOT EXISTS token_lineage (
     expiration_seconds INTEGER,
     user_agent         TEXT,
     incident           TEXT,
+    minter_expected    TEXT NOT NULL DEFAULT '{}', -- JSON {nodes, pod_uids, cidrs}: carried by the token
     audit_id           TEXT NOT NULL,
     time_ms            INTEGER NOT NULL
 );

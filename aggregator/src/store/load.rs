@@ -10,25 +10,28 @@ use rusqlite::Connection;
 use super::StoreError;
 use crate::detect::changes::{BindingRow, RoleRow};
 use crate::detect::sightings::ReadSighting;
-use crate::policy::{Suppression, SuppressionMatch};
+use crate::policy::{StateLimits, Suppression, SuppressionMatch};
 
 /// API connections younger than this (relative to the newest) are replayed
 /// into memory at start, for the join.
 const RECENT_CONNECT_MS: i64 = 60 * 60 * 1000;
+
+/// `(node, addresses, pod CIDRs, updated)`.
+pub type StoredNode = (String, Vec<IpAddr>, Vec<IpNet>, DateTime<Utc>);
 
 /// Everything the detector keeps in memory, as stored.
 #[derive(Debug, Default)]
 pub struct LoadedState {
     /// `(credential key, username, sighting)`.
     pub reads: Vec<(String, Option<String>, ReadSighting)>,
-    /// `(node, addresses, pod CIDRs)`.
-    pub nodes: Vec<(String, Vec<IpAddr>, Vec<IpNet>)>,
+    pub nodes: Vec<StoredNode>,
     pub recent_connects: Vec<Observation>,
     pub roles: Vec<RoleRow>,
     pub bindings: Vec<BindingRow>,
-    /// `(username, ip, learned)`.
-    pub baselines: Vec<(String, IpAddr, bool)>,
-    pub identities: Vec<(String, DateTime<Utc>)>,
+    /// `(username, ip, learned, last seen)`, oldest first.
+    pub baselines: Vec<(String, IpAddr, bool, DateTime<Utc>)>,
+    /// `(username, first seen, last seen)`, oldest first.
+    pub identities: Vec<(String, DateTime<Utc>, DateTime<Utc>)>,
     pub suppressions: Vec<Suppression>,
 }
 
@@ -85,15 +88,25 @@ pub fn load_suppressions(c: &Connection) -> Result<Vec<Suppression>, StoreError>
     Ok(out)
 }
 
-/// Reads the detector's state.
+/// Reads the detector's state, with the default [`StateLimits`].
 pub fn load_state(c: &Connection) -> Result<LoadedState, StoreError> {
+    load_state_capped(c, &StateLimits::default())
+}
+
+/// Reads the detector's state: of each kind only the most recently seen rows
+/// the detector's maps can hold (`lim`), so start-up time and memory stay
+/// bounded however large the database is. Rows come oldest first, so the
+/// detector's maps keep their least-recently-used order.
+pub fn load_state_capped(c: &Connection, lim: &StateLimits) -> Result<LoadedState, StoreError> {
     let mut s = LoadedState::default();
+    let cap = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
     {
         let mut st = c.prepare(
-            "SELECT credential_key, username, node, tgid, comm, exe, container_id, pod_uid, pod_namespace, pod_name,
-                path, last_seen_ms, observation_id FROM credential_reads ORDER BY last_seen_ms",
+            "SELECT * FROM (SELECT credential_key, username, node, tgid, comm, exe, container_id, pod_uid,
+                pod_namespace, pod_name, path, last_seen_ms, observation_id FROM credential_reads
+                ORDER BY last_seen_ms DESC LIMIT ?1) ORDER BY last_seen_ms",
         )?;
-        let rows = st.query_map([], |r| {
+        let rows = st.query_map([cap(lim.max_credentials)], |r| {
             let ns: Option<String> = r.get(8)?;
             let name: Option<String> = r.get(9)?;
             Ok((
@@ -118,23 +131,27 @@ pub fn load_state(c: &Connection) -> Result<LoadedState, StoreError> {
         }
     }
     {
-        let mut st =
-            c.prepare("SELECT node, addresses, pod_cidrs FROM node_network ORDER BY node")?;
-        let rows = st.query_map([], |r| {
+        let mut st = c.prepare(
+            "SELECT * FROM (SELECT node, addresses, pod_cidrs, updated_ms FROM node_network
+                ORDER BY updated_ms DESC LIMIT ?1) ORDER BY updated_ms, node",
+        )?;
+        let rows = st.query_map([cap(lim.max_nodes)], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
             ))
         })?;
         for row in rows {
-            let (node, a, p) = row?;
+            let (node, a, p, at) = row?;
             let addrs: Vec<String> = json(&a);
             let cidrs: Vec<String> = json(&p);
             s.nodes.push((
                 node,
                 addrs.iter().filter_map(|x| x.parse().ok()).collect(),
                 cidrs.iter().filter_map(|x| x.parse().ok()).collect(),
+                time(at),
             ));
         }
     }
@@ -156,9 +173,10 @@ pub fn load_state(c: &Connection) -> Result<LoadedState, StoreError> {
     }
     {
         let mut st = c.prepare(
-            "SELECT kind, namespace, name, rules, reasons, origin, audit_id, updated_ms FROM roles WHERE deleted = 0",
+            "SELECT * FROM (SELECT kind, namespace, name, rules, reasons, origin, audit_id, updated_ms FROM roles
+                WHERE deleted = 0 ORDER BY updated_ms DESC LIMIT ?1) ORDER BY updated_ms",
         )?;
-        let rows = st.query_map([], |r| {
+        let rows = st.query_map([cap(lim.max_rbac_objects)], |r| {
             Ok(RoleRow {
                 kind: r.get(0)?,
                 namespace: r.get(1)?,
@@ -178,9 +196,10 @@ pub fn load_state(c: &Connection) -> Result<LoadedState, StoreError> {
     {
         let mut st = c.prepare(
             "SELECT kind, namespace, name, role_kind, role_name, subjects, high_privilege, last_verb, last_actor,
-                last_source_ip, last_audit_id, last_change_ms FROM bindings WHERE deleted = 0",
+                last_source_ip, last_audit_id, last_change_ms FROM bindings WHERE deleted = 0
+                ORDER BY last_change_ms DESC LIMIT ?1",
         )?;
-        let rows = st.query_map([], |r| {
+        let rows = st.query_map([cap(lim.max_rbac_objects)], |r| {
             Ok(BindingRow {
                 kind: r.get(0)?,
                 namespace: r.get(1)?,
@@ -200,30 +219,84 @@ pub fn load_state(c: &Connection) -> Result<LoadedState, StoreError> {
         for row in rows {
             s.bindings.push(row?);
         }
+        s.bindings.reverse();
     }
     {
-        let mut st = c.prepare("SELECT username, source_ip, learned FROM baselines")?;
-        let rows = st.query_map([], |r| {
+        // The baselines of the identities loaded below.
+        let mut st = c.prepare(
+            "SELECT b.username, b.source_ip, b.learned, b.last_seen_ms FROM baselines b
+                JOIN (SELECT username FROM identities ORDER BY last_seen_ms DESC LIMIT ?1) i
+                ON i.username = b.username ORDER BY b.last_seen_ms",
+        )?;
+        let rows = st.query_map([cap(lim.max_identities)], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, bool>(2)?,
+                time(r.get(3)?),
             ))
         })?;
         for row in rows {
-            let (u, ip, l) = row?;
+            let (u, ip, l, at) = row?;
             if let Ok(ip) = ip.parse() {
-                s.baselines.push((u, ip, l));
+                s.baselines.push((u, ip, l, at));
             }
         }
     }
     {
-        let mut st = c.prepare("SELECT username, first_seen_ms FROM identities")?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, time(r.get(1)?))))?;
+        let mut st = c.prepare(
+            "SELECT * FROM (SELECT username, first_seen_ms, last_seen_ms FROM identities
+                ORDER BY last_seen_ms DESC LIMIT ?1) ORDER BY last_seen_ms",
+        )?;
+        let rows = st.query_map([cap(lim.max_identities)], |r| {
+            Ok((r.get::<_, String>(0)?, time(r.get(1)?), time(r.get(2)?)))
+        })?;
         for row in rows {
             s.identities.push(row?);
         }
     }
     s.suppressions = load_suppressions(c)?;
     Ok(s)
+}
+
+/// One identity's stored state: first and last sighting, baseline addresses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredIdentity {
+    pub username: String,
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+    /// `(source IP, learned)`, oldest first.
+    pub baselines: Vec<(IpAddr, bool)>,
+}
+
+/// The stored state of these identities (those the store knows), for the
+/// detector to take back what its bounded maps let go: one primary-key
+/// lookup per identity.
+pub fn load_identities(
+    c: &Connection,
+    users: &[String],
+) -> Result<Vec<StoredIdentity>, StoreError> {
+    let mut id =
+        c.prepare_cached("SELECT first_seen_ms, last_seen_ms FROM identities WHERE username = ?1")?;
+    let mut bl = c.prepare_cached(
+        "SELECT source_ip, learned FROM baselines WHERE username = ?1 ORDER BY last_seen_ms",
+    )?;
+    let mut out = Vec::new();
+    for u in users {
+        let mut rows = id.query([u])?;
+        let Some(r) = rows.next()? else { continue };
+        let (first, last) = (time(r.get(0)?), time(r.get(1)?));
+        let baselines = bl
+            .query_map([u], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))?
+            .filter_map(|r| r.ok())
+            .filter_map(|(ip, l)| ip.parse().ok().map(|ip| (ip, l)))
+            .collect();
+        out.push(StoredIdentity {
+            username: u.clone(),
+            first,
+            last,
+            baselines,
+        });
+    }
+    Ok(out)
 }

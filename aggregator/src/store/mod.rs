@@ -12,6 +12,7 @@
 //! process crash only (WAL is synced at checkpoints), which is faster.
 
 mod agents;
+pub mod backup;
 mod changes;
 mod ingest;
 pub mod learned;
@@ -21,6 +22,7 @@ pub mod query;
 mod retention;
 #[cfg(test)]
 mod tests;
+mod version;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,7 +35,9 @@ pub use ingest::{
     apply_policy, count_rejected, finish_audit_batch, insert_alerts, insert_audit_events,
     insert_observations, load_log_offset, save_log_offset,
 };
-pub use load::{LoadedState, load_state, load_suppressions};
+pub use load::{
+    LoadedState, StoredIdentity, load_identities, load_state, load_state_capped, load_suppressions,
+};
 pub use pool::{DEFAULT_QUERY_TIMEOUT, DEFAULT_READERS, StoreOptions};
 pub use retention::{Pruned, prune};
 
@@ -58,6 +62,11 @@ pub enum StoreError {
     Json(#[from] serde_json::Error),
     #[error("store task failed: {0}")]
     Task(String),
+    #[error(
+        "the database has schema version {found}, newer than this binary's ({known}): run the \
+         newer credtrail-aggregator, or restore a backup taken before the upgrade (docs/OPERATIONS.md)"
+    )]
+    NewerSchema { found: String, known: &'static str },
 }
 
 /// SQLite `synchronous` setting for the writer.
@@ -225,6 +234,7 @@ impl Store {
 /// table, keeping its keys.
 fn apply_schema(conn: &mut Connection) -> Result<(), StoreError> {
     let tx = conn.transaction()?;
+    version::check(&tx)?;
     let v1: bool = tx.query_row(
         "SELECT count(*) > 0 FROM pragma_table_info('audit_events') WHERE name = 'verb'",
         [],

@@ -196,4 +196,49 @@ mod tests {
         assert_eq!(n, 1);
         store.health().await.unwrap();
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn health_answers_while_every_query_connection_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(
+            &dir.path().join("db"),
+            Synchronous::Normal,
+            StoreOptions {
+                readers: 2,
+                query_timeout: Duration::from_secs(30),
+            },
+        )
+        .unwrap();
+        // Two queries hold both query connections until released; a third waits.
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let gate = Arc::new(Mutex::new(gate));
+        let (started_tx, mut started) = tokio::sync::mpsc::channel::<()>(4);
+        let mut busy = Vec::new();
+        for _ in 0..3 {
+            let (s, gate, started_tx) = (store.clone(), gate.clone(), started_tx.clone());
+            busy.push(tokio::spawn(async move {
+                s.read(move |_| {
+                    let _ = started_tx.blocking_send(());
+                    let _ = gate.lock().unwrap().recv();
+                    Ok(())
+                })
+                .await
+            }));
+        }
+        for _ in 0..2 {
+            tokio::time::timeout(Duration::from_secs(10), started.recv())
+                .await
+                .expect("two queries hold the pool");
+        }
+        tokio::time::timeout(Duration::from_secs(5), store.health())
+            .await
+            .expect("health waited behind busy queries")
+            .unwrap();
+        for _ in 0..3 {
+            release.send(()).unwrap();
+        }
+        for b in busy {
+            b.await.unwrap().unwrap();
+        }
+    }
 }

@@ -15,12 +15,18 @@ pub struct Pruned {
     pub credential_uses: usize,
     pub credential_reads: usize,
     pub suppressions: usize,
+    pub identities: usize,
+    pub baselines: usize,
+    pub node_network: usize,
+    pub deleted_rbac: usize,
 }
 
 /// Deletes alerts, audit events/batches, observations and inventory rows
 /// older than `retention` before `now`, and API suppressions expired before
-/// that cut-off. Bindings, roles, baselines and offsets are state, not history:
-/// they are kept.
+/// that cut-off. Detection state unused for that long goes too: identities
+/// (whose last sighting is refreshed every 10 minutes of use) and their baselines, node networks, and deleted roles and bindings. Live
+/// roles and bindings (the cluster's current RBAC objects) and offsets are
+/// kept.
 pub fn prune(
     tx: &Transaction<'_>,
     now: DateTime<Utc>,
@@ -47,6 +53,28 @@ pub fn prune(
         )?,
         suppressions: tx.execute(
             "DELETE FROM suppressions WHERE origin = 'api' AND expires_ms < ?1",
+            params![cut],
+        )?,
+        identities: tx.execute(
+            "DELETE FROM identities WHERE last_seen_ms < ?1",
+            params![cut],
+        )?,
+        // An identity's baseline goes with it (a baseline row's own
+        // last_seen is not refreshed while the identity stays in use).
+        baselines: tx.execute(
+            "DELETE FROM baselines WHERE last_seen_ms < ?1
+                AND NOT EXISTS (SELECT 1 FROM identities i WHERE i.username = baselines.username)",
+            params![cut],
+        )?,
+        node_network: tx.execute(
+            "DELETE FROM node_network WHERE updated_ms < ?1",
+            params![cut],
+        )?,
+        deleted_rbac: tx.execute(
+            "DELETE FROM roles WHERE deleted = 1 AND updated_ms < ?1",
+            params![cut],
+        )? + tx.execute(
+            "DELETE FROM bindings WHERE deleted = 1 AND last_change_ms < ?1",
             params![cut],
         )?,
     })

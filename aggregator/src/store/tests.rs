@@ -161,3 +161,156 @@ fn a_version_1_database_is_migrated_keeping_its_dedupe_keys() {
         [false]
     );
 }
+
+#[test]
+fn a_version_2_database_gets_node_keyed_observations_and_the_alert_node_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.db");
+    {
+        // Today's schema, then the version-2 parts put back: observations
+        // keyed by id alone, no alert_nodes.
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(super::SCHEMA).unwrap();
+        c.execute_batch(
+            "DROP TRIGGER alert_nodes_follow;
+             DROP TABLE alert_nodes;
+             DROP TABLE observations;
+             CREATE TABLE observations (id TEXT PRIMARY KEY, node TEXT NOT NULL,
+                 time_ms INTEGER NOT NULL, type TEXT NOT NULL, json TEXT NOT NULL);
+             CREATE INDEX observations_time ON observations(time_ms);
+             CREATE INDEX observations_node ON observations(node, time_ms);
+             INSERT INTO observations VALUES ('node-a/b/1', 'node-a', 5, 'loss', '{}');
+             INSERT INTO alerts(id, time, time_ms, rule, analytic, severity, severity_rank,
+                 username, source_class, node, created_ms, json)
+             VALUES ('al-1', 't', 1, 'CT1547-001', 'AN1547', 'high', 3, 'u', 'other_node',
+                 'node-c', 1,
+                 '{\"evidence\":[{\"node\":\"node-e\"}],\"expected\":[{\"kind\":\"node\",\"value\":\"node-x\"},{\"kind\":\"pod\",\"value\":\"ns/p\"}]}');
+             UPDATE meta SET value = '2' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path, Synchronous::Full).unwrap();
+    let (pk, obs, nodes, version) = store
+        .read_blocking(|c| {
+            let pk: String = c.query_row(
+                "SELECT group_concat(name, ',') FROM
+                    (SELECT name FROM pragma_table_info('observations') WHERE pk > 0 ORDER BY pk)",
+                [],
+                |r| r.get(0),
+            )?;
+            let obs: (String, String) =
+                c.query_row("SELECT node, id FROM observations", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            let nodes: String = c.query_row(
+                "SELECT group_concat(node, ',') FROM (SELECT node FROM alert_nodes ORDER BY node)",
+                [],
+                |r| r.get(0),
+            )?;
+            let v: String = c.query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok((pk, obs, nodes, v))
+        })
+        .unwrap();
+    assert_eq!(pk, "node,id");
+    assert_eq!(obs, ("node-a".to_owned(), "node-a/b/1".to_owned()));
+    assert_eq!(nodes, "node-c,node-e,node-x");
+    assert_eq!(version, SCHEMA_VERSION);
+    // Deleting an alert (retention) takes its node rows along.
+    store
+        .write_blocking(|tx| Ok(tx.execute("DELETE FROM alerts", [])?))
+        .unwrap();
+    let left: i64 = store
+        .read_blocking(|c| Ok(c.query_row("SELECT count(*) FROM alert_nodes", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[test]
+fn uuid_audit_ids_are_stored_as_16_bytes_and_still_deduplicate() {
+    let store = Store::open_in_memory().unwrap();
+    let id = "5b2c6a3e-8f0d-4f7a-9c51-0e4d2a7b9f13";
+    let t = "2026-03-01T10:00:00Z";
+    let upper = id.to_uppercase();
+    let evs = [
+        event(id, "ResponseComplete", t),
+        event(&upper, "ResponseComplete", t), // not canonical: kept as its text
+        event("not-a-uuid", "ResponseComplete", t),
+    ];
+    assert_eq!(fresh(&store, &evs), [true, true, true]);
+    assert_eq!(fresh(&store, &evs), [false, false, false]);
+    let rows: Vec<(String, i64, String)> = store
+        .read_blocking(|c| {
+            let mut st = c.prepare(
+                "SELECT typeof(audit_id), length(audit_id), stage FROM audit_events ORDER BY 1, 2",
+            )?;
+            let rows = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("blob".to_owned(), 16, "C".to_owned()),
+            ("text".to_owned(), 10, "C".to_owned()),
+            ("text".to_owned(), 36, "C".to_owned()),
+        ]
+    );
+    // The bytes are the UUID's: nothing of the ID is lost.
+    let bytes: Vec<u8> = store
+        .read_blocking(|c| {
+            Ok(c.query_row(
+                "SELECT audit_id FROM audit_events WHERE typeof(audit_id) = 'blob'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(uuid::Uuid::from_slice(&bytes).unwrap().to_string(), id);
+}
+
+#[test]
+fn retention_forgets_idle_identities_with_their_baselines_and_keeps_live_ones() {
+    let store = Store::open_in_memory().unwrap();
+    let day = 86_400_000i64;
+    let now: chrono::DateTime<Utc> = "2026-03-02T00:00:00Z".parse().unwrap();
+    let n = now.timestamp_millis();
+    store
+        .write_blocking(|tx| {
+            // idle: last seen 40 days ago; live: first seen long ago, seen today,
+            // its baseline row not refreshed since (baselines are written once).
+            tx.execute_batch(&format!(
+                "INSERT INTO identities VALUES ('idle', {a}, {a}), ('live', {a}, {n});
+                 INSERT INTO baselines VALUES ('idle', '10.0.0.1', {a}, {a}, 1, 1),
+                                              ('live', '10.0.0.2', {a}, {a}, 1, 1);
+                 INSERT INTO bindings VALUES ('RoleBinding', 'ns', 'gone', NULL, NULL, '[]', 0, 'delete',
+                     'admin', NULL, 'x', {a}, 1);",
+                a = n - 40 * day
+            ))?;
+            Ok(())
+        })
+        .unwrap();
+    let pruned = store
+        .write_blocking(|tx| prune(tx, now, chrono::Duration::days(30)))
+        .unwrap();
+    assert_eq!(
+        (pruned.identities, pruned.baselines, pruned.deleted_rbac),
+        (1, 1, 1)
+    );
+    let left: String = store
+        .read_blocking(|c| {
+            Ok(c.query_row(
+                "SELECT group_concat(username) FROM (SELECT username FROM identities
+                     UNION ALL SELECT username FROM baselines)",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(left, "live,live");
+}

@@ -85,6 +85,24 @@ async fn http_lists_alerts_newest_first_and_pages_without_gaps() {
     let mut sorted = times.clone();
     sorted.sort_unstable_by(|a, b| b.cmp(a));
     assert_eq!(times, sorted, "newest first");
+    // Every alert links its rule's runbook section.
+    for a in &all {
+        let rule = a["rule"].as_str().unwrap();
+        let url = a["runbook_url"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no runbook_url: {a}"));
+        assert!(
+            url.ends_with(&format!("docs/RUNBOOKS.md#{}", rule.to_ascii_lowercase())),
+            "{url}"
+        );
+        let one = api
+            .get_json(
+                &format!("/api/v1/alerts/{}", a["id"].as_str().unwrap()),
+                StatusCode::OK,
+            )
+            .await;
+        assert_eq!(one["runbook_url"], a["runbook_url"]);
+    }
 
     // Walk pages of 4: same alerts, same order, no duplicates.
     let mut walked = Vec::new();
@@ -398,6 +416,9 @@ async fn http_web_page_is_served_and_uses_the_api() {
         "sessionStorage",
         "Authorization",
         "created_by",
+        "/api/v1/baselines",
+        "/api/v1/learned/nodes",
+        "/api/v1/tokens/lineage",
     ] {
         assert!(js.contains(endpoint), "app.js uses {endpoint}");
     }

@@ -459,3 +459,25 @@ async fn a_tailed_audit_log_skips_and_counts_implausible_times() {
     task.await.unwrap().unwrap();
     assert_eq!(stored(&app).await, 2);
 }
+
+#[test]
+fn the_default_allowlist_admits_the_certificate_credtrails_deploy_issues() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let script = std::fs::read_to_string(root.join("deploy/tls/make-certs.sh")).unwrap();
+    let cn = script
+        .lines()
+        .find_map(|l| l.strip_prefix("leaf webhook-client "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("make-certs.sh issues a webhook-client leaf");
+    let chart =
+        std::fs::read_to_string(root.join("deploy/helm/credtrail/templates/tls-cert-manager.yaml"))
+            .unwrap();
+    assert!(
+        chart.contains(&format!("commonName: {cn}")),
+        "the chart and make-certs.sh agree"
+    );
+    assert!(
+        credtrail_aggregator::ingest::webhook::DEFAULT_CLIENT_SUBJECTS.contains(&cn),
+        "{cn} is not on the default allowlist"
+    );
+}

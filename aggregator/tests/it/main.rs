@@ -27,5 +27,6 @@ mod scenario_an1579;
 mod scenario_corpus;
 mod secrets;
 mod serve;
+mod state_bounds;
 mod store_restart;
 mod webhook;

@@ -599,58 +599,37 @@ fn the_probes_hit_paths_the_aggregator_serves_with_the_rendered_policy() {
 }
 
 #[test]
-fn the_container_build_files_run_what_the_manifests_expect() {
+fn the_images_run_what_the_manifests_expect() {
+    // `cargo xtask image` builds the images from deploy/images.json.
     let (agent, aggregator) = binaries();
-    let results = deploy_check::validate_all(&deploy(), false).expect("validator ran");
-    let dockerfile = |name: &str| -> Vec<Value> {
-        let r = results
-            .iter()
-            .find(|r| r["validator"] == "dockerfile-parse" && r["name"] == name)
-            .unwrap_or_else(|| panic!("{name} not parsed"));
-        assert_eq!(r["ok"], true, "{name}: {}", r["errors"]);
-        r["instructions"].as_array().unwrap().clone()
-    };
-    let values = |ins: &[Value], cmd: &str| -> Vec<String> {
-        ins.iter()
-            .filter(|i| i["cmd"] == cmd)
-            .flat_map(|i| strings(&i["value"]))
-            .collect()
-    };
+    let specs: Value = serde_json::from_str(
+        &std::fs::read_to_string(deploy().join("images.json")).expect("deploy/images.json"),
+    )
+    .expect("deploy/images.json is JSON");
     let docs = &renderings()[0].1;
-    for (file, bin, kind) in [
-        ("agent.Dockerfile", agent, "DaemonSet"),
-        ("aggregator.Dockerfile", aggregator, "Deployment"),
+    for (key, bin, kind) in [
+        ("agent", agent, "DaemonSet"),
+        ("aggregator", aggregator, "Deployment"),
     ] {
-        let ins = dockerfile(file);
+        let spec = &specs[key];
         let name = bin.file_name().unwrap().to_str().unwrap();
-        let entry = values(&ins, "ENTRYPOINT");
-        assert_eq!(entry, vec![format!("/usr/local/bin/{name}")], "{file}");
-        // The final stage copies the binary cargo builds under that name to the ENTRYPOINT.
-        let copies = values(&ins, "COPY");
-        assert!(
-            copies.contains(&entry[0]),
-            "{file}: nothing copied to {}",
-            entry[0]
-        );
-        let text = std::fs::read_to_string(deploy().join("docker").join(file)).unwrap();
-        assert!(text.contains(&format!("-p {name}")), "{file} builds {name}");
-        assert!(text.contains(&format!("target/release/{name}")), "{file}");
-        // The manifests run the image's ENTRYPOINT.
+        assert_eq!(spec["binary"], name, "{key}: the binary cargo builds");
+        // The manifests run the image's entrypoint, from the image's repository.
         let c = &find(docs, kind)["spec"]["template"]["spec"]["containers"][0];
         assert!(c.get("command").is_none());
         let image = c["image"].as_str().unwrap();
-        assert!(
-            image.contains(name.trim_start_matches("credtrail-")),
-            "{image}"
-        );
+        let repo = spec["repository"].as_str().unwrap();
+        assert!(image.starts_with(&format!("{repo}:")), "{image} vs {repo}");
     }
     // The aggregator image: its ports, its user and its default command.
-    let ins = dockerfile("aggregator.Dockerfile");
+    let spec = &specs["aggregator"];
     let dep = find(docs, "Deployment");
     let pod = &dep["spec"]["template"]["spec"];
-    let mut exposed: Vec<u64> = values(&ins, "EXPOSE")
+    let mut exposed: Vec<u64> = spec["ports"]
+        .as_array()
+        .unwrap()
         .iter()
-        .map(|p| p.parse().unwrap())
+        .map(|p| p.as_u64().unwrap())
         .collect();
     let mut ports: Vec<u64> = pod["containers"][0]["ports"]
         .as_array()
@@ -661,24 +640,35 @@ fn the_container_build_files_run_what_the_manifests_expect() {
     exposed.sort_unstable();
     ports.sort_unstable();
     assert_eq!(exposed, ports);
-    let user = values(&ins, "USER");
     assert_eq!(
-        user,
-        vec![format!(
+        spec["user"],
+        format!(
             "{}:{}",
             pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]
-        )]
+        )
     );
-    assert_eq!(values(&ins, "CMD"), vec!["serve".to_owned()]);
-    let volume = values(&ins, "VOLUME");
+    assert_eq!(spec["cmd"], serde_json::json!(["serve"]));
     let db_dir = pod["containers"][0]["volumeMounts"]
         .as_array()
         .unwrap()
         .iter()
         .find(|m| m["name"] == "data")
         .unwrap()["mountPath"]
-        .as_str()
+        .clone();
+    assert_eq!(spec["volumes"], serde_json::json!([db_dir]));
+    // The volume directory exists in the image, owned by the aggregator's user.
+    let dir = spec["dirs"]
+        .as_array()
         .unwrap()
-        .to_owned();
-    assert_eq!(volume, vec![db_dir]);
+        .iter()
+        .find(|d| d["path"] == db_dir)
+        .expect("the volume's directory is created in the image");
+    assert_eq!(dir["owner"], spec["user"]);
+    // The agent image runs as root (its capabilities come from the DaemonSet).
+    let ds = find(docs, "DaemonSet");
+    let sc = &ds["spec"]["template"]["spec"]["containers"][0]["securityContext"];
+    assert_eq!(
+        specs["agent"]["user"],
+        format!("{}:{}", sc["runAsUser"], sc["runAsGroup"])
+    );
 }

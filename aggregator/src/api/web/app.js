@@ -264,6 +264,10 @@ async function loadCoverage() {
         (n.connected ? "connected, " : "disconnected, ") + age(n.last_contact_age_seconds)));
     }
     if (!c.nodes.length) nodes.append(dotItem(null, "no agent has reported"));
+    // Claims the agent stream refused (another node, outside the policy's ranges).
+    for (const r of c.agent_refusals || []) {
+      nodes.append(dotItem(false, r.node, r.count + " claims refused (" + r.reason + "): " + r.last_message));
+    }
     const audit = $("#cov-audit");
     audit.replaceChildren();
     for (const s of c.audit_sources) {
@@ -280,6 +284,50 @@ async function loadCoverage() {
     b.append(el("div", "muted small", c.bindings.explanation));
   } catch (e) {
     $("#coverage-time").textContent = "coverage unavailable: " + e.message;
+  }
+}
+
+// What detection learned: baselines (each can be dropped after review),
+// nodes learned from the audit stream, and minted tokens (lineage).
+async function loadLearned() {
+  try {
+    const b = await getJSON("/api/v1/baselines");
+    const ul = $("#learned-baselines");
+    ul.replaceChildren();
+    for (const r of b.baselines.filter((x) => x.learned).slice(0, 50)) {
+      const li = el("li", null, r.username + " \u2190 " + r.source_ip + " ");
+      li.append(el("span", "muted small", "(" + (r.taught_by_audit_id || "?") + ") "));
+      const drop = el("button", "small", "drop");
+      drop.addEventListener("click", async () => {
+        const q = new URLSearchParams({ username: r.username, source_ip: r.source_ip });
+        const r = await fetch("/api/v1/baselines?" + q.toString(),
+          { method: "DELETE", headers: authHeaders(), credentials: "omit" });
+        if (r.status === 401) askToken("The API needs a token.");
+        else if (!r.ok) banner("drop refused: " + r.status + " " + r.statusText);
+        loadLearned();
+      });
+      li.append(drop);
+      ul.append(li);
+    }
+    if (!ul.children.length) ul.append(el("li", "muted", "nothing learned"));
+    const n = await getJSON("/api/v1/learned/nodes");
+    const nl = $("#learned-nodes");
+    nl.replaceChildren();
+    for (const x of n.learned_nodes.slice(0, 50)) {
+      const addrs = ((x.facts && x.facts.addresses) || []).map((a) => a[0] + " (" + a[1].source + ")");
+      nl.append(el("li", null, x.node + (x.released ? " released" : ": " + addrs.join(", "))));
+    }
+    if (!nl.children.length) nl.append(el("li", "muted", "none"));
+    const m = await getJSON("/api/v1/tokens/lineage");
+    const ml = $("#minted-tokens");
+    ml.replaceChildren();
+    for (const x of m.lineage.slice(0, 50)) {
+      ml.append(el("li", null, x.jti + " for " + x.service_account + " by " + x.minter +
+        " from " + (x.source_ip || "?") + (x.expiration_seconds ? ", " + x.expiration_seconds + " s" : "")));
+    }
+    if (!ml.children.length) ml.append(el("li", "muted", "none"));
+  } catch (e) {
+    $("#learned-baselines").replaceChildren(el("li", "muted", "unavailable: " + e.message));
   }
 }
 
@@ -305,6 +353,7 @@ document.addEventListener("DOMContentLoaded", () => {
     apply(null);
     loadCoverage();
     loadSuppressions();
+    loadLearned();
   });
   $("#logout").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
@@ -317,5 +366,7 @@ document.addEventListener("DOMContentLoaded", () => {
   loadCoverage();
   loadSuppressions();
   setInterval(loadCoverage, 15000);
+  loadLearned();
   setInterval(loadSuppressions, 30000);
+  setInterval(loadLearned, 30000);
 });

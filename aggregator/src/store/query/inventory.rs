@@ -50,6 +50,9 @@ pub struct CredentialEntry {
     pub identities: Vec<String>,
     pub reads: Vec<ReadSite>,
     pub uses: Vec<UseSite>,
+    /// Who minted this token (TokenRequest lineage), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub minted_by: Option<serde_json::Value>,
 }
 
 /// Filters for the credential inventory.
@@ -152,12 +155,16 @@ fn credential(conn: &Connection, key: String) -> Result<CredentialEntry, QueryEr
     }
     identities.sort();
     identities.dedup();
+    let minted_by = crate::store::learned::list_lineage(conn, Some(&key))
+        .ok()
+        .and_then(|v| v.into_iter().next());
     Ok(CredentialEntry {
         credential_id: key,
         kind,
         identities,
         reads,
         uses,
+        minted_by,
     })
 }
 

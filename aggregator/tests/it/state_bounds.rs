@@ -1,0 +1,196 @@
+//! Detection state is bounded: every map is driven past its cap (and past
+//! its age limit) through the real pipeline, stays within it, and says so in
+//! `/metrics`; what a bound lets go is taken back from the store when needed.
+
+use crate::common;
+
+use common::*;
+use serde_json::json;
+
+/// `credtrail_detector_state_entries{map="…"}` of the metrics text.
+fn gauge(metrics: &str, map: &str) -> i64 {
+    let key = format!("credtrail_detector_state_entries{{map=\"{map}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .unwrap_or_else(|| panic!("no gauge for {map} in:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// `credtrail_detector_state_dropped_total{map="…",reason="…"}`, 0 when absent.
+fn dropped(metrics: &str, map: &str, reason: &str) -> u64 {
+    let key =
+        format!("credtrail_detector_state_dropped_total{{map=\"{map}\",reason=\"{reason}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+const SMALL: &str = "detection:\n  jti_reuse_window: 10m\n  state:\n    max_identities: 20\n    max_credentials: 30\n    max_nodes: 3\n    max_pods: 10\n    max_rbac_objects: 5\n";
+
+#[tokio::test]
+async fn every_map_is_driven_past_its_cap_and_stays_within_it() {
+    let app = app(SMALL);
+    let mut steps = Vec::new();
+    // 8 nodes (cap 3), each with pods connecting and reading tokens (cap 10).
+    for n in 0..8 {
+        let node: &'static str = Box::leak(format!("node-{n}").into_boxed_str());
+        let mut obs = vec![node_info(
+            node,
+            n,
+            &[&format!("127.0.{}.1", n + 1)],
+            &[&format!("127.{}.0.0/24", n + 1)],
+        )];
+        for p in 0..6u32 {
+            let uid = format!("uid-{n}-{p}");
+            let pod = format!("p{p}");
+            let ctr = format!("ctr-{n}-{p}");
+            let podref = Some(("ns", pod.as_str(), uid.as_str(), ctr.as_str()));
+            obs.push(connect(
+                node,
+                &format!("{node}/c{p}"),
+                n,
+                100 + p,
+                "app",
+                &format!("127.{}.0.{}", n + 1, p + 2),
+                podref,
+            ));
+            obs.push(token_read(
+                node,
+                &format!("{node}/r{p}"),
+                n,
+                100 + p,
+                "app",
+                podref,
+                claims(
+                    Some(&format!("jti-read-{n}-{p}")),
+                    "ns",
+                    &format!("sa-{n}-{p}"),
+                    None,
+                    None,
+                ),
+            ));
+        }
+        steps.push(Step::Obs(node, obs));
+    }
+    // 100 identities (cap 20), 100 JTIs (cap 30), 12 roles and bindings (cap 5).
+    let mut reqs = Vec::new();
+    for i in 0..100 {
+        reqs.push(
+            Req::new(
+                &format!("u{i}"),
+                10 + i,
+                &format!("system:serviceaccount:ci:job-{i}"),
+                "127.0.1.1",
+            )
+            .cred(&format!("JTI=jti-{i}")),
+        );
+    }
+    for i in 0..12 {
+        reqs.push(
+            Req::new(&format!("r{i}"), 200 + i, "admin", "127.0.1.1").role(
+                "ClusterRole",
+                None,
+                &format!("role-{i}"),
+                json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]),
+            ),
+        );
+        let role = format!("role-{i}");
+        reqs.push(
+            Req::new(&format!("b{i}"), 300 + i, "admin", "127.0.1.1").binding(
+                "create",
+                "ClusterRoleBinding",
+                None,
+                &format!("binding-{i}"),
+                ("ClusterRole", role.as_str()),
+                json!([{"kind": "User", "name": format!("user-{i}")}]),
+            ),
+        );
+    }
+    steps.push(Step::Audit(reqs));
+    run(&app, steps).await;
+    let m = app.metrics.encode();
+    for (map, cap) in [
+        ("identities", 20),
+        ("baselines", 20),
+        ("jti_places", 30),
+        ("roles", 5),
+        ("bindings", 5),
+        ("reads_by_key", 30),
+        ("reads_by_user", 20),
+        ("connects", 3),
+        ("nodes", 3),
+        ("pod_ips", 10),
+        ("reader_procs", 10),
+        ("reader_ctrs", 10),
+    ] {
+        let n = gauge(&m, map);
+        assert!(n > 0 && n <= cap, "{map}: {n} entries, cap {cap}");
+        assert!(
+            dropped(&m, map, "cap") > 0,
+            "{map}: nothing counted as evicted\n{m}"
+        );
+    }
+    assert!(gauge(&m, "node_ips") <= 3 * 8);
+}
+
+#[tokio::test]
+async fn tracked_jtis_expire_after_the_reuse_window_without_a_scan() {
+    let app = app(SMALL);
+    let reqs: Vec<Req> = (0..10)
+        .map(|i| {
+            Req::new(
+                &format!("j{i}"),
+                i,
+                "system:serviceaccount:a:b",
+                "127.0.1.1",
+            )
+            .cred(&format!("JTI=j-{i}"))
+        })
+        .collect();
+    run(&app, vec![Step::Audit(reqs)]).await;
+    assert_eq!(gauge(&app.metrics.encode(), "jti_places"), 10);
+    // Eleven minutes later one more request: the ten JTIs are past the window.
+    run(
+        &app,
+        vec![Step::Audit(vec![
+            Req::new("late", 660, "system:serviceaccount:a:b", "127.0.1.1").cred("JTI=j-late"),
+        ])],
+    )
+    .await;
+    let m = app.metrics.encode();
+    assert_eq!(gauge(&m, "jti_places"), 1);
+    assert_eq!(dropped(&m, "jti_places", "age"), 10);
+}
+
+#[tokio::test]
+async fn an_evicted_identity_keeps_its_learning_window_and_baseline() {
+    // One identity fits in memory; the store keeps them all.
+    let app = app(
+        "detection:\n  learning_window: 1h\n  state:\n    max_identities: 1\ncluster:\n  node_cidrs: [127.0.1.0/24]\n",
+    );
+    let user = "system:serviceaccount:batch:report";
+    let alerts = run(
+        &app,
+        vec![
+            Step::Audit(vec![Req::new("w1", 0, user, "127.0.1.7")]), // learning
+            // Another identity pushes it out of memory.
+            Step::Audit(vec![Req::new(
+                "o1",
+                100,
+                "system:serviceaccount:x:y",
+                "127.0.1.9",
+            )]),
+            // Back after its window: the learned address is fine, a new one is judged.
+            Step::Audit(vec![Req::new("w3", 4000, user, "127.0.1.7")]),
+            Step::Audit(vec![Req::new("w4", 4001, user, "127.0.1.8")]),
+        ],
+    )
+    .await;
+    assert_eq!(rules(&alerts), ["CT1547-001"], "{alerts:#?}");
+    assert_eq!(alerts[0].audit_ids, ["w4"]);
+    assert!(dropped(&app.metrics.encode(), "identities", "cap") > 0);
+}
