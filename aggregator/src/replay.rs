@@ -87,10 +87,6 @@ fn read(path: &Path) -> Result<Vec<u8>, ReplayError> {
     })
 }
 
-#[expect(
-    clippy::large_enum_variant,
-    reason = "replay holds every item once; boxing would only add an allocation each"
-)]
 enum Item {
     Obs(Box<Observation>),
     Audit(Box<AuditEvent>),

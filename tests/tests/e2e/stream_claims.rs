@@ -50,6 +50,7 @@ fn node_info(node: &str, id: &str, name: &str, addrs: &[&str], cidrs: &[&str]) -
             agent_version: "test".into(),
             kernel_release: "6.18".into(),
             hooks: vec!["lsm_file_open".into()],
+            blind_spots: vec![],
         }),
     }
     .into()
