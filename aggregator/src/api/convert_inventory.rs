@@ -128,6 +128,7 @@ impl From<&NodeCoverage> for pb::NodeCoverage {
             connected: n.connected,
             last_contact_age_seconds: n.last_contact_age_seconds,
             hooks: n.hooks.clone(),
+            blind_spots: n.blind_spots.clone(),
         }
     }
 }

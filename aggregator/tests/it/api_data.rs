@@ -265,9 +265,20 @@ fn read_observation(node: &str, id: &str) -> Observation {
 #[tokio::test]
 async fn inventories_and_coverage_reflect_what_was_ingested() {
     let api = Api::start().await;
+    // The agent's node_info says what its hooks cannot see; coverage shows it.
+    let node_info: credtrail_proto::model::Observation = serde_json::from_value(json!({
+        "id": "node-a/boot1/0", "time": Utc::now(), "node": "node-a", "type": "node_info",
+        "name": "node-a", "agent_version": "0.1.0", "kernel_release": "6.18.0",
+        "hooks": ["raw_tracepoint_sys_enter"],
+        "blind_spots": ["a symlink with an innocent name is not seen"]
+    }))
+    .unwrap();
     api.state
         .pipeline
-        .ingest_observations("node-a", vec![read_observation("node-a", "node-a/boot1/1")])
+        .ingest_observations(
+            "node-a",
+            vec![node_info, read_observation("node-a", "node-a/boot1/1")],
+        )
         .await
         .unwrap();
     seed(&api).await;
@@ -343,6 +354,11 @@ async fn inventories_and_coverage_reflect_what_was_ingested() {
     let cov = api.get_json("/api/v1/coverage", StatusCode::OK).await;
     assert_eq!(cov["nodes"][0]["node"], "node-a");
     assert_eq!(cov["nodes"][0]["alive"], true);
+    assert_eq!(
+        cov["nodes"][0]["blind_spots"],
+        json!(["a symlink with an innocent name is not seen"]),
+        "{cov}"
+    );
     let web = cov["audit_sources"]
         .as_array()
         .unwrap()

@@ -262,6 +262,8 @@ async function loadCoverage() {
     for (const n of c.nodes) {
       nodes.append(dotItem(n.alive, n.node,
         (n.connected ? "connected, " : "disconnected, ") + age(n.last_contact_age_seconds)));
+      // What this node's hooks cannot see (system-call fallbacks), as its agent said.
+      for (const b of n.blind_spots || []) nodes.append(dotItem(null, n.node + " cannot see", b));
     }
     if (!c.nodes.length) nodes.append(dotItem(null, "no agent has reported"));
     // Claims the agent stream refused (another node, outside the policy's ranges).

@@ -6,7 +6,7 @@
 //!   and `subjects` (Request or RequestResponse), or at Metadata only.
 
 use chrono::{DateTime, Utc};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
 use super::inventory::{age_seconds, list_nodes};
@@ -23,6 +23,9 @@ pub struct NodeCoverage {
     pub connected: bool,
     pub last_contact_age_seconds: Option<f64>,
     pub hooks: Vec<String>,
+    /// What the node's hooks cannot see, as its agent said in its latest
+    /// `node_info` (empty with LSM/fentry; docs/OBSERVATIONS.md).
+    pub blind_spots: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -117,18 +120,29 @@ pub fn coverage(
     now: DateTime<Utc>,
     freshness_seconds: f64,
 ) -> Result<CoverageReport, QueryError> {
-    let nodes = list_nodes(conn, now)?
-        .into_iter()
-        .map(|n| NodeCoverage {
+    let mut blind = conn.prepare_cached(
+        "SELECT json_extract(json, '$.blind_spots') FROM observations \
+         WHERE node = ?1 AND type = 'node_info' ORDER BY time_ms DESC LIMIT 1",
+    )?;
+    let mut nodes = Vec::new();
+    for n in list_nodes(conn, now)? {
+        let spots: Option<String> = blind
+            .query_row([&n.name], |r| r.get(0))
+            .optional()?
+            .flatten();
+        nodes.push(NodeCoverage {
             alive: n
                 .last_contact_age_seconds
                 .is_some_and(|a| a <= freshness_seconds),
             connected: n.connected,
             last_contact_age_seconds: n.last_contact_age_seconds,
             hooks: n.hooks,
+            blind_spots: spots
+                .and_then(|j| serde_json::from_str(&j).ok())
+                .unwrap_or_default(),
             node: n.name,
-        })
-        .collect();
+        });
+    }
 
     let mut stmt = conn.prepare_cached(
         "SELECT source, last_event_ms, last_recv_ms, events, rejected \
