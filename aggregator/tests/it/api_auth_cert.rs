@@ -13,6 +13,7 @@ use std::sync::Arc;
 use api_support::{VIEWER_TOKEN, token_file_text};
 use common::tls::{Pki, client_config, pki};
 use credtrail_aggregator::auth::config::ApiAuthConfig;
+use credtrail_aggregator::listen::Limits;
 use credtrail_aggregator::state::AppState;
 use credtrail_proto::pb::query as pb;
 use credtrail_proto::pb::query::query_service_client::QueryServiceClient;
@@ -58,10 +59,15 @@ struct Served {
     http: SocketAddr,
     grpc: SocketAddr,
     pki: Pki,
+    state: AppState,
     _dir: tempfile::TempDir,
 }
 
 async fn start(cert_roles: &[&str]) -> Served {
+    start_limited(cert_roles, Limits::default()).await
+}
+
+async fn start_limited(cert_roles: &[&str], limits: Limits) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let (pki, paths) = pki(dir.path());
     let tokens = dir.path().join("tokens");
@@ -84,12 +90,13 @@ async fn start(cert_roles: &[&str]) -> Served {
         .with_auth(auth);
     let st = state.clone();
     tokio::spawn(async move {
-        credtrail_aggregator::api::http::serve(http_l, st, std::future::pending())
+        credtrail_aggregator::api::http::serve_limited(http_l, limits, st, std::future::pending())
             .await
             .unwrap()
     });
+    let st = state.clone();
     tokio::spawn(async move {
-        credtrail_aggregator::api::grpc::serve(grpc_l, state, std::future::pending())
+        credtrail_aggregator::api::grpc::serve_limited(grpc_l, limits, st, std::future::pending())
             .await
             .unwrap()
     });
@@ -97,6 +104,7 @@ async fn start(cert_roles: &[&str]) -> Served {
         http,
         grpc,
         pki,
+        state,
         _dir: dir,
     }
 }
@@ -204,4 +212,49 @@ fn client_certificates_need_tls_and_a_ca() {
     .build(&["127.0.0.1:1".parse().unwrap()])
     .unwrap_err();
     assert!(e.to_string().contains("--api-tls-cert"), "{e}");
+}
+
+/// The TLS query listeners are served by the shared accept loop: a client
+/// that opens TCP and never finishes its handshake is dropped after the
+/// handshake timeout and counted, on HTTPS and gRPC alike; the listener
+/// still serves others afterwards.
+#[tokio::test]
+async fn a_silent_tls_client_is_dropped_after_the_handshake_timeout() {
+    let limits = Limits {
+        handshake_timeout: std::time::Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let s = start_limited(&["CN=nobody:viewer"], limits).await;
+    for addr in [s.http, s.grpc] {
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 64];
+        // Generous bound (the machine may be busy); the timeout is 1 s.
+        let r = tokio::time::timeout(std::time::Duration::from_secs(8), silent.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{addr}: a silent client was still connected after 8 s"));
+        assert!(matches!(r, Ok(0) | Err(_)), "{addr}: got {r:?}");
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(900),
+            "{addr}: closed before the handshake timeout"
+        );
+    }
+    let m = s.state.metrics.encode();
+    for listener in ["http_api", "grpc_api"] {
+        let line = format!(
+            "credtrail_connections_dropped_total{{listener=\"{listener}\",reason=\"handshake_timeout\"}} 1"
+        );
+        assert!(m.contains(&line), "no {line} in:\n{m}");
+    }
+    let viewer = client_config(&s.pki, false);
+    let (status, _) = call(
+        s.http,
+        viewer,
+        "GET",
+        "/api/v1/alerts",
+        Some(VIEWER_TOKEN),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
 }
