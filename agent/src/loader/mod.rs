@@ -356,7 +356,12 @@ fn attach_open(
                 tracing::warn!(hook = ?h, "open hook {h:?} refused: {reason}");
                 refusals.push(format!("{}: {reason}", format!("{h:?}").to_lowercase()));
                 if mode != HookMode::Auto || h == HookMode::Tracepoint {
-                    if reason.contains("Operation not permitted") {
+                    // EPERM from LSM/fentry is the kernel (or a sandbox)
+                    // refusing trampolines, a hook refusal like any other;
+                    // from the tracepoints it can only be permissions.
+                    if matches!(h, HookMode::Tracepoint | HookMode::RawTracepoint)
+                        && reason.contains("Operation not permitted")
+                    {
                         return Err(LoadError::Denied {
                             what: format!("open hook {h:?}: {reason}"),
                         });
