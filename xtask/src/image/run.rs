@@ -236,7 +236,10 @@ fn aggregator_serves_readyz(
             .arg(image)
             .args(["serve", "--webhook-listen", "off", "--agent-listen", "off"])
             .args(["--grpc-listen", "off", "--api-listen"])
-            .arg(format!("127.0.0.1:{port}")),
+            .arg(format!("127.0.0.1:{port}"))
+            // Only /readyz is asked (open without a token); the query API
+            // stays on loopback in the host's network namespace.
+            .arg("--api-insecure-no-auth"),
     )?;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let deadline = Instant::now() + WAIT;
