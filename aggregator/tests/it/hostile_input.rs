@@ -17,9 +17,8 @@ use credtrail_aggregator::state::AppState;
 use credtrail_aggregator::store::{Store, Synchronous};
 use credtrail_proto::model::Observation;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
 
 const TOKEN: &str = "hostile-input-webhook-token-8c1d";
 
@@ -103,38 +102,7 @@ fn client_config(pki: &Pki, cert: Option<&ClientPem>) -> Arc<rustls::ClientConfi
     })
 }
 
-/// One HTTP/1.1 POST over TLS with an optional raw `Authorization` value;
-/// returns (status, body).
-async fn post(
-    addr: SocketAddr,
-    cfg: Arc<rustls::ClientConfig>,
-    authorization: Option<&str>,
-    body: &[u8],
-) -> (u16, String) {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(cfg)
-        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
-        .await
-        .unwrap();
-    let auth = authorization
-        .map(|a| format!("Authorization: {a}\r\n"))
-        .unwrap_or_default();
-    let head = format!(
-        "POST /audit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    tls.write_all(head.as_bytes()).await.unwrap();
-    tls.write_all(body).await.unwrap();
-    let mut resp = Vec::new();
-    let _ = tls.read_to_end(&mut resp).await;
-    let text = String::from_utf8_lossy(&resp).into_owned();
-    let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|x| x.1.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
+use crate::common::tls::post_raw as post;
 
 /// A service-account token use from 10.0.0.5 received at `time`.
 fn event(id: &str, time: &str) -> String {

@@ -79,11 +79,23 @@ pub fn client_config(pki: &Pki, with_cert: bool) -> Arc<rustls::ClientConfig> {
     })
 }
 
-/// One HTTP/1.1 POST over TLS; returns (status, body).
+/// One HTTP/1.1 POST over TLS with a bearer token; returns (status, body).
 pub async fn post(
     addr: SocketAddr,
     cfg: Arc<rustls::ClientConfig>,
     token: Option<&str>,
+    body: &[u8],
+) -> (u16, String) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    post_raw(addr, cfg, auth.as_deref(), body).await
+}
+
+/// One HTTP/1.1 POST over TLS with an optional raw `Authorization` value
+/// (any scheme, any case); returns (status, body).
+pub async fn post_raw(
+    addr: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+    authorization: Option<&str>,
     body: &[u8],
 ) -> (u16, String) {
     let tcp = TcpStream::connect(addr).await.unwrap();
@@ -91,8 +103,8 @@ pub async fn post(
         .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
         .await
         .unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
         .unwrap_or_default();
     let head = format!(
         "POST /audit HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
