@@ -4,6 +4,10 @@
 //! - **Connection cap**: a semaphore per listener; at the cap the loop stops
 //!   calling `accept()`, so further clients wait in the kernel's backlog (and
 //!   are refused when it is full) instead of taking file descriptors.
+//! - **Per-source cap** ([`per_ip`]): one client address (IPv6: one /64)
+//!   holds at most [`Limits::max_per_ip`] of those slots; a connection past it
+//!   is closed at once and counted (`reason="per_ip_cap"`), so one hostile
+//!   host cannot queue everyone else behind its idle connections.
 //! - **Accept errors** (EMFILE, ENFILE, ENOBUFS, ...): counted in
 //!   `credtrail_accept_errors_total{listener}`, logged at most once per
 //!   [`ACCEPT_LOG_INTERVAL`] (with the number of errors since), and backed off
@@ -48,6 +52,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::{ListenerLabel, Metrics};
 
+pub mod per_ip;
+
 /// Default TLS handshake timeout.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time a client has to send a request's headers (HTTP/1) or the
@@ -55,6 +61,11 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default cap on concurrent connections, per listener.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// Default cap on the agent stream listener: one long-lived stream per node,
+/// so it must exceed the cluster's node count (5,000 nodes plus reconnects).
+pub const DEFAULT_AGENT_MAX_CONNECTIONS: usize = 8192;
+/// Default cap on concurrent connections from one source (IPv6: one /64).
+pub const DEFAULT_MAX_PER_IP: usize = 64;
 /// Default time connections get to finish at shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Slowest body upload accepted by default: the body timeout is the header
@@ -84,6 +95,8 @@ pub struct Limits {
     /// Whole request body, from when its headers were read.
     pub body_timeout: Duration,
     pub max_connections: usize,
+    /// Concurrent connections from one source; `0`: no per-source cap.
+    pub max_per_ip: usize,
     pub shutdown_grace: Duration,
 }
 
@@ -94,6 +107,7 @@ impl Default for Limits {
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             body_timeout: body_timeout_for(1 << 20, DEFAULT_HEADER_TIMEOUT),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_per_ip: DEFAULT_MAX_PER_IP,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
@@ -102,6 +116,7 @@ impl Default for Limits {
 /// A connection slot: held as long as the connection lives.
 pub struct Slot {
     _permit: OwnedSemaphorePermit,
+    _source: per_ip::IpTicket,
     metrics: Arc<Metrics>,
     name: &'static str,
 }
@@ -126,6 +141,7 @@ pub struct Acceptor {
     listener: TcpListener,
     name: &'static str,
     slots: Arc<Semaphore>,
+    per_ip: Arc<per_ip::PerIp>,
     metrics: Arc<Metrics>,
     backoff: Duration,
     errors_since_log: u64,
@@ -137,13 +153,14 @@ impl Acceptor {
     pub fn new(
         listener: TcpListener,
         name: &'static str,
-        max_connections: usize,
+        limits: &Limits,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             listener,
             name,
-            slots: Arc::new(Semaphore::new(max_connections.max(1))),
+            slots: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            per_ip: per_ip::PerIp::new(limits.max_per_ip),
             metrics,
             backoff: Duration::ZERO,
             errors_since_log: 0,
@@ -168,6 +185,13 @@ impl Acceptor {
             match self.listener.accept().await {
                 Ok((tcp, peer)) => {
                     self.backoff = Duration::ZERO;
+                    let Some(source) = self.per_ip.admit(peer.ip()) else {
+                        // Closed at once (the slot stays free for others).
+                        self.metrics.connection_dropped(self.name, "per_ip_cap");
+                        tracing::debug!(listener = self.name, %peer, "per-source connection cap reached");
+                        drop(tcp);
+                        continue;
+                    };
                     if let Err(e) = tcp.set_nodelay(true) {
                         tracing::debug!(listener = self.name, error = %e, "TCP_NODELAY not set");
                     }
@@ -177,6 +201,7 @@ impl Acceptor {
                         .inc();
                     let slot = Slot {
                         _permit: permit,
+                        _source: source,
                         metrics: self.metrics.clone(),
                         name: self.name,
                     };

@@ -200,6 +200,13 @@ struct ServeArgs {
     /// Concurrent connections per listener; more wait in the kernel's backlog.
     #[arg(long, env = "CREDTRAIL_MAX_CONNECTIONS", default_value_t = credtrail_aggregator::listen::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+    /// Concurrent connections of the agent stream listener: one long-lived stream per node,
+    /// so above the cluster's node count.
+    #[arg(long, env = "CREDTRAIL_AGENT_MAX_CONNECTIONS", default_value_t = credtrail_aggregator::listen::DEFAULT_AGENT_MAX_CONNECTIONS)]
+    agent_max_connections: usize,
+    /// Concurrent connections from one client address (IPv6: one /64) on each listener; 0: no cap.
+    #[arg(long, env = "CREDTRAIL_MAX_CONNECTIONS_PER_IP", default_value_t = credtrail_aggregator::listen::DEFAULT_MAX_PER_IP)]
+    max_connections_per_ip: usize,
     /// How long connections and live streams get to finish at shutdown.
     #[arg(long, env = "CREDTRAIL_SHUTDOWN_GRACE", default_value = "10s")]
     shutdown_grace: String,
@@ -294,6 +301,10 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         a.max_connections > 0,
         "--max-connections: must be at least 1"
     );
+    anyhow::ensure!(
+        a.agent_max_connections > 0,
+        "--agent-max-connections: must be at least 1"
+    );
     anyhow::ensure!(a.query_readers > 0, "--query-readers: must be at least 1");
     let limits = ServeLimits {
         handshake_timeout: dur("handshake-timeout", &a.handshake_timeout)?,
@@ -304,6 +315,8 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
             .map(|v| dur("body-timeout", v))
             .transpose()?,
         max_connections: a.max_connections,
+        agent_max_connections: a.agent_max_connections,
+        max_connections_per_ip: a.max_connections_per_ip,
         shutdown_grace: dur("shutdown-grace", &a.shutdown_grace)?,
         query_readers: a.query_readers,
         query_timeout: dur("query-timeout", &a.query_timeout)?,

@@ -65,8 +65,13 @@ pub struct ServeLimits {
     /// Whole request body; `None`: proportionate to each listener's body limit
     /// ([`listen::body_timeout_for`]).
     pub body_timeout: Option<Duration>,
-    /// Concurrent connections per listener.
+    /// Concurrent connections per listener (the agent listener has its own).
     pub max_connections: usize,
+    /// Concurrent connections of the agent stream listener (one per node).
+    pub agent_max_connections: usize,
+    /// Concurrent connections from one source address (IPv6: one /64), on
+    /// every listener; `0`: no per-source cap.
+    pub max_connections_per_ip: usize,
     /// How long connections and streams get to finish at shutdown.
     pub shutdown_grace: Duration,
     /// Read-only connections serving queries.
@@ -83,6 +88,8 @@ impl Default for ServeLimits {
             header_timeout: l.header_timeout,
             body_timeout: None,
             max_connections: l.max_connections,
+            agent_max_connections: listen::DEFAULT_AGENT_MAX_CONNECTIONS,
+            max_connections_per_ip: l.max_per_ip,
             shutdown_grace: l.shutdown_grace,
             query_readers: crate::store::DEFAULT_READERS,
             query_timeout: crate::store::DEFAULT_QUERY_TIMEOUT,
@@ -100,7 +107,17 @@ impl ServeLimits {
                 .body_timeout
                 .unwrap_or_else(|| listen::body_timeout_for(body_limit, self.header_timeout)),
             max_connections: self.max_connections,
+            max_per_ip: self.max_connections_per_ip,
             shutdown_grace: self.shutdown_grace,
+        }
+    }
+
+    /// The limits of the agent stream listener: [`Self::listener`] with the
+    /// agent connection cap.
+    pub fn agent_listener(&self, body_limit: usize) -> Limits {
+        Limits {
+            max_connections: self.agent_max_connections,
+            ..self.listener(body_limit)
         }
     }
 }
@@ -145,13 +162,11 @@ pub async fn serve(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyh
         );
     }
     let state = open_state(&cfg)?.with_auth(auth);
-    let listeners = [
-        cfg.webhook_listen,
-        cfg.agent_listen,
-        cfg.api_listen,
-        cfg.grpc_listen,
-    ];
-    listen::raise_fd_limit(listeners.iter().flatten().count() * cfg.limits.max_connections);
+    let others = [cfg.webhook_listen, cfg.api_listen, cfg.grpc_listen];
+    listen::raise_fd_limit(
+        others.iter().flatten().count() * cfg.limits.max_connections
+            + cfg.agent_listen.map_or(0, |_| cfg.limits.agent_max_connections),
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -208,7 +223,7 @@ pub async fn serve(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyh
         };
         let listener = bind(addr, "agent stream").await?;
         let (st, stop) = (state.clone(), stopped());
-        let limits = cfg.limits.listener(crate::agents::MAX_MESSAGE_BYTES);
+        let limits = cfg.limits.agent_listener(crate::agents::MAX_MESSAGE_BYTES);
         tasks.spawn(async move {
             crate::agents::serve(listener, &tls, limits, st, stop)
                 .await

@@ -109,7 +109,7 @@ pub async fn serve_limited<S: ObservationSink>(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let tls = tokio_rustls::TlsAcceptor::from(tls.load()?);
-    let acceptor = Acceptor::new(listener, "agent", limits.max_connections, metrics.clone());
+    let acceptor = Acceptor::new(listener, "agent", &limits, metrics.clone());
     let incoming = crate::listen::grpc_incoming(
         acceptor,
         move |tcp, peer| {

@@ -53,7 +53,7 @@ pub async fn serve_limited(
     let acceptor = Acceptor::new(
         listener,
         "grpc_api",
-        limits.max_connections,
+        &limits,
         state.metrics.clone(),
     );
     let stopped = async move {

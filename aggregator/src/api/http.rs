@@ -58,7 +58,7 @@ pub async fn serve_limited(
     let acceptor = Acceptor::new(
         listener,
         "http_api",
-        limits.max_connections,
+        &limits,
         metrics.clone(),
     );
     // TLS (`--api-tls-cert`) is served by the same loop; a client

@@ -340,7 +340,7 @@ pub async fn serve_limited(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let metrics = app.metrics.clone();
-    let acceptor = Acceptor::new(listener, "webhook", limits.max_connections, metrics.clone());
+    let acceptor = Acceptor::new(listener, "webhook", &limits, metrics.clone());
     let app_router = router(app, Arc::new(auth), limit);
     listen::serve_http(
         acceptor,

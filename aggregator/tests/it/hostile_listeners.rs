@@ -442,3 +442,71 @@ async fn live_streams_outlive_the_header_timeout_and_end_at_shutdown() {
     closed_within(&mut live, Duration::from_secs(5), "live stream at shutdown").await;
     stop.await.unwrap();
 }
+
+/// A TCP connection from the loopback address `src` (another "host").
+async fn connect_from(src: &str, to: SocketAddr) -> TcpStream {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind(format!("{src}:0").parse().unwrap()).unwrap();
+    s.connect(to).await.unwrap()
+}
+
+/// Completes a TLS handshake with `to` within 5 s (the client was given a slot).
+async fn handshake_within(pki: &Pki, src: &str, to: SocketAddr, what: &str) {
+    let tcp = connect_from(src, to).await;
+    let tls = tokio_rustls::TlsConnector::from(client_config(pki, true))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp);
+    tokio::time::timeout(Duration::from_secs(5), tls)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no TLS handshake within 5 s (no slot)"))
+        .unwrap_or_else(|e| panic!("{what}: TLS handshake failed: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_source_cannot_take_every_slot_and_agents_have_their_own_cap() {
+    let r = Running::start(ServeLimits {
+        max_connections: 4,
+        agent_max_connections: 8,
+        max_connections_per_ip: 2,
+        handshake_timeout: Duration::from_secs(30),
+        header_timeout: Duration::from_secs(30),
+        ..short()
+    })
+    .await;
+    // A hostile host opens idle connections to the webhook: it keeps two;
+    // every further one is closed at once instead of queueing.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(connect_from("127.0.0.66", r.webhook).await);
+    }
+    for i in 0..5 {
+        let mut extra = connect_from("127.0.0.66", r.webhook).await;
+        closed_within(
+            &mut extra,
+            Duration::from_secs(3),
+            &format!("connection {} from the capped source", i + 3),
+        )
+        .await;
+    }
+    // The API server (another source) still gets a slot at once.
+    handshake_within(&r.pki, "127.0.0.1", r.webhook, "the API server").await;
+    let m = get(r.api, "/metrics").await.1;
+    assert!(
+        metric(
+            &m,
+            "credtrail_connections_dropped_total{listener=\"webhook\",reason=\"per_ip_cap\"}"
+        ) >= 5,
+        "{m}"
+    );
+    // The agent listener has its own, larger cap: six idle agents (three
+    // sources, two each) do not stop a seventh node from connecting, although
+    // the other listeners' cap is 4.
+    let mut agents = Vec::new();
+    for src in ["127.0.1.1", "127.0.1.2", "127.0.1.3"] {
+        for _ in 0..2 {
+            agents.push(connect_from(src, r.agent).await);
+        }
+    }
+    handshake_within(&r.pki, "127.0.1.4", r.agent, "the seventh agent").await;
+    drop((held, agents));
+    r.stop().await;
+}
