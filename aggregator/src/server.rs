@@ -165,7 +165,9 @@ pub async fn serve(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyh
     let others = [cfg.webhook_listen, cfg.api_listen, cfg.grpc_listen];
     listen::raise_fd_limit(
         others.iter().flatten().count() * cfg.limits.max_connections
-            + cfg.agent_listen.map_or(0, |_| cfg.limits.agent_max_connections),
+            + cfg
+                .agent_listen
+                .map_or(0, |_| cfg.limits.agent_max_connections),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move || {

@@ -50,12 +50,7 @@ pub async fn serve_limited(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let acceptor = Acceptor::new(
-        listener,
-        "grpc_api",
-        &limits,
-        state.metrics.clone(),
-    );
+    let acceptor = Acceptor::new(listener, "grpc_api", &limits, state.metrics.clone());
     let stopped = async move {
         let mut rx = stop_rx;
         let _ = rx.wait_for(|s| *s).await;

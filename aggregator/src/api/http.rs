@@ -55,12 +55,7 @@ pub async fn serve_limited(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let metrics = state.metrics.clone();
-    let acceptor = Acceptor::new(
-        listener,
-        "http_api",
-        &limits,
-        metrics.clone(),
-    );
+    let acceptor = Acceptor::new(listener, "http_api", &limits, metrics.clone());
     // TLS (`--api-tls-cert`) is served by the same loop; a client
     // certificate it verified reaches the auth middleware as a [`PeerCert`].
     let tls = state

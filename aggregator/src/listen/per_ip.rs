@@ -99,7 +99,10 @@ mod tests {
         let a = t.admit(ip("127.0.0.9")).unwrap();
         let _b = t.admit(ip("127.0.0.9")).unwrap();
         assert!(t.admit(ip("127.0.0.9")).is_none());
-        assert!(t.admit(ip("127.0.0.10")).is_some(), "other sources are not affected");
+        assert!(
+            t.admit(ip("127.0.0.10")).is_some(),
+            "other sources are not affected"
+        );
         drop(a);
         assert_eq!(t.open_from(ip("127.0.0.9")), 1);
         assert!(t.admit(ip("127.0.0.9")).is_some());
