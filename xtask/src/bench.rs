@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+mod peers;
+
 #[derive(clap::Args, Clone)]
 pub struct Options {
     /// `openat` calls per condition (with and without the agent).
@@ -54,6 +56,9 @@ pub struct Options {
     /// Run only the agent overhead benchmark.
     #[arg(long)]
     pub agent_only: bool,
+    /// Run only the peer comparison (credtrail, bpftrace, auditd; `bench/peers.rs`).
+    #[arg(long)]
+    pub peers: bool,
 }
 
 /// One benchmark step.
@@ -93,6 +98,10 @@ fn cargo_bench(package: &str, bench: &str) -> anyhow::Result<()> {
 }
 
 pub fn run(opts: Options) -> anyhow::Result<()> {
+    if opts.peers {
+        println!("==> bench: peers");
+        return peers::run(&opts).context("bench peers");
+    }
     for step in steps() {
         if opts.agent_only && step.name != "agent-overhead" {
             continue;
@@ -104,12 +113,12 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
 }
 
 /// A running agent, stopped with SIGTERM on drop.
-struct Agent {
+pub(crate) struct Agent {
     child: Child,
 }
 
 impl Agent {
-    fn start(bin: &Path, opts: &Options, watched: SocketAddr) -> anyhow::Result<Self> {
+    pub fn start(bin: &Path, opts: &Options, watched: SocketAddr) -> anyhow::Result<Self> {
         let mut child = Command::new(bin)
             .args([
                 "--output",
@@ -224,10 +233,10 @@ struct Samples {
 
 /// Operations per timed batch: small enough that a burst of other load on
 /// the machine spoils few batches, large enough to time precisely.
-const OPEN_BATCH: u64 = 10_000;
-const CONNECT_BATCH: u64 = 500;
+pub(crate) const OPEN_BATCH: u64 = 10_000;
+pub(crate) const CONNECT_BATCH: u64 = 500;
 
-fn batches(
+pub(crate) fn batches(
     total: u64,
     batch: u64,
     mut f: impl FnMut(u64) -> anyhow::Result<Duration>,
@@ -242,7 +251,7 @@ fn batches(
     Ok(out)
 }
 
-fn median(v: &[f64]) -> f64 {
+pub(crate) fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     if v.is_empty() { 0.0 } else { v[v.len() / 2] }
@@ -252,38 +261,106 @@ fn minimum(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
+/// What the agent benchmarks share: a private copy of the agent binary, an
+/// unwatched file to open, a loopback listener to connect to, and a watched
+/// endpoint (another port nobody connects to).
+pub(crate) struct Workload {
+    pub dir: PathBuf,
+    pub agent: PathBuf,
+    file: PathBuf,
+    cpath: std::ffi::CString,
+    pub target: SocketAddr,
+    pub watched: SocketAddr,
+    _unused: TcpListener,
+}
+
+impl Workload {
+    pub fn prepare(opts: &Options) -> anyhow::Result<Self> {
+        let profile = if opts.release { "release" } else { "debug" };
+        // `CREDTRAIL_BENCH_AGENT=/path/to/credtrail-agent` measures that binary
+        // (e.g. a build of an older commit, for a before/after comparison).
+        let given = std::env::var_os("CREDTRAIL_BENCH_AGENT").map(PathBuf::from);
+        if given.is_none() {
+            let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            build.args(["build", "--bin", "credtrail-agent", "-p", "credtrail-agent"]);
+            if opts.release {
+                build.arg("--release");
+            }
+            crate::setup::status(&mut build)?;
+        }
+        let dir = std::env::temp_dir().join(format!("credtrail-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        // A private copy: rebuilding the workspace during the run cannot swap it.
+        let agent = dir.join("credtrail-agent");
+        let source = given.unwrap_or_else(|| crate::build::agent_binary(profile));
+        std::fs::copy(&source, &agent).with_context(|| {
+            format!(
+                "copying the agent {} to {}",
+                source.display(),
+                agent.display()
+            )
+        })?;
+        let file: PathBuf = dir.join("not-a-credential.txt");
+        std::fs::write(&file, b"x").with_context(|| format!("writing {}", file.display()))?;
+        let cpath = std::ffi::CString::new(file.as_os_str().as_encoded_bytes())?;
+        let listener = TcpListener::bind("127.0.0.1:0").context("binding the loopback listener")?;
+        let target = listener.local_addr()?;
+        // A deep accept queue: when the accepting thread is not scheduled for a
+        // while (2 shared cores), a full queue drops SYNs and the client waits a
+        // whole second to retransmit, which swamps what is measured.
+        // SAFETY: listen(2) on our own bound socket.
+        if unsafe { libc::listen(listener.as_raw_fd(), 4096) } != 0 {
+            bail!("listen: {}", std::io::Error::last_os_error());
+        }
+        std::thread::spawn(move || {
+            for s in listener.incoming() {
+                drop(s);
+            }
+        });
+        // The tools watch another port on the same address: the connects are
+        // looked up and not matched, the case the benchmark measures.
+        let unused = TcpListener::bind("127.0.0.1:0")?;
+        let watched = unused.local_addr()?;
+        Ok(Self {
+            dir,
+            agent,
+            file,
+            cpath,
+            target,
+            watched,
+            _unused: unused,
+        })
+    }
+
+    pub fn opens(&self, n: u64) -> anyhow::Result<Duration> {
+        time_opens(&self.cpath, n)
+    }
+
+    pub fn connects(&self, n: u64) -> anyhow::Result<Duration> {
+        time_connects(self.target, n)
+    }
+
+    /// Page cache, dentry cache, listener thread.
+    pub fn warm_up(&self, opens: u64, connects: u64) -> anyhow::Result<()> {
+        self.opens(opens)?;
+        self.connects(connects)?;
+        Ok(())
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 fn agent_overhead(opts: &Options) -> anyhow::Result<()> {
     // SAFETY: getuid has no preconditions.
     if unsafe { libc::getuid() } != 0 {
         bail!("the agent overhead benchmark loads eBPF programs: run it as root");
     }
-    let profile = if opts.release { "release" } else { "debug" };
-    // `CREDTRAIL_BENCH_AGENT=/path/to/credtrail-agent` measures that binary
-    // (e.g. a build of an older commit, for a before/after comparison).
-    let given = std::env::var_os("CREDTRAIL_BENCH_AGENT").map(PathBuf::from);
-    if given.is_none() {
-        let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        build.args(["build", "--bin", "credtrail-agent", "-p", "credtrail-agent"]);
-        if opts.release {
-            build.arg("--release");
-        }
-        crate::setup::status(&mut build)?;
-    }
-    let dir = std::env::temp_dir().join(format!("credtrail-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    // A private copy: rebuilding the workspace during the run cannot swap it.
-    let bin = dir.join("credtrail-agent");
-    let source = given.unwrap_or_else(|| crate::build::agent_binary(profile));
-    std::fs::copy(&source, &bin).with_context(|| {
-        format!(
-            "copying the agent {} to {}",
-            source.display(),
-            bin.display()
-        )
-    })?;
-    let file: PathBuf = dir.join("not-a-credential.txt");
-    std::fs::write(&file, b"x").with_context(|| format!("writing {}", file.display()))?;
-    let cpath = std::ffi::CString::new(file.as_os_str().as_encoded_bytes())?;
+    let w = Workload::prepare(opts)?;
+    let (bin, file, cpath, target, watched) = (&w.agent, &w.file, &w.cpath, w.target, w.watched);
     // A second unwatched path that shares its first 8 bytes with a watched
     // prefix (`/var/lib/kubelet/...`): it passes the head test and costs a
     // prefix-trie lookup. Timed besides the main figure, not in it.
@@ -294,25 +371,6 @@ fn agent_overhead(opts: &Options) -> anyhow::Result<()> {
     std::fs::write(&near, b"x").with_context(|| format!("writing {}", near.display()))?;
     let cnear = std::ffi::CString::new(near.as_os_str().as_encoded_bytes())?;
 
-    let listener = TcpListener::bind("127.0.0.1:0").context("binding the loopback listener")?;
-    let target = listener.local_addr()?;
-    // A deep accept queue: when the accepting thread is not scheduled for a
-    // while (2 shared cores), a full queue drops SYNs and the client waits a
-    // whole second to retransmit, which swamps what is measured.
-    // SAFETY: listen(2) on our own bound socket.
-    if unsafe { libc::listen(listener.as_raw_fd(), 4096) } != 0 {
-        bail!("listen: {}", std::io::Error::last_os_error());
-    }
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            drop(s);
-        }
-    });
-    // The agent watches another port on the same address: the connects are
-    // looked up and not matched, the case the benchmark measures.
-    let unused = TcpListener::bind("127.0.0.1:0")?;
-    let watched = unused.local_addr()?;
-
     let rounds = opts.rounds.max(1);
     let (opens, connects) = (opts.opens / rounds, opts.connects / rounds);
     println!(
@@ -322,7 +380,7 @@ fn agent_overhead(opts: &Options) -> anyhow::Result<()> {
         bin.display()
     );
     // Warm-up (page cache, dentry cache, listener thread).
-    time_opens(&cpath, opens / 10 + 1)?;
+    time_opens(cpath, opens / 10 + 1)?;
     time_connects(target, connects / 10 + 1)?;
 
     let (mut off, mut on, mut floor) = (Samples::default(), Samples::default(), Samples::default());
@@ -334,7 +392,7 @@ fn agent_overhead(opts: &Options) -> anyhow::Result<()> {
         let (c_off, c_on, c_fl) = (off.connects.len(), on.connects.len(), floor.connects.len());
         let measure = |cond: Condition, into: &mut Samples| -> anyhow::Result<()> {
             let _agent = match cond {
-                Condition::Agent => Some(Agent::start(&bin, opts, watched)?),
+                Condition::Agent => Some(Agent::start(bin, opts, watched)?),
                 _ => None,
             };
             let _floor = match cond {
@@ -344,7 +402,7 @@ fn agent_overhead(opts: &Options) -> anyhow::Result<()> {
                 )?),
                 _ => None,
             };
-            let o = batches(opens, OPEN_BATCH, |n| time_opens(&cpath, n))?;
+            let o = batches(opens, OPEN_BATCH, |n| time_opens(cpath, n))?;
             let c = batches(connects, CONNECT_BATCH, |n| time_connects(target, n))?;
             let o_near = batches(opens / 4, OPEN_BATCH, |n| time_opens(&cnear, n))?;
             println!(
@@ -374,7 +432,6 @@ fn agent_overhead(opts: &Options) -> anyhow::Result<()> {
         open_floor.push(median(&on.opens[n_on..]) / median(&floor.opens[n_fl..]));
         connect_floor.push(median(&on.connects[c_on..]) / median(&floor.connects[c_fl..]));
     }
-    let _ = std::fs::remove_dir_all(&dir);
     // Headline: the median over rounds of each round's paired ratio (robust
     // to rounds where the whole machine was busier); the pooled fastest
     // batches are printed too (the least disturbed measure of kernel cost).

@@ -165,13 +165,6 @@ fn workspace() -> anyhow::Result<PathBuf> {
         .to_path_buf())
 }
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool} >/dev/null")])
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// The musl target and the Debian tools (buildah, podman, runc, skopeo,
 /// musl-gcc for the C parts: SQLite, ring; busybox-static for the test's
 /// reader container). Idempotent.
@@ -193,7 +186,7 @@ fn setup() -> anyhow::Result<()> {
         ("busybox", "busybox-static"),
     ]
     .into_iter()
-    .filter(|(tool, _)| !have(tool))
+    .filter(|(tool, _)| !crate::setup::on_path(tool))
     .map(|(_, pkg)| pkg)
     .collect();
     if !missing.is_empty() {

@@ -60,6 +60,14 @@ pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
 }
 
 /// Runs `cmd` with inherited output; the error names the command.
+/// Whether `tool` is a command on `PATH`.
+pub fn on_path(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool} >/dev/null")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 pub fn status(cmd: &mut Command) -> anyhow::Result<()> {
     let st = cmd.status().with_context(|| format!("running {cmd:?}"))?;
     if !st.success() {
