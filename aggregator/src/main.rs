@@ -66,7 +66,7 @@ enum Cmd {
     /// token file and print the token once on stdout.
     ApiToken(ApiTokenArgs),
     /// Analyst CLI over the HTTP API: `alerts list|show|ack|close|assign|note` (docs/API.md, *Triage*).
-    Alerts(analyst::AlertsArgs),
+    Alerts(Box<analyst::AlertsArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -467,7 +467,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Replay(a) => run_replay(a),
         Cmd::ApiToken(a) => run_api_token(a),
-        Cmd::Alerts(a) => analyst::run(a),
+        Cmd::Alerts(a) => analyst::run(*a),
         Cmd::Eval { dir, json } => run_eval(&dir, json),
         Cmd::Backup { db, dest } => run_backup(&db, &dest),
         Cmd::CheckPolicy { policy } => Policy::load(&policy)
