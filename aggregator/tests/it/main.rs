@@ -5,6 +5,7 @@ mod api_support;
 mod common;
 
 mod agent_times;
+mod analyst_cli;
 mod api_auth;
 mod api_auth_cert;
 mod api_data;
@@ -13,6 +14,7 @@ mod api_http;
 mod api_learned;
 mod api_live;
 mod api_serve;
+mod api_triage;
 mod audit_testdata;
 mod eval_corpus;
 mod hostile_agents;
