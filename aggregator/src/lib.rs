@@ -7,6 +7,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod detect;
+pub mod encode;
 pub mod eval;
 pub mod ingest;
 pub mod listen;

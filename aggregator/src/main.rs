@@ -35,7 +35,7 @@ struct Cli {
 enum Cmd {
     /// Run the aggregator: audit webhook, audit log tailing, agent stream, query APIs.
     Serve(Box<ServeArgs>),
-    /// Run detection offline over saved audit logs; print alerts as JSON lines (time order).
+    /// Run detection offline over saved audit logs; print alerts (time order) as JSON lines, OCSF or CEF.
     Replay(ReplayArgs),
     /// Replay the evaluation corpus (eval/scenarios) and print the confusion tables; exit non-zero on any wrong scenario.
     Eval {
@@ -232,6 +232,9 @@ struct ReplayArgs {
     /// Also print alerts silenced by suppressions or maintenance windows.
     #[arg(long)]
     include_suppressed: bool,
+    /// Output: jsonl (the API's alert JSON), ocsf (OCSF Detection Finding), cef (ArcSight CEF); one alert per line.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: credtrail_aggregator::encode::Format,
 }
 
 fn listen(s: &str, flag: &str) -> anyhow::Result<Option<SocketAddr>> {
@@ -388,8 +391,7 @@ fn run_replay(a: ReplayArgs) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());
     for alert in &out.alerts {
-        serde_json::to_writer(&mut w, alert)?;
-        w.write_all(b"\n")?;
+        w.write_all(a.format.line(alert).as_bytes())?;
     }
     w.flush()?;
     eprintln!(
