@@ -179,8 +179,6 @@ pub struct Group {
 #[derive(Debug, Serialize)]
 pub struct Actor {
     pub user: User,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub invoked_by: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -396,7 +394,6 @@ fn request_evidence(a: &Alert) -> EvidenceObj {
                     })
                     .collect(),
             },
-            invoked_by: id.impersonated_by.clone(),
         }),
         src_endpoint: a.source_ip.map(|ip| Endpoint { ip: ip.to_string() }),
         http_request: Some(HttpRequest {
@@ -613,6 +610,7 @@ pub fn finding(a: &Alert) -> DetectionFinding {
         observables: observables(a),
         unmapped: serde_json::json!({
             "source_class": a.source_class,
+            "impersonated_by": a.identity.impersonated_by,
             "expected": a.expected,
             "claimed_source_ips": a.claimed_source_ips,
             "observation_ids": a.observation_ids,
