@@ -6,6 +6,7 @@ pub mod alert;
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod deliver;
 pub mod detect;
 pub mod encode;
 pub mod eval;

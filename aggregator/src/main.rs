@@ -17,7 +17,7 @@ use credtrail_aggregator::ingest::tls::TlsPaths;
 use credtrail_aggregator::ingest::webhook::DEFAULT_BODY_LIMIT;
 use credtrail_aggregator::policy::{Policy, parse_duration};
 use credtrail_aggregator::replay::{ReplayInput, replay};
-use credtrail_aggregator::server::{ServeConfig, ServeLimits, serve};
+use credtrail_aggregator::server::{ServeConfig, ServeExtras, ServeLimits, serve_with};
 use credtrail_aggregator::store::Synchronous;
 
 #[derive(Parser, Debug)]
@@ -213,6 +213,10 @@ struct ServeArgs {
     /// case is appended as the anchor).
     #[arg(long, env = "CREDTRAIL_RUNBOOK_BASE_URL")]
     runbook_base_url: Option<String>,
+    /// Push new alerts to syslog (RFC 5424 + CEF, TCP/TLS) and webhooks (JSON, Slack,
+    /// Alertmanager): a YAML file of sinks (docs/INTEGRATIONS.md). Secrets come from files it names.
+    #[arg(long, env = "CREDTRAIL_OUTPUTS")]
+    outputs: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -481,13 +485,22 @@ fn main() -> ExitCode {
                 );
             })
             .map_err(Into::into),
-        Cmd::Serve(a) => serve_config(*a).and_then(|cfg| {
+        Cmd::Serve(a) => {
+            let outputs = a.outputs.clone();
+            serve_config(*a).and_then(|cfg| {
+            let extras = ServeExtras {
+                outputs: match &outputs {
+                    Some(p) => credtrail_aggregator::deliver::config::load(p)?,
+                    None => Vec::new(),
+                },
+            };
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-            let out = rt.block_on(serve(cfg, shutdown_signal()));
+            let out = rt.block_on(serve_with(cfg, extras, shutdown_signal()));
             // A query still running on the blocking pool must not hold the exit.
             rt.shutdown_timeout(std::time::Duration::from_secs(2));
             out
-        }),
+        })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,10 +27,19 @@ const DEB_PACKAGES: &[(&str, &str)] = &[
     ("libc6-dev", "C library headers for linking"),
     ("iproute2", "network namespaces for the conntrack NAT test"),
     ("nftables", "the MASQUERADE rule of the conntrack NAT test"),
-    ("python3-venv", "the OCSF schema validator's venv (aggregator test ocsf_schema)"),
+    (
+        "python3-venv",
+        "the OCSF schema validator's venv (aggregator test ocsf_schema)",
+    ),
     ("rsyslog", "the real syslog receiver of the delivery tests"),
-    ("rsyslog-gnutls", "rsyslog's TLS driver (gtls) for the syslog-over-TLS test"),
-    ("prometheus", "promtool: checks and unit-tests deploy/monitoring rules"),
+    (
+        "rsyslog-gnutls",
+        "rsyslog's TLS driver (gtls) for the syslog-over-TLS test",
+    ),
+    (
+        "prometheus",
+        "promtool: checks and unit-tests deploy/monitoring rules",
+    ),
 ];
 
 #[derive(clap::Args)]
