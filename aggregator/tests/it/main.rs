@@ -3,6 +3,7 @@
 
 mod api_support;
 mod common;
+mod deliver_syslog;
 
 mod agent_times;
 mod api_auth;

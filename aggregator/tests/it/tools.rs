@@ -65,16 +65,27 @@ pub fn ocsf_python() -> PathBuf {
 
 /// The path of a Debian program, installing its package with apt-get (as
 /// root) when it is missing.
-#[allow(dead_code, reason = "used by the delivery and rules tests")]
 pub fn debian_program(program: &str, packages: &[&str]) -> PathBuf {
+    let candidates: Vec<String> = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .map(|d| format!("{d}/{program}"))
+        .collect();
+    let c: Vec<&str> = candidates.iter().map(String::as_str).collect();
+    debian_file(&c, packages)
+}
+
+/// The first of `candidates` that exists, installing `packages` with apt-get
+/// (as root) when none does.
+pub fn debian_file(candidates: &[&str], packages: &[&str]) -> PathBuf {
     let _g = INSTALL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let find = || {
-        ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        candidates
             .iter()
-            .map(|d| Path::new(d).join(program))
+            .map(Path::new)
             .find(|p| p.exists())
+            .map(Path::to_path_buf)
     };
     if let Some(p) = find() {
         return p;
@@ -82,7 +93,7 @@ pub fn debian_program(program: &str, packages: &[&str]) -> PathBuf {
     // SAFETY: getuid has no preconditions.
     assert!(
         unsafe { libc::getuid() } == 0,
-        "{program} is missing: run `cargo xtask setup` (installs {packages:?}) or apt-get install them"
+        "{candidates:?} missing: run `cargo xtask setup` (installs {packages:?}) or apt-get install them"
     );
     let install = |update: bool| {
         if update {
@@ -98,5 +109,5 @@ pub fn debian_program(program: &str, packages: &[&str]) -> PathBuf {
     if install(false).is_err() {
         install(true).unwrap_or_else(|e| panic!("installing {packages:?}: {e}"));
     }
-    find().unwrap_or_else(|| panic!("{program} still missing after installing {packages:?}"))
+    find().unwrap_or_else(|| panic!("{candidates:?} still missing after installing {packages:?}"))
 }
