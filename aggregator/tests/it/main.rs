@@ -4,6 +4,7 @@
 mod api_support;
 mod common;
 mod deliver_syslog;
+mod deliver_webhook;
 
 mod agent_times;
 mod api_auth;

@@ -1,0 +1,222 @@
+//! Webhook delivery against a local HTTP receiver (axum on loopback): the
+//! three body shapes, retries on 5xx, no retry on 4xx, a timeout on a
+//! receiver that never answers, the token from a file sent and never shown
+//! in /metrics, and a full queue dropping its oldest alerts, counted.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use credtrail_aggregator::alert::Alert;
+use credtrail_aggregator::deliver::{Deliveries, config};
+use credtrail_aggregator::metrics::Metrics;
+
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<(String, Option<String>, serde_json::Value)>>>,
+    /// Status codes to answer, in order; then 200.
+    script: Arc<Mutex<Vec<u16>>>,
+    hits: Arc<AtomicUsize>,
+    /// Never answer (timeout test).
+    hang: bool,
+}
+
+async fn hook(
+    State(r): State<Receiver>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    r.hits.fetch_add(1, Ordering::SeqCst);
+    if r.hang {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+    let code = {
+        let mut s = r.script.lock().unwrap();
+        if s.is_empty() { 200 } else { s.remove(0) }
+    };
+    if code == 200 {
+        let auth = headers
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let v = serde_json::from_slice(&body).expect("the body is JSON");
+        r.got.lock().unwrap().push((uri.path().to_owned(), auth, v));
+    }
+    StatusCode::from_u16(code).unwrap()
+}
+
+async fn receiver(r: Receiver) -> std::net::SocketAddr {
+    let app = axum::Router::new()
+        .route("/{*path}", post(hook))
+        .with_state(r);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    addr
+}
+
+fn alerts(n: usize) -> Vec<Alert> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../eval/scenarios/an1547-zero-config-forged-xff");
+    let base = credtrail_aggregator::eval::run_scenario(&dir).alerts;
+    assert!(!base.is_empty(), "the scenario raised no alert");
+    (0..n)
+        .map(|i| {
+            let mut a = base[i % base.len()].clone();
+            a.id = format!("alert-{i}");
+            a
+        })
+        .collect()
+}
+
+fn metric(m: &Metrics, name: &str, sink: &str) -> u64 {
+    let text = m.encode();
+    let key = format!("{name}{{sink=\"{sink}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{key} not in /metrics"))
+}
+
+async fn until(what: &str, f: impl Fn() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "waited 5 s for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn start(yaml: &str) -> (Arc<Metrics>, Deliveries, tokio::sync::watch::Sender<bool>) {
+    let sinks = config::parse(Path::new("outputs.yaml"), yaml).unwrap();
+    let m = Arc::new(Metrics::new());
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let d = Deliveries::start(sinks, m.clone(), rx).unwrap();
+    (m, d, tx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_post_json_slack_and_alertmanager_bodies_with_the_token_from_a_file() {
+    let r = Receiver::default();
+    let addr = receiver(r.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tok = dir.path().join("token");
+    std::fs::write(&tok, "hook-s3cret\n").unwrap();
+    let yaml = format!(
+        "sinks:
+- {{name: json, type: webhook, url: 'http://{addr}/json', token_file: '{0}'}}
+- {{name: ocsf, type: webhook, url: 'http://{addr}/ocsf', format: ocsf}}
+- {{name: slack, type: webhook, url: 'http://{addr}/slack', body: slack}}
+- {{name: am, type: webhook, url: 'http://{addr}/api/v2/alerts', body: alertmanager, token_file: '{0}', auth_scheme: Splunk}}
+",
+        tok.display()
+    );
+    let (m, d, _stop) = start(&yaml);
+    let a = alerts(1).remove(0);
+    d.offer(a.clone());
+    until("4 deliveries", || r.got.lock().unwrap().len() == 4).await;
+    let got = r.got.lock().unwrap().clone();
+    let by = |p: &str| got.iter().find(|g| g.0 == p).unwrap().clone();
+    let (_, auth, v) = by("/json");
+    assert_eq!(auth.as_deref(), Some("Bearer hook-s3cret"));
+    assert_eq!(v["id"], a.id.as_str());
+    assert_eq!(v["rule"], a.rule.as_str());
+    let (_, auth, v) = by("/ocsf");
+    assert_eq!(auth, None);
+    assert_eq!(v["class_uid"], 2004);
+    assert_eq!(v["finding_info"]["uid"], a.id.as_str());
+    let (_, _, v) = by("/slack");
+    assert!(v["text"].as_str().unwrap().contains(&a.rule));
+    assert!(v["blocks"].is_array());
+    let (_, auth, v) = by("/api/v2/alerts");
+    assert_eq!(auth.as_deref(), Some("Splunk hook-s3cret"));
+    assert_eq!(v[0]["labels"]["alert_id"], a.id.as_str());
+    assert!(v[0]["startsAt"].is_string() && v[0]["generatorURL"].is_string());
+    for s in ["json", "ocsf", "slack", "am"] {
+        assert_eq!(metric(&m, "credtrail_delivery_sent_total", s), 1, "{s}");
+    }
+    assert!(!m.encode().contains("s3cret"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_retries_5xx_and_gives_up_on_4xx() {
+    let r = Receiver::default();
+    r.script.lock().unwrap().extend([503, 500, 200, 400]);
+    let addr = receiver(r.clone()).await;
+    let yaml = format!(
+        "sinks:\n- {{name: h, type: webhook, url: 'http://{addr}/x', backoff_initial: 50ms, max_attempts: 5}}\n"
+    );
+    let (m, d, _stop) = start(&yaml);
+    let two = alerts(2);
+    // First alert: 503, 500, then 200 (two retries). Second: 400, refused at once.
+    d.offer(two[0].clone());
+    until("the first alert", || {
+        metric(&m, "credtrail_delivery_sent_total", "h") == 1
+    })
+    .await;
+    d.offer(two[1].clone());
+    until("the refusal", || {
+        metric(&m, "credtrail_delivery_failed_total", "h") == 1
+    })
+    .await;
+    assert_eq!(metric(&m, "credtrail_delivery_retries_total", "h"), 2);
+    assert_eq!(
+        r.hits.load(Ordering::SeqCst),
+        4,
+        "a 4xx must not be retried"
+    );
+    let got = r.got.lock().unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].2["id"], "alert-0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_that_never_answers_times_out_and_attempts_are_bounded() {
+    let r = Receiver {
+        hang: true,
+        ..Default::default()
+    };
+    let addr = receiver(r.clone()).await;
+    let yaml = format!(
+        "sinks:\n- {{name: slow, type: webhook, url: 'http://{addr}/x', timeout: 200ms, backoff_initial: 50ms, max_attempts: 3}}\n"
+    );
+    let (m, d, _stop) = start(&yaml);
+    d.offer(alerts(1).remove(0));
+    until("the give-up", || {
+        metric(&m, "credtrail_delivery_failed_total", "slow") == 1
+    })
+    .await;
+    assert_eq!(r.hits.load(Ordering::SeqCst), 3);
+    assert_eq!(metric(&m, "credtrail_delivery_retries_total", "slow"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_drops_the_oldest_alerts_and_counts_them() {
+    let r = Receiver {
+        hang: true,
+        ..Default::default()
+    };
+    let addr = receiver(r.clone()).await;
+    let yaml = format!(
+        "sinks:\n- {{name: q, type: webhook, url: 'http://{addr}/x', queue: 3, timeout: 60s, max_attempts: 1}}\n"
+    );
+    let (m, d, _stop) = start(&yaml);
+    let many = alerts(10);
+    d.offer(many[0].clone());
+    // The worker holds alert 0 (the receiver hangs); the queue takes 3 of the other 9.
+    until("the first attempt", || r.hits.load(Ordering::SeqCst) == 1).await;
+    for a in &many[1..] {
+        d.offer(a.clone());
+    }
+    assert_eq!(metric(&m, "credtrail_delivery_dropped_total", "q"), 6);
+    assert_eq!(metric(&m, "credtrail_delivery_queue_depth", "q"), 3);
+}
