@@ -22,6 +22,7 @@ mod hostile_input;
 mod hostile_listeners;
 mod hostile_process;
 mod logtail;
+mod monitoring_rules;
 mod ocsf_schema;
 mod policy_file;
 mod replay_cli;
