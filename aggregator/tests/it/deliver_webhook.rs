@@ -220,3 +220,56 @@ async fn a_full_queue_drops_the_oldest_alerts_and_counts_them() {
     assert_eq!(metric(&m, "credtrail_delivery_dropped_total", "q"), 6);
     assert_eq!(metric(&m, "credtrail_delivery_queue_depth", "q"), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_outputs_pushes_alerts_raised_from_the_audit_log() {
+    use credtrail_aggregator::server::{ServeConfig, ServeExtras, serve_with};
+    use credtrail_aggregator::store::Synchronous;
+    let r = Receiver::default();
+    let addr = receiver(r.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../eval/scenarios/an1579-create-crb-cluster-admin-from-outside");
+    let log = dir.path().join("audit.log");
+    std::fs::copy(scenario.join("audit.jsonl"), &log).unwrap();
+    let outputs = config::parse(
+        Path::new("outputs.yaml"),
+        &format!("sinks:\n- {{name: am, type: webhook, body: alertmanager, url: 'http://{addr}/api/v2/alerts'}}\n"),
+    )
+    .unwrap();
+    let cfg = ServeConfig {
+        db: dir.path().join("agg.db"),
+        db_synchronous: Synchronous::Normal,
+        policy: Some(scenario.join("policy.yaml")),
+        retention: None,
+        webhook_listen: None,
+        webhook_tls: None,
+        webhook_token_file: None,
+        webhook_body_limit: 1 << 20,
+        webhook_client_subjects: Vec::new(),
+        audit_log_paths: vec![log],
+        agent_listen: None,
+        agent_tls: None,
+        api_listen: None,
+        grpc_listen: None,
+        api_auth: Default::default(),
+        limits: Default::default(),
+    };
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve_with(cfg, ServeExtras { outputs }, async {
+        let _ = rx.await;
+    }));
+    until("the alert pushed to Alertmanager", || {
+        !r.got.lock().unwrap().is_empty()
+    })
+    .await;
+    let got = r.got.lock().unwrap().clone();
+    assert_eq!(got[0].0, "/api/v2/alerts");
+    assert_eq!(got[0].2[0]["labels"]["rule"], "CT1579-001");
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(15), server)
+        .await
+        .expect("serve stops")
+        .unwrap()
+        .unwrap();
+}
