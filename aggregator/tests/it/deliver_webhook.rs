@@ -16,9 +16,12 @@ use credtrail_aggregator::alert::Alert;
 use credtrail_aggregator::deliver::{Deliveries, config};
 use credtrail_aggregator::metrics::Metrics;
 
+/// One request taken: path, Authorization header, JSON body.
+type Got = (String, Option<String>, serde_json::Value);
+
 #[derive(Clone, Default)]
 struct Receiver {
-    got: Arc<Mutex<Vec<(String, Option<String>, serde_json::Value)>>>,
+    got: Arc<Mutex<Vec<Got>>>,
     /// Status codes to answer, in order; then 200.
     script: Arc<Mutex<Vec<u16>>>,
     hits: Arc<AtomicUsize>,
