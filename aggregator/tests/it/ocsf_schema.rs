@@ -126,3 +126,68 @@ fn a_broken_finding_is_refused_by_the_validator() {
     }
     assert!(text.contains("0 of 4 findings valid"), "{text}");
 }
+
+#[tokio::test]
+async fn export_endpoint_serves_valid_ocsf_findings() {
+    use crate::api_support::{Api, base_time, grant_to_anonymous};
+    use hyper::{Method, StatusCode};
+    let api = Api::start().await;
+    let events = (0..3)
+        .map(|i| {
+            grant_to_anonymous(
+                &format!("aud-o-{i}"),
+                &format!("o-{i}"),
+                &format!("mallory<{i}>"),
+                "127.0.66.1",
+                base_time() + chrono::Duration::minutes(i),
+            )
+        })
+        .collect();
+    let raised = api.ingest(events).await;
+    assert!(raised > 0);
+    let (s, h, body) = api
+        .request(Method::GET, "/api/v1/export/alerts?format=ocsf", None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h["content-type"], "application/x-ndjson");
+    assert!(
+        h["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("credtrail-alerts.ocsf.jsonl")
+    );
+    assert_eq!(body.lines().count(), raised);
+    let (ok, text) = validate(&body);
+    assert!(ok, "{text}");
+    let (s, _, body) = api
+        .request(Method::GET, "/api/v1/export/alerts?format=xml", None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(body.contains("jsonl, cef, ocsf"), "{body}");
+}
+
+#[test]
+fn replay_cli_writes_each_format_with_the_shared_encoders() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../eval/scenarios/an1579-create-crb-cluster-admin-from-outside");
+    let alerts = credtrail_aggregator::eval::run_scenario(&dir).alerts;
+    assert!(!alerts.is_empty());
+    for f in [Format::Jsonl, Format::Ocsf, Format::Cef] {
+        let out = Command::new(env!("CARGO_BIN_EXE_credtrail-aggregator"))
+            .args(["replay", "--format", f.name(), "--audit"])
+            .arg(dir.join("audit.jsonl"))
+            .arg("--observations")
+            .arg(dir.join("observations.jsonl"))
+            .arg("--policy")
+            .arg(dir.join("policy.yaml"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let want: String = alerts.iter().map(|a| f.line(a)).collect();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), want, "{f:?}");
+    }
+}
