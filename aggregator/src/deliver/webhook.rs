@@ -264,6 +264,39 @@ mod tests {
         assert_eq!(v["blocks"][0]["type"], "header");
     }
 
+    #[tokio::test]
+    async fn errors_name_the_host_never_the_secret_path_or_token() {
+        // A port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let sink = Sink {
+            name: "s".into(),
+            kind: Kind::Webhook {
+                url: format!("http://127.0.0.1:{port}/services/T0/B0/s3cret-path?k=s3cret-q"),
+                body: Body::Slack,
+                authorization: Some("Bearer s3cret-token".into()),
+                tls: TlsSettings {
+                    ca_file: None,
+                    server_name: None,
+                },
+                generator_url: None,
+            },
+            bounds: super::super::Bounds::default(),
+        };
+        let mut w = WebhookSender::new(&sink).unwrap();
+        let e = w
+            .send(&crate::encode::cef::tests::alert())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
+        assert!(!format!("{sink:?}").contains("s3cret"));
+    }
+
     #[test]
     fn alertmanager_body_is_one_v2_alert() {
         let a = crate::encode::cef::tests::alert();

@@ -276,3 +276,71 @@ async fn serve_with_outputs_pushes_alerts_raised_from_the_audit_log() {
         .unwrap()
         .unwrap();
 }
+
+/// The receiver over HTTPS with the test PKI's server certificate.
+async fn tls_receiver(
+    r: Receiver,
+    paths: &credtrail_aggregator::ingest::tls::TlsPaths,
+) -> std::net::SocketAddr {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let server = credtrail_aggregator::ingest::tls::TlsPaths {
+        client_ca: None,
+        ..paths.clone()
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(
+        credtrail_aggregator::ingest::tls::server_config(&server).unwrap(),
+    );
+    let app = axum::Router::new()
+        .route("/{*path}", post(hook))
+        .with_state(r);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    let svc = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_webhook_verifies_the_receiver_against_its_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_pki, paths) = crate::common::tls::pki(dir.path());
+    let other = tempfile::tempdir().unwrap();
+    let (_p2, other_paths) = crate::common::tls::pki(other.path());
+    let r = Receiver::default();
+    let addr = tls_receiver(r.clone(), &paths).await;
+    let yaml = format!(
+        "sinks:
+- {{name: good, type: webhook, url: 'https://{addr}/ok', ca_file: '{}'}}
+- {{name: wrong-ca, type: webhook, url: 'https://{addr}/bad', ca_file: '{}', max_attempts: 2, backoff_initial: 50ms}}
+",
+        paths.client_ca.as_ref().unwrap().display(),
+        other_paths.client_ca.as_ref().unwrap().display(),
+    );
+    let (m, d, _stop) = start(&yaml);
+    d.offer(alerts(1).remove(0));
+    until("delivery over TLS", || {
+        metric(&m, "credtrail_delivery_sent_total", "good") == 1
+    })
+    .await;
+    until("the refused CA", || {
+        metric(&m, "credtrail_delivery_failed_total", "wrong-ca") == 1
+    })
+    .await;
+    let got = r.got.lock().unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].0, "/ok",
+        "nothing may reach a receiver the CA does not vouch for"
+    );
+}
