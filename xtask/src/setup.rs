@@ -10,7 +10,8 @@
 //!    `LLVM_PREFIX` points there (bpf-linker records it as its rpath). The
 //!    `llvm-NN` feature comes from `rustc +nightly -vV`. Skipped when
 //!    `bpf-linker --version` already runs;
-//! 3. Debian packages the build needs (a C toolchain for linking), only when missing;
+//! 3. Debian packages the build and the tests need (a C toolchain for linking; rsyslog,
+//!    promtool and python3-venv for the output tests), only when missing;
 //! 4. tracefs mounted at `/sys/kernel/tracing` (root only).
 
 use std::path::{Path, PathBuf};
