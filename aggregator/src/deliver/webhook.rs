@@ -43,40 +43,63 @@ pub fn slack_escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// `{"text": ..., "blocks": [...]}` for a Slack incoming webhook.
+/// At most `max` characters (Slack refuses a block whose text is longer:
+/// header 150, section 3000, field 2000), with `…` when cut.
+fn cut(s: String, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s;
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// `{"text": ..., "blocks": [...]}` for a Slack incoming webhook; every
+/// block within Slack's length limits, so a long attacker-made field cannot
+/// get the message refused.
 pub fn slack_body(a: &Alert) -> serde_json::Value {
     let src = a
         .source_ip
         .map(|i| i.to_string())
         .unwrap_or_else(|| "?".into());
-    let text = format!(
-        "[{}] {} {}: {} (user {} from {})",
-        a.severity.as_str().to_uppercase(),
-        a.rule,
-        slack_escape(title(&a.rule)),
-        slack_escape(&a.reason),
-        slack_escape(&a.identity.username),
-        src
+    let text = cut(
+        format!(
+            "[{}] {} {}: {} (user {} from {})",
+            a.severity.as_str().to_uppercase(),
+            a.rule,
+            slack_escape(title(&a.rule)),
+            slack_escape(&a.reason),
+            slack_escape(&a.identity.username),
+            src
+        ),
+        3000,
     );
+    let field = |name: &str, v: String| json!({"type": "mrkdwn", "text": cut(format!("*{name}*\n{v}"), 2000)});
     let mut fields = vec![
-        json!({"type": "mrkdwn", "text": format!("*Severity*\n{}", a.severity.as_str())}),
-        json!({"type": "mrkdwn", "text": format!("*Rule*\n{} ({})", a.rule, a.analytic)}),
-        json!({"type": "mrkdwn", "text": format!("*User*\n{}", slack_escape(&a.identity.username))}),
-        json!({"type": "mrkdwn", "text": format!("*Source*\n{src}")}),
-        json!({"type": "mrkdwn", "text": format!("*Request*\n{} {}", slack_escape(&a.request.verb), slack_escape(&a.request.request_uri))}),
+        field("Severity", a.severity.as_str().to_owned()),
+        field("Rule", format!("{} ({})", a.rule, a.analytic)),
+        field("User", slack_escape(&a.identity.username)),
+        field("Source", src),
+        field(
+            "Request",
+            format!(
+                "{} {}",
+                slack_escape(&a.request.verb),
+                slack_escape(&a.request.request_uri)
+            ),
+        ),
     ];
     if let Some(c) = &a.credential_id {
-        fields
-            .push(json!({"type": "mrkdwn", "text": format!("*Credential*\n{}", slack_escape(c))}));
+        fields.push(field("Credential", slack_escape(c)));
     }
     json!({
         "text": text,
         "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": format!("{} {}", a.rule, title(&a.rule)), "emoji": false}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": slack_escape(&a.reason)}},
+            {"type": "header", "text": {"type": "plain_text", "text": cut(format!("{} {}", a.rule, title(&a.rule)), 150), "emoji": false}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": cut(slack_escape(&a.reason), 3000)}},
             {"type": "section", "fields": fields},
             {"type": "context", "elements": [
-                {"type": "mrkdwn", "text": format!("alert {} · {} · <{}|runbook>", slack_escape(&a.id), a.time.to_rfc3339(), runbook_url(&a.rule))}
+                {"type": "mrkdwn", "text": cut(format!("alert {} · {} · <{}|runbook>", slack_escape(&a.id), a.time.to_rfc3339(), runbook_url(&a.rule)), 3000)}
             ]}
         ]
     })
@@ -295,6 +318,27 @@ mod tests {
         assert!(e.contains(&format!("127.0.0.1:{port}")), "{e}");
         assert!(!e.contains("s3cret"), "{e}");
         assert!(!format!("{sink:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn slack_blocks_stay_within_slacks_limits() {
+        let mut a = crate::encode::cef::tests::alert();
+        a.reason = "r".repeat(10_000);
+        a.identity.username = "<".repeat(5_000);
+        let v = slack_body(&a);
+        let len = |v: &serde_json::Value| v.as_str().unwrap().chars().count();
+        assert!(len(&v["text"]) <= 3000);
+        assert!(len(&v["blocks"][0]["text"]["text"]) <= 150);
+        assert!(len(&v["blocks"][1]["text"]["text"]) <= 3000);
+        for f in v["blocks"][2]["fields"].as_array().unwrap() {
+            assert!(len(&f["text"]) <= 2000);
+        }
+        assert!(
+            v["blocks"][1]["text"]["text"]
+                .as_str()
+                .unwrap()
+                .ends_with('…')
+        );
     }
 
     #[test]
