@@ -9,6 +9,7 @@ pub mod attack;
 pub mod cef;
 pub mod jsonl;
 pub mod ocsf;
+pub mod ocsf_types;
 
 use crate::alert::Alert;
 
