@@ -19,7 +19,7 @@ use credtrail_aggregator::ingest::tls::TlsPaths;
 use credtrail_aggregator::ingest::webhook::DEFAULT_BODY_LIMIT;
 use credtrail_aggregator::policy::{Policy, parse_duration};
 use credtrail_aggregator::replay::{ReplayInput, replay};
-use credtrail_aggregator::server::{ServeConfig, ServeLimits, serve};
+use credtrail_aggregator::server::{ServeConfig, ServeExtras, ServeLimits, serve_with};
 use credtrail_aggregator::store::Synchronous;
 
 #[derive(Parser, Debug)]
@@ -37,7 +37,7 @@ struct Cli {
 enum Cmd {
     /// Run the aggregator: audit webhook, audit log tailing, agent stream, query APIs.
     Serve(Box<ServeArgs>),
-    /// Run detection offline over saved audit logs; print alerts as JSON lines (time order).
+    /// Run detection offline over saved audit logs; print alerts (time order) as JSON lines, OCSF or CEF.
     Replay(ReplayArgs),
     /// Replay the evaluation corpus (eval/scenarios) and print the confusion tables; exit non-zero on any wrong scenario.
     Eval {
@@ -224,6 +224,10 @@ struct ServeArgs {
     /// case is appended as the anchor).
     #[arg(long, env = "CREDTRAIL_RUNBOOK_BASE_URL")]
     runbook_base_url: Option<String>,
+    /// Push new alerts to syslog (RFC 5424 + CEF, TCP/TLS) and webhooks (JSON, Slack,
+    /// Alertmanager): a YAML file of sinks (docs/INTEGRATIONS.md). Secrets come from files it names.
+    #[arg(long, env = "CREDTRAIL_OUTPUTS")]
+    outputs: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -243,6 +247,9 @@ struct ReplayArgs {
     /// Also print alerts silenced by suppressions or maintenance windows.
     #[arg(long)]
     include_suppressed: bool,
+    /// Output: jsonl (the API's alert JSON), ocsf (OCSF Detection Finding), cef (ArcSight CEF); one alert per line.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: credtrail_aggregator::encode::Format,
 }
 
 fn listen(s: &str, flag: &str) -> anyhow::Result<Option<SocketAddr>> {
@@ -405,8 +412,7 @@ fn run_replay(a: ReplayArgs) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::new(stdout.lock());
     for alert in &out.alerts {
-        serde_json::to_writer(&mut w, alert)?;
-        w.write_all(b"\n")?;
+        w.write_all(a.format.line(alert).as_bytes())?;
     }
     w.flush()?;
     eprintln!(
@@ -497,13 +503,22 @@ fn main() -> ExitCode {
                 );
             })
             .map_err(Into::into),
-        Cmd::Serve(a) => serve_config(*a).and_then(|cfg| {
+        Cmd::Serve(a) => {
+            let outputs = a.outputs.clone();
+            serve_config(*a).and_then(|cfg| {
+            let extras = ServeExtras {
+                outputs: match &outputs {
+                    Some(p) => credtrail_aggregator::deliver::config::load(p)?,
+                    None => Vec::new(),
+                },
+            };
             let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
-            let out = rt.block_on(serve(cfg, shutdown_signal()));
+            let out = rt.block_on(serve_with(cfg, extras, shutdown_signal()));
             // A query still running on the blocking pool must not hold the exit.
             rt.shutdown_timeout(std::time::Duration::from_secs(2));
             out
-        }),
+        })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

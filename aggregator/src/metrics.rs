@@ -83,6 +83,12 @@ pub struct ListenerDropLabel {
     pub reason: String,
 }
 
+/// Label: one push-delivery sink (`deliver/`), by its configured name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabel {
+    pub sink: String,
+}
+
 /// All aggregator metrics. Cheap to share behind an `Arc`.
 pub struct Metrics {
     pub registry: Registry,
@@ -129,6 +135,16 @@ pub struct Metrics {
     pub state_entries: Family<MapLabel, Gauge>,
     /// Detection-state entries removed by a map's count (`cap`) or age (`age`) limit.
     pub state_dropped: Family<DroppedLabel, Counter>,
+    /// Push delivery (`deliver/`), per sink: alerts delivered.
+    pub delivery_sent: Family<SinkLabel, Counter>,
+    /// Alerts given up on after the last retry or a refusal (4xx).
+    pub delivery_failed: Family<SinkLabel, Counter>,
+    /// Alerts dropped from a full queue (oldest first) or missed by a lagging reader.
+    pub delivery_dropped: Family<SinkLabel, Counter>,
+    /// Attempts that failed and were retried.
+    pub delivery_retries: Family<SinkLabel, Counter>,
+    /// Alerts waiting in the sink's queue.
+    pub delivery_queue_depth: Family<SinkLabel, Gauge>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -277,7 +293,42 @@ impl Metrics {
             "Detection-state entries removed by a map's count (cap) or age (age) limit",
             state_dropped.clone(),
         );
+        let delivery_sent = Family::<SinkLabel, Counter>::default();
+        registry.register(
+            "delivery_sent",
+            "Alerts pushed to a sink (syslog, webhook) and accepted by it",
+            delivery_sent.clone(),
+        );
+        let delivery_failed = Family::<SinkLabel, Counter>::default();
+        registry.register(
+            "delivery_failed",
+            "Alerts a sink never accepted (retries exhausted, or refused with 4xx)",
+            delivery_failed.clone(),
+        );
+        let delivery_dropped = Family::<SinkLabel, Counter>::default();
+        registry.register(
+            "delivery_dropped",
+            "Alerts dropped before delivery: the sink's queue was full (oldest dropped first)",
+            delivery_dropped.clone(),
+        );
+        let delivery_retries = Family::<SinkLabel, Counter>::default();
+        registry.register(
+            "delivery_retries",
+            "Delivery attempts that failed and were retried",
+            delivery_retries.clone(),
+        );
+        let delivery_queue_depth = Family::<SinkLabel, Gauge>::default();
+        registry.register(
+            "delivery_queue_depth",
+            "Alerts waiting in a sink's queue",
+            delivery_queue_depth.clone(),
+        );
         Self {
+            delivery_sent,
+            delivery_failed,
+            delivery_dropped,
+            delivery_retries,
+            delivery_queue_depth,
             agent_refused,
             accept_errors,
             connections,

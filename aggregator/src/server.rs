@@ -145,10 +145,26 @@ pub fn open_state(cfg: &ServeConfig) -> anyhow::Result<AppState> {
     Ok(AppState::new(store, policy, Arc::new(Metrics::new()))?)
 }
 
+/// What `serve` runs besides the listeners.
+#[derive(Debug, Clone, Default)]
+pub struct ServeExtras {
+    /// Push delivery of new alerts (`--outputs`, `deliver/`).
+    pub outputs: Vec<crate::deliver::Sink>,
+}
+
 /// Runs the aggregator until `shutdown` resolves or a listener fails. At
 /// shutdown, listeners stop accepting, live streams and agent sessions end,
 /// and whatever is still running after `limits.shutdown_grace` is dropped.
 pub async fn serve(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    serve_with(cfg, ServeExtras::default(), shutdown).await
+}
+
+/// [`serve`] with push delivery.
+pub async fn serve_with(
+    cfg: ServeConfig,
+    extras: ServeExtras,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let query_listens: Vec<SocketAddr> = cfg
         .api_listen
         .iter()
@@ -170,6 +186,7 @@ pub async fn serve(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyh
                 .map_or(0, |_| cfg.limits.agent_max_connections),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
+    let deliver_stop = stop_rx.clone();
     let stopped = move || {
         let mut rx = stop_rx.clone();
         async move {
@@ -177,6 +194,20 @@ pub async fn serve(cfg: ServeConfig, shutdown: impl Future<Output = ()>) -> anyh
         }
     };
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+
+    if !extras.outputs.is_empty() {
+        let names: Vec<String> = extras.outputs.iter().map(|s| s.name.clone()).collect();
+        let feed = state.pipeline.subscribe_alerts();
+        let deliveries = crate::deliver::Deliveries::start(
+            extras.outputs,
+            state.metrics.clone(),
+            deliver_stop.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("--outputs: {e}"))?;
+        tracing::info!(sinks = ?names, "pushing new alerts");
+        // Ends at shutdown; never ends `serve` by itself.
+        tokio::spawn(deliveries.run(feed, deliver_stop));
+    }
 
     if let Some(addr) = cfg.webhook_listen {
         let tls = cfg

@@ -40,6 +40,7 @@ OWN_SCHEMAS = {
     "audit": load_schema("audit-policy-v1.json"),
     "kubeconfig": load_schema("kubeconfig-v1.json"),
     "cert-manager": load_schema("cert-manager-v1.json"),
+    "monitoring": load_schema("monitoring-coreos-v1.json"),
 }
 
 
@@ -52,6 +53,8 @@ def own_schema_for(doc):
         return "kubeconfig"
     if api.startswith("cert-manager.io/"):
         return "cert-manager"
+    if api.startswith("monitoring.coreos.com/"):
+        return "monitoring"
     return None
 
 

@@ -10,7 +10,8 @@
 //!    `LLVM_PREFIX` points there (bpf-linker records it as its rpath). The
 //!    `llvm-NN` feature comes from `rustc +nightly -vV`. Skipped when
 //!    `bpf-linker --version` already runs;
-//! 3. Debian packages the build needs (a C toolchain for linking), only when missing;
+//! 3. Debian packages the build and the tests need (a C toolchain for linking; rsyslog,
+//!    promtool and python3-venv for the output tests), only when missing;
 //! 4. tracefs mounted at `/sys/kernel/tracing` (root only).
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,19 @@ const DEB_PACKAGES: &[(&str, &str)] = &[
     ("libc6-dev", "C library headers for linking"),
     ("iproute2", "network namespaces for the conntrack NAT test"),
     ("nftables", "the MASQUERADE rule of the conntrack NAT test"),
+    (
+        "python3-venv",
+        "the OCSF schema validator's venv (aggregator test ocsf_schema)",
+    ),
+    ("rsyslog", "the real syslog receiver of the delivery tests"),
+    (
+        "rsyslog-gnutls",
+        "rsyslog's TLS driver (gtls) for the syslog-over-TLS test",
+    ),
+    (
+        "prometheus",
+        "promtool: checks and unit-tests deploy/monitoring rules",
+    ),
 ];
 
 #[derive(clap::Args)]

@@ -375,7 +375,7 @@ const EXPORT_MAX_LIMIT: u64 = 1_000_000;
 /// Alerts fetched per store read while exporting.
 const EXPORT_CHUNK: u32 = 500;
 
-/// `GET /api/v1/export/alerts?format=jsonl|cef&limit=N&<alert filters>`:
+/// `GET /api/v1/export/alerts?format=jsonl|cef|ocsf&limit=N&<alert filters>`:
 /// newest first, streamed page by page.
 async fn export_alerts(
     State(state): State<AppState>,
@@ -386,7 +386,7 @@ async fn export_alerts(
     let format = Format::parse(format_name).ok_or_else(|| {
         FilterError::new(
             "format",
-            format!("{format_name:?} is not one of jsonl, cef"),
+            format!("{format_name:?} is not one of {}", Format::NAMES),
         )
     })?;
     let limit: u64 = params::number(&q, "limit")?.unwrap_or(EXPORT_DEFAULT_LIMIT);
@@ -440,10 +440,7 @@ async fn export_alerts(
         }
         Some((Ok(Bytes::from(chunk)), c))
     });
-    let ext = match format {
-        Format::Jsonl => "jsonl",
-        Format::Cef => "cef",
-    };
+    let ext = format.extension();
     Ok((
         [
             (header::CONTENT_TYPE, format.content_type().to_owned()),

@@ -3,6 +3,8 @@
 
 mod api_support;
 mod common;
+mod deliver_syslog;
+mod deliver_webhook;
 
 mod agent_times;
 mod analyst_cli;
@@ -22,6 +24,8 @@ mod hostile_input;
 mod hostile_listeners;
 mod hostile_process;
 mod logtail;
+mod monitoring_rules;
+mod ocsf_schema;
 mod policy_file;
 mod replay_cli;
 mod scenario_an1547;
@@ -31,4 +35,5 @@ mod secrets;
 mod serve;
 mod state_bounds;
 mod store_restart;
+mod tools;
 mod webhook;
