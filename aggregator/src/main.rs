@@ -121,6 +121,10 @@ struct ServeArgs {
     /// Private key (PEM) of --tls-cert.
     #[arg(long, env = "CREDTRAIL_TLS_KEY")]
     tls_key: Option<PathBuf>,
+    /// How often the TLS files (certificates, keys, client CAs) are looked at
+    /// for a renewal, in seconds; a change is loaded without a restart.
+    #[arg(long, env = "CREDTRAIL_TLS_RELOAD_CHECK", default_value_t = 10)]
+    tls_reload_check: u64,
     /// Audit log file(s) to tail (--audit-log-path of the API server); repeat or comma-separate.
     #[arg(long, env = "CREDTRAIL_AUDIT_LOG_PATH", value_delimiter = ',')]
     audit_log_path: Vec<PathBuf>,
@@ -244,6 +248,9 @@ fn listen(s: &str, flag: &str) -> anyhow::Result<Option<SocketAddr>> {
 }
 
 fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
+    credtrail_aggregator::ingest::tls_watch::set_check_interval(std::time::Duration::from_secs(
+        a.tls_reload_check.max(1),
+    ));
     let retention = a
         .retention
         .as_deref()

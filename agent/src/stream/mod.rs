@@ -14,6 +14,7 @@ mod backoff;
 mod client;
 pub mod disk;
 pub mod spool;
+mod tls;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -125,6 +126,12 @@ pub enum StreamError {
     },
     #[error("aggregator URL {url:?}: {reason}")]
     Url { url: String, reason: String },
+    #[error("{what} {path}: {why}")]
+    Tls {
+        what: &'static str,
+        path: PathBuf,
+        why: String,
+    },
     #[error(transparent)]
     Disk(#[from] disk::DiskError),
 }
@@ -150,6 +157,12 @@ pub struct StreamStatus {
     pub last_error: Option<String>,
     /// The input ended and everything was acknowledged (or the flush timed out).
     pub finished: bool,
+    /// Seconds until the client certificate in use expires (at the last look).
+    pub cert_expiry_seconds: i64,
+    /// Changed TLS files loaded without a restart.
+    pub tls_reloads: u64,
+    /// Changed TLS files refused (the previous ones stayed).
+    pub tls_reload_failures: u64,
 }
 
 /// A running stream client.
