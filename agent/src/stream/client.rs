@@ -180,6 +180,9 @@ impl Client {
                 tracing::warn!(error = %e, "TLS files changed but are not usable: keeping the previous certificate and CA");
             }
         }
+        if !super::tls::has_client_cert(&self.cfg) {
+            return;
+        }
         let left = self.not_after - Utc::now().timestamp();
         self.status.cert_expiry_seconds = left;
         if left < 7 * 86_400 {
@@ -282,7 +285,11 @@ impl Client {
         self.refresh_status();
     }
 
-    async fn connect(endpoint: Endpoint, hello: pb::EncodedAgentMessage) -> Result<Conn, String> {
+    async fn connect(
+        endpoint: Endpoint,
+        hello: pb::EncodedAgentMessage,
+        token: Option<String>,
+    ) -> Result<Conn, String> {
         let channel = endpoint
             .connect()
             .await
@@ -302,9 +309,15 @@ impl Client {
             .map_err(|_| "internal: hello not queued".to_string())?;
         let codec =
             tonic_prost::ProstCodec::<pb::EncodedAgentMessage, pb::AggregatorMessage>::default();
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some(t) = token {
+            let v = tonic::metadata::MetadataValue::try_from(format!("Bearer {t}"))
+                .map_err(|_| "the service-account token is not a valid header value".to_string())?;
+            request.metadata_mut().insert("authorization", v);
+        }
         let mut inbound = grpc
             .streaming(
-                tonic::Request::new(ReceiverStream::new(rx)),
+                request,
                 tonic::codegen::http::uri::PathAndQuery::from_static(STREAM_PATH),
                 codec,
             )
@@ -339,7 +352,14 @@ impl Client {
         loop {
             // Connect, still taking input.
             self.refresh_tls();
-            let attempt = Self::connect(self.endpoint.clone(), self.hello_message());
+            let token = match super::tls::token(&self.cfg) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(error = %e, "no service-account token to present");
+                    None
+                }
+            };
+            let attempt = Self::connect(self.endpoint.clone(), self.hello_message(), token);
             tokio::pin!(attempt);
             let conn = loop {
                 tokio::select! {

@@ -35,9 +35,14 @@ pub struct StreamConfig {
     pub server_name: Option<String>,
     /// CA that signed the aggregator's serving certificate (PEM file).
     pub ca: PathBuf,
-    /// This agent's client certificate (CN `system:node:<node>`) and key.
+    /// This agent's client certificate (CN `system:node:<node>`) and key;
+    /// empty paths: no client certificate (identity by [`Self::token_file`]).
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// A projected ServiceAccount token (audience `credtrail`), re-read for
+    /// every connection (the kubelet rotates it) and sent as
+    /// `authorization: Bearer` on the stream over server-authenticated TLS.
+    pub token_file: Option<PathBuf>,
     /// Spool bound, in observations.
     pub spool_capacity: usize,
     /// Mirror the spool to this directory (survives agent restarts).
@@ -64,6 +69,7 @@ impl StreamConfig {
             ca,
             cert,
             key,
+            token_file: None,
             spool_capacity: 100_000,
             spool_dir: None,
             max_batch: 1024,

@@ -43,11 +43,12 @@ fn bad(what: &'static str, path: &Path, why: impl std::fmt::Display) -> StreamEr
 pub(crate) fn fingerprint(cfg: &StreamConfig) -> Result<[u8; 32], StreamError> {
     use sha2::Digest as _;
     let mut h = sha2::Sha256::new();
-    for (what, p) in [
-        ("CA certificate", &cfg.ca),
-        ("client certificate", &cfg.cert),
-        ("client key", &cfg.key),
-    ] {
+    let mut files = vec![("CA certificate", &cfg.ca)];
+    if has_client_cert(cfg) {
+        files.push(("client certificate", &cfg.cert));
+        files.push(("client key", &cfg.key));
+    }
+    for (what, p) in files {
         let b = read(what, p)?;
         h.update((b.len() as u64).to_le_bytes());
         h.update(&b);
@@ -55,9 +56,50 @@ pub(crate) fn fingerprint(cfg: &StreamConfig) -> Result<[u8; 32], StreamError> {
     Ok(h.finalize().into())
 }
 
+/// Whether the agent presents a client certificate (not with a token only).
+pub(crate) fn has_client_cert(cfg: &StreamConfig) -> bool {
+    !cfg.cert.as_os_str().is_empty()
+}
+
+/// The token to present, read now (the kubelet rewrites it as it rotates).
+pub(crate) fn token(cfg: &StreamConfig) -> Result<Option<String>, StreamError> {
+    let Some(p) = &cfg.token_file else {
+        return Ok(None);
+    };
+    let b = read("service-account token", p)?;
+    let t = String::from_utf8(b)
+        .map_err(|_| bad("service-account token", p, "not UTF-8"))?
+        .trim()
+        .to_owned();
+    if t.is_empty() || t.len() > 16 * 1024 || t.bytes().any(|c| !c.is_ascii_graphic()) {
+        return Err(bad(
+            "service-account token",
+            p,
+            "not a token (empty, too long or not printable)",
+        ));
+    }
+    Ok(Some(t))
+}
+
 /// Reads and checks the files; the TLS configuration for tonic.
 pub(crate) fn load(cfg: &StreamConfig) -> Result<Loaded, StreamError> {
     let ca = read("CA certificate", &cfg.ca)?;
+    if !has_client_cert(cfg) {
+        let ca_certs: Vec<_> = rustls_pemfile::certs(&mut ca.as_slice())
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad("CA certificate", &cfg.ca, e))?;
+        if ca_certs.is_empty() {
+            return Err(bad("CA certificate", &cfg.ca, "no certificate found"));
+        }
+        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+        if let Some(name) = &cfg.server_name {
+            tls = tls.domain_name(name.clone());
+        }
+        return Ok(Loaded {
+            tls,
+            not_after: i64::MAX,
+        });
+    }
     let cert = read("client certificate", &cfg.cert)?;
     let key = read("client key", &cfg.key)?;
     let ca_certs: Vec<_> = rustls_pemfile::certs(&mut ca.as_slice())

@@ -15,3 +15,4 @@ mod stream_dedupe;
 mod stream_refusals;
 mod stream_resume;
 mod stream_tls_rotation;
+mod stream_token_identity;
