@@ -297,10 +297,11 @@ mod tests {
             format!("/machine.slice/libpod-{ID}.scope"),
             format!("/machine.slice/libpod-{ID}.scope/container"),
             format!("/machine.slice/libpod-conmon-{ID}.scope"),
-            format!("/machine.slice/machine-libpod_pod_{}.slice/libpod-{ID}.scope", &ID[..64]),
             format!(
-                "/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope"
+                "/machine.slice/machine-libpod_pod_{}.slice/libpod-{ID}.scope",
+                &ID[..64]
             ),
+            format!("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope"),
             format!("/libpod_parent/libpod-{ID}"),
             format!("/machine.slice/libpod-{}.scope", ID.to_uppercase()),
         ] {
