@@ -147,6 +147,16 @@ pub struct StreamArgs {
     #[arg(long, env = c::ENV_TLS_KEY, value_name = "PATH", requires = "aggregator")]
     pub tls_key: Option<PathBuf>,
 
+    /// Projected ServiceAccount token (audience `credtrail`) to present
+    /// instead of a client certificate; re-read for every connection.
+    #[arg(
+        long,
+        env = "CREDTRAIL_TOKEN_FILE",
+        value_name = "PATH",
+        requires = "aggregator"
+    )]
+    pub token_file: Option<PathBuf>,
+
     /// Mirror the unacknowledged spool to this folder (survives restarts).
     #[arg(long, env = c::ENV_SPOOL_DIR, value_name = "PATH")]
     pub spool_dir: Option<PathBuf>,

@@ -64,12 +64,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut stream = None;
     let mut stream_tx = None;
     if let Some(url) = &cli.stream.aggregator {
-        let (Some(ca), Some(cert), Some(key)) = (
-            &cli.stream.tls_ca,
+        let Some(ca) = &cli.stream.tls_ca else {
+            bail!("--aggregator needs --tls-ca (the CA of the aggregator's certificate)");
+        };
+        let (cert, key) = match (
             &cli.stream.tls_cert,
             &cli.stream.tls_key,
-        ) else {
-            bail!("--aggregator needs --tls-ca, --tls-cert and --tls-key");
+            &cli.stream.token_file,
+        ) {
+            (Some(c), Some(k), _) => (c.clone(), k.clone()),
+            (None, None, Some(_)) => (Default::default(), Default::default()),
+            _ => bail!(
+                "--aggregator needs --tls-cert and --tls-key (kubelet-certificate identity) or --token-file (ServiceAccount token identity)"
+            ),
         };
         // The first observation is the node info: it makes the stream's Hello.
         let first = agent
@@ -80,7 +87,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let ObservationEvent::NodeInfo(info) = &first.event else {
             bail!("the agent's first observation is not its node info");
         };
-        let mut scfg = StreamConfig::new(url.clone(), ca.clone(), cert.clone(), key.clone());
+        let mut scfg = StreamConfig::new(url.clone(), ca.clone(), cert, key);
+        scfg.token_file = cli.stream.token_file.clone();
         scfg.spool_dir = cli.stream.spool_dir.clone();
         if let Some(n) = cli.stream.spool_capacity {
             scfg.spool_capacity = n;

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use credtrail_aggregator::agents::identity::AgentAuth;
 use credtrail_aggregator::audit::InputFormat;
 use credtrail_aggregator::auth::config::ApiAuthConfig;
 use credtrail_aggregator::auth::kube::KubeConfig;
@@ -125,6 +126,10 @@ struct ServeArgs {
     /// Private key (PEM) of --tls-cert.
     #[arg(long, env = "CREDTRAIL_TLS_KEY")]
     tls_key: Option<PathBuf>,
+    /// How often the TLS files (certificates, keys, client CAs) are looked at
+    /// for a renewal, in seconds; a change is loaded without a restart.
+    #[arg(long, env = "CREDTRAIL_TLS_RELOAD_CHECK", default_value_t = 10)]
+    tls_reload_check: u64,
     /// Audit log file(s) to tail (--audit-log-path of the API server); repeat or comma-separate.
     #[arg(long, env = "CREDTRAIL_AUDIT_LOG_PATH", value_delimiter = ',')]
     audit_log_path: Vec<PathBuf>,
@@ -134,6 +139,36 @@ struct ServeArgs {
     /// CA that signs agents' client certificates (required by the agent listener).
     #[arg(long, env = "CREDTRAIL_AGENT_CLIENT_CA")]
     agent_client_ca: Option<PathBuf>,
+    /// How agents prove their node: `certificate` (kubelet-style client certificate chaining to
+    /// --agent-client-ca), `token` (projected ServiceAccount token, audience `credtrail`, over
+    /// server-authenticated TLS), or `either`.
+    #[arg(long, env = "CREDTRAIL_AGENT_AUTH", default_value = "certificate", value_parser = ["certificate", "token", "either"])]
+    agent_auth: String,
+    /// Verify agents' tokens against this JWKS file (the service-account issuer's keys:
+    /// `kubectl get --raw /openid/v1/jwks`; re-read when it changes). Without it: TokenReview.
+    #[arg(long, env = "CREDTRAIL_AGENT_TOKEN_JWKS")]
+    agent_token_jwks: Option<PathBuf>,
+    /// The service-account issuer agents' tokens must name (`--service-account-issuer` of the
+    /// API server; `kubectl get --raw /.well-known/openid-configuration`); with --agent-token-jwks.
+    #[arg(long, env = "CREDTRAIL_AGENT_TOKEN_ISSUER")]
+    agent_token_issuer: Option<String>,
+    /// Namespace of the agent DaemonSet's ServiceAccount.
+    #[arg(long, env = "CREDTRAIL_AGENT_NAMESPACE", default_value = "credtrail")]
+    agent_namespace: String,
+    /// The agent DaemonSet's ServiceAccount (tokens of any other are refused).
+    #[arg(
+        long,
+        env = "CREDTRAIL_AGENT_SERVICE_ACCOUNT",
+        default_value = "credtrail-agent"
+    )]
+    agent_service_account: String,
+    /// Longest lifetime (exp - iat) of an agent token verified with --agent-token-jwks.
+    #[arg(
+        long,
+        env = "CREDTRAIL_AGENT_TOKEN_MAX_LIFETIME",
+        default_value = "24h"
+    )]
+    agent_token_max_lifetime: String,
     /// Address of the HTTP/JSON API, web page, /metrics, /healthz; `off` disables it.
     #[arg(long, env = "CREDTRAIL_API_LISTEN", default_value = "127.0.0.1:8080")]
     api_listen: String,
@@ -262,6 +297,9 @@ fn listen(s: &str, flag: &str) -> anyhow::Result<Option<SocketAddr>> {
 }
 
 fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
+    credtrail_aggregator::ingest::tls_watch::set_check_interval(std::time::Duration::from_secs(
+        a.tls_reload_check.max(1),
+    ));
     let retention = a
         .retention
         .as_deref()
@@ -290,6 +328,7 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         }
         (None, false) => None,
     };
+    let agent_identity = agent_identity(&a, kube.as_ref())?;
     let api_auth = ApiAuthConfig {
         token_file: a.api_token_file,
         kube,
@@ -353,10 +392,68 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         webhook_client_subjects: a.webhook_client_subject,
         audit_log_paths: a.audit_log_path,
         agent_listen,
-        agent_tls: tls.zip(a.agent_client_ca).map(|((c, k), ca)| (c, k, ca)),
+        agent_tls: match (&agent_identity, tls) {
+            (AgentAuth::Token(_), Some((c, k))) => {
+                Some((c, k, a.agent_client_ca.unwrap_or_default()))
+            }
+            (_, tls) => tls.zip(a.agent_client_ca).map(|((c, k), ca)| (c, k, ca)),
+        },
+        agent_identity,
         api_listen: listen(&a.api_listen, "api-listen")?,
         grpc_listen: listen(&a.grpc_listen, "grpc-listen")?,
         api_auth,
+    })
+}
+
+/// How agents authenticate, from `--agent-auth` and the token settings.
+fn agent_identity(a: &ServeArgs, kube: Option<&KubeConfig>) -> anyhow::Result<AgentAuth> {
+    use credtrail_aggregator::agents::identity::{TokenIdentity, TokenVerifier};
+    use credtrail_aggregator::auth::jwks::{Expect, JwksFile};
+    if a.agent_auth == "certificate" {
+        return Ok(AgentAuth::Certificate);
+    }
+    let verifier = match &a.agent_token_jwks {
+        Some(path) => {
+            let issuer = a
+                .agent_token_issuer
+                .clone()
+                .context("--agent-token-jwks needs --agent-token-issuer")?;
+            let keys = JwksFile::open(path)
+                .with_context(|| format!("--agent-token-jwks {}", path.display()))?;
+            let mut expect = Expect::new(
+                vec![issuer],
+                vec![credtrail_aggregator::agents::identity::AUDIENCE.to_owned()],
+            );
+            let max = parse_duration(&a.agent_token_max_lifetime)
+                .map_err(|e| anyhow::anyhow!("--agent-token-max-lifetime: {e}"))?;
+            expect.max_lifetime = max.to_std().ok().filter(|d| !d.is_zero());
+            TokenVerifier::Jwks { keys, expect }
+        }
+        None => {
+            let cfg = match kube {
+                Some(k) => k.clone(),
+                None => KubeConfig::in_cluster().map_err(|e| {
+                    anyhow::anyhow!(
+                        "--agent-auth {}: TokenReview needs the API server (--api-kube-auth or --api-kube-server), or give --agent-token-jwks: {e}",
+                        a.agent_auth
+                    )
+                })?,
+            };
+            TokenVerifier::TokenReview(std::sync::Arc::new(
+                credtrail_aggregator::auth::kube::KubeAuth::new(cfg)
+                    .context("agent token review client")?,
+            ))
+        }
+    };
+    let t = std::sync::Arc::new(TokenIdentity {
+        verifier,
+        namespace: a.agent_namespace.clone(),
+        service_account: a.agent_service_account.clone(),
+    });
+    Ok(if a.agent_auth == "token" {
+        AgentAuth::Token(t)
+    } else {
+        AgentAuth::CertificateOrToken(t)
     })
 }
 

@@ -323,6 +323,7 @@ impl Metrics {
             "Alerts waiting in a sink's queue",
             delivery_queue_depth.clone(),
         );
+        registry.register_collector(Box::new(TlsCollector));
         Self {
             delivery_sent,
             delivery_failed,
@@ -421,5 +422,55 @@ impl Metrics {
         // Encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// The reloading TLS files' figures, read at scrape time
+/// ([`crate::ingest::tls_watch::figures`]).
+#[derive(Debug)]
+struct TlsCollector;
+
+impl prometheus_client::collector::Collector for TlsCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric as _;
+        let figures = crate::ingest::tls_watch::figures();
+        if figures.is_empty() {
+            return Ok(());
+        }
+        let expiry = Family::<ListenerLabel, Gauge>::default();
+        let failures = Family::<ListenerLabel, Counter>::default();
+        let reloads = Family::<ListenerLabel, Counter>::default();
+        for f in &figures {
+            let l = ListenerLabel {
+                listener: f.listener.clone(),
+            };
+            expiry.get_or_create(&l).set(f.expiry_seconds);
+            if !f.listener.ends_with("-client-ca") {
+                failures.get_or_create(&l).inc_by(f.reload_failures);
+                reloads.get_or_create(&l).inc_by(f.reloads);
+            }
+        }
+        expiry.encode(encoder.encode_descriptor(
+            "tls_cert_expiry_seconds",
+            "Seconds until the notAfter of each listener's serving certificate (and of the earliest certificate in its client CA bundle)",
+            None,
+            expiry.metric_type(),
+        )?)?;
+        failures.encode(encoder.encode_descriptor(
+            "tls_reload_failures",
+            "Changed TLS files refused (unreadable, mismatched key, expired): the previous certificate stayed",
+            None,
+            failures.metric_type(),
+        )?)?;
+        reloads.encode(encoder.encode_descriptor(
+            "tls_reloads",
+            "Changed TLS files loaded without a restart",
+            None,
+            reloads.metric_type(),
+        )?)?;
+        Ok(())
     }
 }

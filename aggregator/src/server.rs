@@ -47,6 +47,10 @@ pub struct ServeConfig {
     pub agent_listen: Option<SocketAddr>,
     /// `(cert, key, client CA)` of the agent listener.
     pub agent_tls: Option<(PathBuf, PathBuf, PathBuf)>,
+    /// How agents prove their node: their kubelet-style certificate (the
+    /// default; needs the client CA of `agent_tls`), a projected
+    /// ServiceAccount token, or either.
+    pub agent_identity: crate::agents::identity::AgentAuth,
     /// HTTP/JSON API, web page, metrics, health.
     pub api_listen: Option<SocketAddr>,
     /// gRPC query API.
@@ -248,11 +252,12 @@ pub async fn serve_with(
         let (cert, key, client_ca) = cfg
             .agent_tls
             .clone()
-            .context("the agent stream needs --tls-cert, --tls-key and --agent-client-ca (mTLS only); or --agent-listen off")?;
+            .context("the agent stream needs --tls-cert, --tls-key and --agent-client-ca (or --agent-auth token); or --agent-listen off")?;
         let tls = crate::agents::TlsFiles {
             cert,
             key,
-            client_ca,
+            client_ca: (!client_ca.as_os_str().is_empty()).then_some(client_ca),
+            identity: cfg.agent_identity.clone(),
         };
         let listener = bind(addr, "agent stream").await?;
         let (st, stop) = (state.clone(), stopped());

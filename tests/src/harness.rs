@@ -47,7 +47,8 @@ impl TestPki {
         TlsFiles {
             cert: self.paths.server_cert.clone(),
             key: self.paths.server_key.clone(),
-            client_ca: self.paths.agents_ca.clone(),
+            client_ca: Some(self.paths.agents_ca.clone()),
+            identity: Default::default(),
         }
     }
 }

@@ -9,6 +9,14 @@
 //!   `.../kubepods-besteffort-pod<uid>.slice:cri-containerd:<id>`.
 //! - cgroupfs: `/kubepods/burstable/pod<uid>/<id>` (`crio-<id>` for CRI-O).
 //!
+//! Podman (not a Kubernetes runtime, but the way the container tests and many
+//! single hosts run containers) names its scopes `libpod-<id>.scope`
+//! (`libpod-conmon-<id>.scope` for its monitor), under `machine.slice`
+//! (rootful, systemd), `user@<uid>.service/.../` (rootless),
+//! `machine-libpod_pod_<pod id>.slice` (a podman pod), `libpod_parent/`
+//! (cgroupfs), sometimes with a `/container` leaf below (`--cgroups=split`).
+//! Such a path gives the container id and runtime `podman`, and no pod.
+//!
 //! Prefixes before `kubepods` (kind's `/kubelet.slice/kubelet-kubepods.slice`,
 //! a nested `/system.slice/...`) are tolerated: parsing starts at the first
 //! component that names kubepods.
@@ -20,7 +28,7 @@ pub struct CgroupInfo {
     /// `guaranteed`, `burstable`, `besteffort`.
     pub qos_class: Option<String>,
     pub container_id: Option<String>,
-    /// `containerd`, `crio`, `docker`; None when the path does not say (cgroupfs).
+    /// `containerd`, `crio`, `docker`, `podman`; None when the path does not say (cgroupfs).
     pub runtime: Option<String>,
 }
 
@@ -45,7 +53,7 @@ pub fn parse_cgroup_path(path: &str) -> Result<CgroupInfo, CgroupPathError> {
     }
     let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
     let Some(start) = comps.iter().position(|c| names_kubepods(c)) else {
-        return Ok(CgroupInfo::default());
+        return podman(&comps);
     };
     let mut info = CgroupInfo::default();
     for comp in &comps[start..] {
@@ -66,6 +74,25 @@ pub fn parse_cgroup_path(path: &str) -> Result<CgroupInfo, CgroupPathError> {
         info.qos_class = Some("guaranteed".into());
     }
     Ok(info)
+}
+
+/// A podman container's scope (`libpod-<id>[.scope]`, `libpod-conmon-<id>`),
+/// the innermost one; anything else is not a container.
+fn podman(comps: &[&str]) -> Result<CgroupInfo, CgroupPathError> {
+    for comp in comps.iter().rev() {
+        let scope = comp.strip_suffix(".scope").unwrap_or(comp);
+        let id = scope
+            .strip_prefix("libpod-conmon-")
+            .or_else(|| scope.strip_prefix("libpod-"));
+        if let Some(id) = id {
+            return Ok(CgroupInfo {
+                container_id: Some(container_id(comp, id)?),
+                runtime: Some("podman".into()),
+                ..CgroupInfo::default()
+            });
+        }
+    }
+    Ok(CgroupInfo::default())
 }
 
 fn names_kubepods(c: &str) -> bool {
@@ -257,6 +284,48 @@ mod tests {
         );
         let p = format!("/kubepods/burstable/pod{}/{ID}", UID.to_uppercase());
         assert_eq!(parse_cgroup_path(&p).unwrap().pod_uid.as_deref(), Some(UID));
+    }
+
+    #[test]
+    fn podman_scopes_give_the_container() {
+        let podman = |id: &str| CgroupInfo {
+            container_id: Some(id.into()),
+            runtime: Some("podman".into()),
+            ..CgroupInfo::default()
+        };
+        for p in [
+            format!("/machine.slice/libpod-{ID}.scope"),
+            format!("/machine.slice/libpod-{ID}.scope/container"),
+            format!("/machine.slice/libpod-conmon-{ID}.scope"),
+            format!(
+                "/machine.slice/machine-libpod_pod_{}.slice/libpod-{ID}.scope",
+                &ID[..64]
+            ),
+            format!("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope"),
+            format!("/libpod_parent/libpod-{ID}"),
+            format!("/machine.slice/libpod-{}.scope", ID.to_uppercase()),
+        ] {
+            assert_eq!(parse_cgroup_path(&p).unwrap(), podman(ID), "{p}");
+        }
+        // A pod slice alone (the infra container's parent) is not a container.
+        assert_eq!(
+            parse_cgroup_path(&format!("/machine.slice/machine-libpod_pod_{ID}.slice")).unwrap(),
+            CgroupInfo::default()
+        );
+        for bad in [
+            "/machine.slice/libpod-abc.scope".to_string(),
+            format!("/machine.slice/libpod-{}zz.scope", &ID[..62]),
+            format!("/machine.slice/libpod-{ID}0.scope"),
+            "/machine.slice/libpod-.scope".to_string(),
+        ] {
+            assert!(
+                matches!(
+                    parse_cgroup_path(&bad),
+                    Err(CgroupPathError::ContainerId { .. })
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

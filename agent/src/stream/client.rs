@@ -13,7 +13,7 @@ use prost::Message as _;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{ClientTlsConfig, Endpoint};
 
 use super::backoff::Backoff;
 use super::disk::DiskLog;
@@ -68,6 +68,26 @@ pub(crate) struct Client {
     /// Observations replaced because they were too large to send.
     oversize: u64,
     status: StreamStatus,
+    /// Hash of the TLS files the endpoint was built from (or last refused).
+    tls_seen: [u8; 32],
+    /// notAfter of the client certificate in use.
+    not_after: i64,
+}
+
+/// The endpoint for `cfg` with `tls`.
+fn build_endpoint(cfg: &StreamConfig, tls: ClientTlsConfig) -> Result<Endpoint, String> {
+    Ok(Endpoint::from_shared(cfg.aggregator.clone())
+        .map_err(|e| e.to_string())?
+        .tls_config(tls)
+        .map_err(|e| e.to_string())?
+        .connect_timeout(cfg.connect_timeout)
+        .tcp_nodelay(true)
+        // Large windows: a batch is hundreds of KiB; HTTP/2's default
+        // 64 KiB window would pace the stream by round trips.
+        .initial_stream_window_size(16 * 1024 * 1024)
+        .initial_connection_window_size(16 * 1024 * 1024)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(20)))
 }
 
 /// One live, welcomed connection.
@@ -86,41 +106,15 @@ enum End {
     Broken(String),
 }
 
-fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, StreamError> {
-    std::fs::read(path).map_err(|source| StreamError::ReadFile {
-        what,
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
 impl Client {
     pub(crate) fn new(cfg: StreamConfig, hello: HelloInfo) -> Result<Self, StreamError> {
         let url_err = |reason: String| StreamError::Url {
             url: cfg.aggregator.clone(),
             reason,
         };
-        let mut tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(read("CA certificate", &cfg.ca)?))
-            .identity(Identity::from_pem(
-                read("client certificate", &cfg.cert)?,
-                read("client key", &cfg.key)?,
-            ));
-        if let Some(name) = &cfg.server_name {
-            tls = tls.domain_name(name.clone());
-        }
-        let endpoint = Endpoint::from_shared(cfg.aggregator.clone())
-            .map_err(|e| url_err(e.to_string()))?
-            .tls_config(tls)
-            .map_err(|e| url_err(e.to_string()))?
-            .connect_timeout(cfg.connect_timeout)
-            .tcp_nodelay(true)
-            // Large windows: a batch is hundreds of KiB; HTTP/2's default
-            // 64 KiB window would pace the stream by round trips.
-            .initial_stream_window_size(16 * 1024 * 1024)
-            .initial_connection_window_size(16 * 1024 * 1024)
-            .http2_keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_timeout(Duration::from_secs(20));
+        let tls_seen = super::tls::fingerprint(&cfg)?;
+        let loaded = super::tls::load(&cfg)?;
+        let endpoint = build_endpoint(&cfg, loaded.tls).map_err(url_err)?;
         let (spool, epoch) = match &cfg.spool_dir {
             Some(dir) => {
                 let disk = DiskLog::open(dir)?;
@@ -132,6 +126,8 @@ impl Client {
         let mut c = Self {
             cfg,
             endpoint,
+            tls_seen,
+            not_after: loaded.not_after,
             hello,
             epoch,
             spool,
@@ -140,8 +136,61 @@ impl Client {
             status: StreamStatus::default(),
         };
         c.status.epoch = epoch;
+        c.status.cert_expiry_seconds = loaded.not_after - Utc::now().timestamp();
         c.refresh_status();
         Ok(c)
+    }
+
+    /// Re-reads the TLS files; a change that checks out is used from the
+    /// next connection on, a bad one keeps the previous files.
+    fn refresh_tls(&mut self) {
+        let result = super::tls::fingerprint(&self.cfg).and_then(|d| {
+            if d == self.tls_seen {
+                return Ok(None);
+            }
+            self.tls_seen = d;
+            let l = super::tls::load(&self.cfg)?;
+            let e = build_endpoint(&self.cfg, l.tls).map_err(|reason| StreamError::Url {
+                url: self.cfg.aggregator.clone(),
+                reason,
+            })?;
+            Ok(Some((e, l.not_after)))
+        });
+        match result {
+            Ok(None) => {}
+            Ok(Some((endpoint, not_after))) => {
+                self.endpoint = endpoint;
+                self.not_after = not_after;
+                self.status.tls_reloads += 1;
+                tracing::info!(
+                    cert_expiry_seconds = not_after - Utc::now().timestamp(),
+                    "TLS files changed: the next connection uses the new certificate and CA"
+                );
+            }
+            Err(e) => {
+                // Unreadable files are retried each attempt but counted once
+                // per distinct content (a missing file counts once).
+                if matches!(e, StreamError::ReadFile { .. }) {
+                    if self.tls_seen == [0xff; 32] {
+                        return;
+                    }
+                    self.tls_seen = [0xff; 32];
+                }
+                self.status.tls_reload_failures += 1;
+                tracing::warn!(error = %e, "TLS files changed but are not usable: keeping the previous certificate and CA");
+            }
+        }
+        if !super::tls::has_client_cert(&self.cfg) {
+            return;
+        }
+        let left = self.not_after - Utc::now().timestamp();
+        self.status.cert_expiry_seconds = left;
+        if left < 7 * 86_400 {
+            tracing::warn!(
+                cert_expiry_seconds = left,
+                "the agent's client certificate expires in under 7 days and has not been renewed"
+            );
+        }
     }
 
     pub(crate) fn status(&self) -> StreamStatus {
@@ -236,7 +285,11 @@ impl Client {
         self.refresh_status();
     }
 
-    async fn connect(endpoint: Endpoint, hello: pb::EncodedAgentMessage) -> Result<Conn, String> {
+    async fn connect(
+        endpoint: Endpoint,
+        hello: pb::EncodedAgentMessage,
+        token: Option<String>,
+    ) -> Result<Conn, String> {
         let channel = endpoint
             .connect()
             .await
@@ -256,9 +309,15 @@ impl Client {
             .map_err(|_| "internal: hello not queued".to_string())?;
         let codec =
             tonic_prost::ProstCodec::<pb::EncodedAgentMessage, pb::AggregatorMessage>::default();
+        let mut request = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some(t) = token {
+            let v = tonic::metadata::MetadataValue::try_from(format!("Bearer {t}"))
+                .map_err(|_| "the service-account token is not a valid header value".to_string())?;
+            request.metadata_mut().insert("authorization", v);
+        }
         let mut inbound = grpc
             .streaming(
-                tonic::Request::new(ReceiverStream::new(rx)),
+                request,
                 tonic::codegen::http::uri::PathAndQuery::from_static(STREAM_PATH),
                 codec,
             )
@@ -292,7 +351,15 @@ impl Client {
         let mut chunk = Vec::with_capacity(INPUT_CHUNK);
         loop {
             // Connect, still taking input.
-            let attempt = Self::connect(self.endpoint.clone(), self.hello_message());
+            self.refresh_tls();
+            let token = match super::tls::token(&self.cfg) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(error = %e, "no service-account token to present");
+                    None
+                }
+            };
+            let attempt = Self::connect(self.endpoint.clone(), self.hello_message(), token);
             tokio::pin!(attempt);
             let conn = loop {
                 tokio::select! {

@@ -14,6 +14,7 @@ mod backoff;
 mod client;
 pub mod disk;
 pub mod spool;
+mod tls;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -34,9 +35,14 @@ pub struct StreamConfig {
     pub server_name: Option<String>,
     /// CA that signed the aggregator's serving certificate (PEM file).
     pub ca: PathBuf,
-    /// This agent's client certificate (CN `system:node:<node>`) and key.
+    /// This agent's client certificate (CN `system:node:<node>`) and key;
+    /// empty paths: no client certificate (identity by [`Self::token_file`]).
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// A projected ServiceAccount token (audience `credtrail`), re-read for
+    /// every connection (the kubelet rotates it) and sent as
+    /// `authorization: Bearer` on the stream over server-authenticated TLS.
+    pub token_file: Option<PathBuf>,
     /// Spool bound, in observations.
     pub spool_capacity: usize,
     /// Mirror the spool to this directory (survives agent restarts).
@@ -63,6 +69,7 @@ impl StreamConfig {
             ca,
             cert,
             key,
+            token_file: None,
             spool_capacity: 100_000,
             spool_dir: None,
             max_batch: 1024,
@@ -125,6 +132,12 @@ pub enum StreamError {
     },
     #[error("aggregator URL {url:?}: {reason}")]
     Url { url: String, reason: String },
+    #[error("{what} {path}: {why}")]
+    Tls {
+        what: &'static str,
+        path: PathBuf,
+        why: String,
+    },
     #[error(transparent)]
     Disk(#[from] disk::DiskError),
 }
@@ -150,6 +163,12 @@ pub struct StreamStatus {
     pub last_error: Option<String>,
     /// The input ended and everything was acknowledged (or the flush timed out).
     pub finished: bool,
+    /// Seconds until the client certificate in use expires (at the last look).
+    pub cert_expiry_seconds: i64,
+    /// Changed TLS files loaded without a restart.
+    pub tls_reloads: u64,
+    /// Changed TLS files refused (the previous ones stayed).
+    pub tls_reload_failures: u64,
 }
 
 /// A running stream client.

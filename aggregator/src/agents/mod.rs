@@ -44,16 +44,45 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// Its private key.
     pub key: PathBuf,
-    /// CA that signs agents' client certificates.
-    pub client_ca: PathBuf,
+    /// CA that signs agents' client certificates (the kubelet-certificate
+    /// identity; not needed with tokens only).
+    pub client_ca: Option<PathBuf>,
+    /// How agents prove their node (certificate, token, either).
+    pub identity: identity::AgentAuth,
 }
 
 impl TlsFiles {
     /// The rustls configuration: a client certificate chaining to the
     /// agents' CA is required; HTTP/2 only.
     pub fn load(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-        crate::ingest::tls::mtls_server_config(&self.cert, &self.key, &self.client_ca)
-            .context("agent listener TLS configuration")
+        use crate::ingest::tls_watch::{ClientAuth, TlsWatch, WatchedFiles};
+        let mode = match (&self.identity, &self.client_ca) {
+            (identity::AgentAuth::Certificate, Some(_)) => ClientAuth::Required,
+            (identity::AgentAuth::Certificate, None) => anyhow::bail!(
+                "the agent listener needs --agent-client-ca (kubelet-certificate identity) or --agent-auth token"
+            ),
+            (identity::AgentAuth::CertificateOrToken(_), Some(_)) => ClientAuth::Optional,
+            (identity::AgentAuth::CertificateOrToken(_), None) => {
+                anyhow::bail!("--agent-auth either needs --agent-client-ca")
+            }
+            (identity::AgentAuth::Token(_), _) => ClientAuth::None,
+        };
+        let ca = if mode == ClientAuth::None {
+            None
+        } else {
+            self.client_ca.clone()
+        };
+        TlsWatch::new(
+            "agent",
+            WatchedFiles {
+                cert: self.cert.clone(),
+                key: self.key.clone(),
+                client_ca: ca,
+            },
+            mode,
+        )
+        .and_then(|w| w.server_config(&[b"h2"]))
+        .context("agent listener TLS configuration")
     }
 }
 
@@ -100,7 +129,8 @@ pub async fn serve_limited<S: ObservationSink>(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr().context("agent listener address")?;
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let svc = AgentStreamService::new(sink, store, metrics.clone(), policy, stopping.clone());
+    let svc = AgentStreamService::new(sink, store, metrics.clone(), policy, stopping.clone())
+        .with_identity(tls.identity.clone());
     let shutdown = async move {
         shutdown.await;
         let _ = stopping_tx.send(true);

@@ -52,6 +52,8 @@ pub struct AgentStreamService<S> {
     nodes: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<NodeState>>>>>,
     /// Turns true when the aggregator shuts down: sessions end with `unavailable`.
     stopping: tokio::sync::watch::Receiver<bool>,
+    /// How agents prove their node.
+    identity: super::identity::AgentAuth,
 }
 
 impl<S: Clone> Clone for AgentStreamService<S> {
@@ -63,6 +65,7 @@ impl<S: Clone> Clone for AgentStreamService<S> {
             policy: self.policy.clone(),
             nodes: self.nodes.clone(),
             stopping: self.stopping.clone(),
+            identity: self.identity.clone(),
         }
     }
 }
@@ -85,6 +88,42 @@ impl<S: ObservationSink> AgentStreamService<S> {
             policy,
             nodes: Arc::default(),
             stopping,
+            identity: super::identity::AgentAuth::default(),
+        }
+    }
+
+    /// Agents authenticate as `identity` says (default: certificates).
+    pub fn with_identity(mut self, identity: super::identity::AgentAuth) -> Self {
+        self.identity = identity;
+        self
+    }
+
+    /// The node the caller speaks for: its certificate's, or its token's.
+    async fn authenticate<T>(&self, request: &Request<T>) -> Result<String, String> {
+        let certs = request.peer_certs();
+        let cert = certs.as_ref().and_then(|c| c.first());
+        if self.identity.accepts_certificates()
+            && let Some(der) = cert
+        {
+            return node_from_cert(der).map_err(|e| e.to_string());
+        }
+        let Some(tokens) = self.identity.tokens() else {
+            return Err(super::identity::IdentityError::NoCertificate.to_string());
+        };
+        let token = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| super::identity::TokenIdentityError::Missing.to_string())?;
+        match tokens.verify(token).await {
+            Ok(p) => {
+                tracing::debug!(node = %p.node, pod = %p.pod, pod_uid = %p.pod_uid, "agent token verified");
+                Ok(p.node)
+            }
+            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -452,14 +491,10 @@ impl<S: ObservationSink> pb::agent_service_server::AgentService for AgentStreamS
         &self,
         request: Request<Streaming<pb::AgentMessage>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
-        let certs = request.peer_certs();
-        let cert_node = match certs.as_ref().and_then(|c| c.first()) {
-            Some(der) => node_from_cert(der),
-            None => Err(super::identity::IdentityError::NoCertificate),
-        }
-        .map_err(|e| {
+        let cert_node = self.authenticate(&request).await.map_err(|e| {
             self.reject("unauthenticated");
-            Status::unauthenticated(e.to_string())
+            tracing::info!(error = %e, "agent refused");
+            Status::unauthenticated(e)
         })?;
         let inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);

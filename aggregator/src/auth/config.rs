@@ -61,16 +61,20 @@ fn listener_tls(
     key: &std::path::Path,
     ca: Option<&std::path::Path>,
 ) -> Result<super::ListenerTls, AuthConfigError> {
-    let http = crate::ingest::tls::server_config(&crate::ingest::tls::TlsPaths {
-        cert: cert.to_path_buf(),
-        key: key.to_path_buf(),
-        client_ca: ca.map(std::path::Path::to_path_buf),
-    })
+    let watch = crate::ingest::tls::watch(
+        "api",
+        &crate::ingest::tls::TlsPaths {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            client_ca: ca.map(std::path::Path::to_path_buf),
+        },
+    )
     .map_err(|e| AuthConfigError::Tls(format!("query API TLS: {e}")))?;
-    // The same verifier and certificate; gRPC speaks HTTP/2 only.
-    let mut grpc = (*http).clone();
-    grpc.alpn_protocols = vec![b"h2".to_vec()];
-    let grpc = std::sync::Arc::new(grpc);
+    // The same certificate and verifier (one watch); gRPC speaks HTTP/2 only.
+    let tls_err =
+        |e: crate::ingest::tls::TlsError| AuthConfigError::Tls(format!("query API TLS: {e}"));
+    let http = watch.server_config(&[b"http/1.1"]).map_err(tls_err)?;
+    let grpc = watch.server_config(&[b"h2"]).map_err(tls_err)?;
     Ok(super::ListenerTls { http, grpc })
 }
 

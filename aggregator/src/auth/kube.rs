@@ -256,6 +256,43 @@ impl KubeAuth {
             .map_err(|_| format!("{path}: no answer within {TIMEOUT:?}"))?
     }
 
+    /// `TokenReview` of `token` for `audiences` (not cached): the user when
+    /// the API server authenticates it *and* its answer names one of the
+    /// audiences; `Ok(None)` when it does not; `Err` when the review failed.
+    pub async fn review(
+        &self,
+        token: &str,
+        audiences: &[&str],
+    ) -> Result<Option<KubeUser>, String> {
+        let body = json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token, "audiences": audiences},
+        });
+        let (status, v) = self
+            .post("/apis/authentication.k8s.io/v1/tokenreviews", &body)
+            .await?;
+        if !(200..300).contains(&status) {
+            return Err(format!(
+                "TokenReview answered {status} (does the aggregator's ServiceAccount have create on tokenreviews?)"
+            ));
+        }
+        let st = &v["status"];
+        if st["authenticated"].as_bool() != Some(true) {
+            return Ok(None);
+        }
+        let aud_ok = st["audiences"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|x| x.as_str().is_some_and(|x| audiences.contains(&x)))
+        });
+        if !aud_ok {
+            return Ok(None);
+        }
+        Ok(serde_json::from_value::<KubeUser>(st["user"].clone())
+            .ok()
+            .filter(|u| !u.username.is_empty()))
+    }
+
     /// Who `token` is, per `TokenReview` (cached by its hash).
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
         let key = super::tokens::hash(token);

@@ -3,4 +3,5 @@
 pub mod jsonl;
 pub mod logtail;
 pub mod tls;
+pub mod tls_watch;
 pub mod webhook;

@@ -1,12 +1,13 @@
 //! TLS for the audit webhook: server certificate, optional client-CA for
-//! client-certificate authentication.
+//! client-certificate authentication; the agent listener's mTLS. All of them
+//! reload their files when they change (`super::tls_watch`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
+
+use super::tls_watch::{ClientAuth, TlsWatch, WatchedFiles};
 
 /// Errors building the TLS configuration.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +40,7 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = read(path)?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<_, _>>()
@@ -56,7 +57,7 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
-fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(crate) fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let pem = read(path)?;
     rustls_pemfile::private_key(&mut pem.as_slice())
         .map_err(|e| TlsError::Pem {
@@ -69,62 +70,51 @@ fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         })
 }
 
-/// Builds the rustls server configuration. With a client CA, a client
-/// certificate is verified when presented but not required (bearer tokens
-/// still work).
+/// Builds the webhook's rustls server configuration (HTTP/1.1), reloading
+/// its files when they change ([`super::tls_watch`]). With a client CA, a
+/// client certificate is verified when presented but not required (bearer
+/// tokens still work).
 pub fn server_config(p: &TlsPaths) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Rustls(e.to_string()))?;
-    let builder = match &p.client_ca {
-        Some(ca) => {
-            let mut roots = RootCertStore::empty();
-            for c in certs(ca)? {
-                roots
-                    .add(c)
-                    .map_err(|e| TlsError::Rustls(format!("client CA {}: {e}", ca.display())))?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| TlsError::Rustls(e.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
-        }
-        None => builder.with_no_client_auth(),
-    };
-    let mut cfg = builder
-        .with_single_cert(certs(&p.cert)?, key(&p.key)?)
-        .map_err(|e| TlsError::Rustls(e.to_string()))?;
     // HTTP/1.1 only: the webhook is served by the shared HTTP/1 loop
     // (`crate::listen`), whose header timeout covers every request.
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
+    watch("webhook", p)?.server_config(&[b"http/1.1"])
+}
+
+/// The reloading TLS material of `listener` at `p` (client certificates
+/// optional when `p.client_ca` is set).
+pub fn watch(listener: &str, p: &TlsPaths) -> Result<Arc<TlsWatch>, TlsError> {
+    let mode = if p.client_ca.is_some() {
+        ClientAuth::Optional
+    } else {
+        ClientAuth::None
+    };
+    TlsWatch::new(
+        listener,
+        WatchedFiles {
+            cert: p.cert.clone(),
+            key: p.key.clone(),
+            client_ca: p.client_ca.clone(),
+        },
+        mode,
+    )
 }
 
 /// A rustls configuration that requires a client certificate chaining to
-/// `client_ca` (the agent listener's mTLS), offering HTTP/2 only.
+/// `client_ca` (the agent listener's mTLS), offering HTTP/2 only; reloads
+/// its files when they change.
 pub fn mtls_server_config(
     cert: &Path,
     key_path: &Path,
     client_ca: &Path,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = RootCertStore::empty();
-    for c in certs(client_ca)? {
-        roots
-            .add(c)
-            .map_err(|e| TlsError::Rustls(format!("client CA {}: {e}", client_ca.display())))?;
-    }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .build()
-        .map_err(|e| TlsError::Rustls(e.to_string()))?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Rustls(e.to_string()))?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs(cert)?, key(key_path)?)
-        .map_err(|e| TlsError::Rustls(e.to_string()))?;
-    cfg.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Arc::new(cfg))
+    TlsWatch::new(
+        "agent",
+        WatchedFiles {
+            cert: cert.to_path_buf(),
+            key: key_path.to_path_buf(),
+            client_ca: Some(client_ca.to_path_buf()),
+        },
+        ClientAuth::Required,
+    )?
+    .server_config(&[b"h2"])
 }

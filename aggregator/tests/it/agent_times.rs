@@ -82,7 +82,8 @@ async fn implausible_observation_times_are_refused_in_the_ack_and_counted() {
     let files = TlsFiles {
         cert: w("server.pem", &server.pem()),
         key: w("server.key", &server_key.serialize_pem()),
-        client_ca: w("ca.pem", &ca.pem()),
+        client_ca: Some(w("ca.pem", &ca.pem())),
+        identity: Default::default(),
     };
 
     let store = Store::open(&dir.path().join("agg.db"), Synchronous::Normal).unwrap();

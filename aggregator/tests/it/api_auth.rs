@@ -553,6 +553,7 @@ async fn serve_refuses_a_query_listener_nobody_can_use() {
         agent_listen: None,
         agent_tls: None,
         api_listen: Some(api.parse().unwrap()),
+        agent_identity: Default::default(),
         grpc_listen: None,
         api_auth: Default::default(),
         limits: Default::default(),

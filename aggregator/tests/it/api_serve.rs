@@ -57,6 +57,7 @@ async fn serve_runs_both_query_listeners_and_stops_cleanly() {
         agent_listen: None,
         agent_tls: None,
         api_listen: Some(api),
+        agent_identity: Default::default(),
         grpc_listen: Some(grpc),
         api_auth: credtrail_aggregator::auth::config::ApiAuthConfig {
             token_file: Some(tokens),

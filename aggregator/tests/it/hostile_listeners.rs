@@ -69,6 +69,7 @@ impl Running {
             agent_listen: Some(agent),
             agent_tls: Some(agent_tls),
             api_listen: Some(api),
+            agent_identity: Default::default(),
             grpc_listen: Some(grpc),
             api_auth: credtrail_aggregator::auth::config::ApiAuthConfig {
                 token_file: Some(api_tokens),

@@ -82,9 +82,27 @@ pub fn serve(issuer: &Issuer, rbac: &Rbac, req: &Request<'_>) -> Option<(u16, Va
         let Some(token) = spec["token"].as_str() else {
             return fail(record, 400, "BadRequest", "spec.token is required");
         };
-        let st = match authn::from_token(issuer, token) {
-            Ok(u) => json!({"authenticated": true, "user": u}),
-            Err(_) => json!({"authenticated": false, "error": "invalid bearer token"}),
+        // The API server's own audience when the review names none; else
+        // the token must carry one of `spec.audiences`, and the answer
+        // names those it carries.
+        let wanted: Vec<String> = match spec["audiences"].as_array() {
+            Some(a) if !a.is_empty() => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect(),
+            _ => vec![super::token::ISSUER.to_owned()],
+        };
+        let st = match (authn::from_token(issuer, token), issuer.verify(token)) {
+            (Ok(u), Ok(claims)) => {
+                let common: Vec<&String> =
+                    wanted.iter().filter(|w| claims.aud.contains(w)).collect();
+                if common.is_empty() {
+                    json!({"authenticated": false, "error": "token audiences is invalid for the target audiences"})
+                } else {
+                    json!({"authenticated": true, "user": u, "audiences": common})
+                }
+            }
+            _ => json!({"authenticated": false, "error": "invalid bearer token"}),
         };
         json!({"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1",
                "metadata": {"creationTimestamp": null}, "spec": {}, "status": st})

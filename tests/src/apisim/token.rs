@@ -213,6 +213,24 @@ impl Issuer {
         (self.sign(&claims), claims)
     }
 
+    /// Mints a token for `audiences` (a projected volume's `audience`).
+    pub fn mint_for(&self, spec: &TokenSpec, audiences: &[&str]) -> (String, Claims) {
+        let (_, mut claims) = self.mint(spec);
+        claims.aud = audiences.iter().map(|a| (*a).to_owned()).collect();
+        (self.sign(&claims), claims)
+    }
+
+    /// The issuer's public key set, as `/openid/v1/jwks` serves it.
+    pub fn jwks(&self) -> serde_json::Value {
+        // Uncompressed point: 0x04 || x || y.
+        let pk = self.key.public_key().as_ref();
+        serde_json::json!({"keys": [{
+            "use": "sig", "kty": "EC", "crv": "P-256", "alg": "ES256", "kid": self.kid,
+            "x": URL_SAFE_NO_PAD.encode(&pk[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&pk[33..65]),
+        }]})
+    }
+
     /// Verifies a token this issuer minted and returns its claims.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let mut parts = token.split('.');

@@ -240,14 +240,57 @@ fn the_daemonset_passes_only_flags_the_agent_accepts_and_paths_it_can_read() {
                 "{label}: {path} comes from the host"
             );
         }
-        // The client certificate and key: a file of the node's kubelet PKI folder.
-        for flag in ["--tls-cert", "--tls-key"] {
-            let (volume, rest, _) = volume_for(pod, c, &value(flag));
-            assert!(volume["hostPath"]["path"].is_string(), "{label}: {flag}");
-            assert!(
-                !rest.is_empty() && !rest.contains('/'),
-                "{label}: {flag} names a file"
+        if flags.iter().any(|(k, _)| k == "--token-file") {
+            // Token identity: a projected ServiceAccount token for the aggregator only
+            // (audience credtrail), and no node credential mounted.
+            let (volume, rest, _) = volume_for(pod, c, &value("--token-file"));
+            let sat = volume["projected"]["sources"]
+                .as_array()
+                .and_then(|s| s.iter().find(|x| x.get("serviceAccountToken").is_some()))
+                .unwrap_or_else(|| panic!("{label}: --token-file is not a projected token"));
+            assert_eq!(sat["serviceAccountToken"]["path"], rest.as_str(), "{label}");
+            assert_eq!(
+                sat["serviceAccountToken"]["audience"], "credtrail",
+                "{label}"
             );
+            assert!(
+                sat["serviceAccountToken"]["expirationSeconds"]
+                    .as_u64()
+                    .is_some_and(|s| s <= 86_400),
+                "{label}: a short-lived token"
+            );
+            assert!(
+                !flags
+                    .iter()
+                    .any(|(k, _)| k == "--tls-cert" || k == "--tls-key"),
+                "{label}: no kubelet key with token identity"
+            );
+            let kubelet_pki = pod["volumes"].as_array().unwrap().iter().any(|v| {
+                v["hostPath"]["path"]
+                    .as_str()
+                    .is_some_and(|p| p.contains("pki"))
+            });
+            assert!(!kubelet_pki, "{label}: the kubelet's PKI is not mounted");
+            let server = find(&docs, "Deployment");
+            let sargs = strings(&server["spec"]["template"]["spec"]["containers"][0]["args"]);
+            assert!(sargs.iter().any(|a| a == "--agent-auth=token"), "{label}");
+            let sa = pod["serviceAccountName"].as_str().unwrap();
+            assert!(
+                sargs
+                    .iter()
+                    .any(|a| *a == format!("--agent-service-account={sa}")),
+                "{label}: the aggregator expects the DaemonSet's ServiceAccount"
+            );
+        } else {
+            // The client certificate and key: a file of the node's kubelet PKI folder.
+            for flag in ["--tls-cert", "--tls-key"] {
+                let (volume, rest, _) = volume_for(pod, c, &value(flag));
+                assert!(volume["hostPath"]["path"].is_string(), "{label}: {flag}");
+                assert!(
+                    !rest.is_empty() && !rest.contains('/'),
+                    "{label}: {flag} names a file"
+                );
+            }
         }
         // The aggregator CA: the ca.crt item of the aggregator's Secret, and nothing else.
         let (volume, rest, _) = volume_for(pod, c, &value("--tls-ca"));

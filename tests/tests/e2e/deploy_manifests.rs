@@ -513,3 +513,130 @@ fn the_plain_secret_script_makes_a_working_ca_and_valid_secrets() {
         }
     }
 }
+
+/// `deploy/tls/renew-webhook-client.sh` against a stand-in `kubectl` that
+/// serves a Secret from files: it installs a valid renewal, leaves current
+/// files alone, and refuses a mismatched key (the old files stay).
+#[test]
+fn the_webhook_client_renewal_script_installs_renewals_and_refuses_bad_ones() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let make = |n: &str| {
+        let d = tmp.path().join(n);
+        let out = Command::new("bash")
+            .arg(deploy().join("tls/make-certs.sh"))
+            .arg(&d)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        d
+    };
+    let (g1, g2) = (make("g1"), make("g2"));
+    let secret = tmp.path().join("secret");
+    std::fs::create_dir_all(&secret).unwrap();
+    let serve = |crt: &Path, key: &Path, ca: &Path| {
+        std::fs::copy(crt, secret.join("tls.crt")).unwrap();
+        std::fs::copy(key, secret.join("tls.key")).unwrap();
+        std::fs::copy(ca, secret.join("ca.crt")).unwrap();
+    };
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    // kubectl -n NS get secret NAME -o jsonpath={.data.tls\.crt}
+    std::fs::write(
+        bin.join("kubectl"),
+        format!(
+            "#!/bin/sh\nfor a; do last=$a; done\nf=$(printf %s \"$last\" | sed 's/.*data\\.//; s/}}$//; s/\\\\//g')\nbase64 -w0 < {}/\"$f\"\n",
+            secret.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("kubectl"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let target = tmp.path().join("etc-kubernetes-credtrail");
+    let run = || {
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+        Command::new("bash")
+            .arg(deploy().join("tls/renew-webhook-client.sh"))
+            .args(["credtrail", "credtrail"])
+            .arg(&target)
+            .env("PATH", path)
+            .output()
+            .unwrap()
+    };
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+
+    serve(
+        &g1.join("webhook-client.crt"),
+        &g1.join("webhook-client.key"),
+        &g1.join("ca.crt"),
+    );
+    let o = run();
+    assert!(
+        o.status.success() && text(&o).contains("renewed"),
+        "{}",
+        text(&o)
+    );
+    assert!(!text(&o).contains("BEGIN"), "no key material printed");
+    let mode = std::fs::metadata(target.join("tls.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let o = run();
+    assert!(
+        o.status.success() && text(&o).contains("up to date"),
+        "{}",
+        text(&o)
+    );
+
+    // A new certificate with the old key: refused, nothing replaced.
+    serve(
+        &g2.join("webhook-client.crt"),
+        &g1.join("webhook-client.key"),
+        &g2.join("ca.crt"),
+    );
+    let o = run();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("does not match"), "{}", text(&o));
+    assert_eq!(
+        std::fs::read(target.join("tls.crt")).unwrap(),
+        std::fs::read(g1.join("webhook-client.crt")).unwrap()
+    );
+    assert_eq!(
+        std::fs::read(target.join("ca.crt")).unwrap(),
+        std::fs::read(g1.join("ca.crt")).unwrap()
+    );
+
+    // The renewal proper.
+    serve(
+        &g2.join("webhook-client.crt"),
+        &g2.join("webhook-client.key"),
+        &g2.join("ca.crt"),
+    );
+    let o = run();
+    assert!(
+        o.status.success() && text(&o).contains("renewed"),
+        "{}",
+        text(&o)
+    );
+    for (f, src) in [
+        ("tls.crt", "webhook-client.crt"),
+        ("tls.key", "webhook-client.key"),
+        ("ca.crt", "ca.crt"),
+    ] {
+        assert_eq!(
+            std::fs::read(target.join(f)).unwrap(),
+            std::fs::read(g2.join(src)).unwrap(),
+            "{f}"
+        );
+    }
+}

@@ -83,6 +83,7 @@ async fn start_aggregator(
         agent_listen: None,
         agent_tls: None,
         api_listen: Some(api),
+        agent_identity: Default::default(),
         grpc_listen: None,
         api_auth: ApiAuthConfig {
             kube: Some(kube),

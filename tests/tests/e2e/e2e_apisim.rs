@@ -45,6 +45,7 @@ async fn requests_become_audit_events_batched_to_the_webhook() {
         agent_listen: None,
         agent_tls: None,
         api_listen: Some(api),
+        agent_identity: Default::default(),
         grpc_listen: None,
         // Only /healthz and /metrics are read here (open); loopback only.
         api_auth: credtrail_aggregator::auth::config::ApiAuthConfig {

@@ -45,6 +45,7 @@ fn serve_config(env: &DemoEnv) -> ServeConfig {
             p.agents_ca.clone(),
         )),
         api_listen: Some(a.api_listen),
+        agent_identity: Default::default(),
         grpc_listen: Some(a.grpc_listen),
         api_auth: credtrail_aggregator::auth::config::ApiAuthConfig {
             token_file: Some(env.api_token_file.clone()),

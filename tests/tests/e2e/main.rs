@@ -14,3 +14,5 @@ mod stream_claims;
 mod stream_dedupe;
 mod stream_refusals;
 mod stream_resume;
+mod stream_tls_rotation;
+mod stream_token_identity;
