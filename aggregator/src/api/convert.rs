@@ -263,6 +263,11 @@ impl From<&Alert> for pb::Alert {
                 a.details.to_string()
             },
             suppressed_by: None,
+            credential_inventory: super::context::link(a).map(|l| pb::CredentialInventoryLink {
+                credential_id: l.credential_id,
+                path: l.path,
+            }),
+            ..Default::default()
         }
     }
 }

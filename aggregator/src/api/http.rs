@@ -109,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/suppressions/{id}", delete(delete_suppression))
         .route("/api/v1/export/alerts", get(export_alerts))
         .merge(super::learned::routes())
+        .merge(super::context::routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         // Authentication, roles, Host and Content-Type (auth/http.rs), inside
@@ -196,6 +197,9 @@ struct AlertView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     suppressed_by: Option<&'a str>,
     runbook_url: String,
+    /// Activity and the credential inventory link (api/context.rs).
+    #[serde(flatten)]
+    context: super::context::AlertContext,
 }
 
 impl<'a> From<&'a StoredAlert> for AlertView<'a> {
@@ -204,6 +208,7 @@ impl<'a> From<&'a StoredAlert> for AlertView<'a> {
             alert: &s.alert,
             suppressed_by: s.suppressed_by.as_deref(),
             runbook_url: crate::detect::rules::runbook_url(&s.alert.rule),
+            context: super::context::AlertContext::of(&s.alert, None),
         }
     }
 }
@@ -225,8 +230,18 @@ async fn list_alerts(
     let size = params::number(&q, "page_size")?.unwrap_or(0);
     let token = q.get("page_token").cloned().unwrap_or_default();
     let page = ops::list_alerts(&state, filter, size, &token).await?;
+    let ids = page.alerts.iter().map(|a| a.alert.id.clone()).collect();
+    let mut acts = super::context::summaries(&state, ids).await?;
     Ok(Json(AlertList {
-        alerts: page.alerts.iter().map(Into::into).collect(),
+        alerts: page
+            .alerts
+            .iter()
+            .map(|a| {
+                let mut v = AlertView::from(a);
+                v.context.activity = acts.remove(&a.alert.id);
+                v
+            })
+            .collect(),
         next_page_token: page.next.as_ref().map(PageToken::encode),
     })
     .into_response())
@@ -234,7 +249,10 @@ async fn list_alerts(
 
 async fn get_alert(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let a = ops::get_alert(&state, id).await?;
-    Ok(Json(AlertView::from(&a)).into_response())
+    let activity = super::context::detail(&state, a.alert.id.clone()).await?;
+    let mut v = AlertView::from(&a);
+    v.context.activity = activity;
+    Ok(Json(v).into_response())
 }
 
 /// Server-sent events: `event: alert` (data: the alert JSON) and
@@ -252,6 +270,7 @@ async fn stream_alerts(
                     alert: &a,
                     suppressed_by: None,
                     runbook_url: crate::detect::rules::runbook_url(&a.rule),
+                    context: super::context::AlertContext::of(&a, None),
                 })
                 .unwrap_or_default(),
             ),
