@@ -405,3 +405,7 @@ impl Activity {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "activity_tests.rs"]
+mod tests;

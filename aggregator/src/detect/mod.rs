@@ -371,23 +371,24 @@ impl Detector {
             let key = ev
                 .credential_id()
                 .map_or_else(|| format!("user:{}", ev.user.username), str::to_owned);
+            for a in &mut out {
+                self.apply_suppression(a, ch);
+            }
+            // After suppression (a repeat folds only into an alert silenced
+            // the same way: a window's end raises anew), before incidents (a
+            // folded repeat is no alert of its own).
+            if let (Some(class), Some(ip)) = (class, ev.source_ip()) {
+                use crate::alert::SourceClass as C;
+                let remember = matches!(class, C::OtherNode | C::OtherPod | C::Outside);
+                self.activity
+                    .on_request(ev, &key, ip, remember, &mut out, &mut ch.activity);
+            }
             for a in out.iter_mut().filter(|a| a.analytic == "AN1547") {
                 self.lineage.join(&key, a);
             }
             if let Some(m) = minted {
                 ch.minted.push(m.clone());
                 self.lineage.record(m);
-            }
-            for a in &mut out {
-                self.apply_suppression(a, ch);
-            }
-            // After suppression: a repeat folds only into an alert silenced
-            // the same way (a window's end raises anew).
-            if let (Some(class), Some(ip)) = (class, ev.source_ip()) {
-                use crate::alert::SourceClass as C;
-                let remember = matches!(class, C::OtherNode | C::OtherPod | C::Outside);
-                self.activity
-                    .on_request(ev, &key, ip, remember, &mut out, &mut ch.activity);
             }
             return out;
         }
