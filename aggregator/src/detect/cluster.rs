@@ -109,14 +109,6 @@ pub struct ClusterFacts {
     refused: u64,
 }
 
-/// The addresses a Node write carries (`status.addresses`, InternalIP and
-/// ExternalIP), from its response, else its request.
-pub fn written_addresses(ev: &AuditEvent) -> Vec<IpAddr> {
-    node_object(ev)
-        .map(|(_, a, _)| a.into_iter().map(|(_, ip)| ip).collect())
-        .unwrap_or_default()
-}
-
 fn prov(source: &'static str, ev: &AuditEvent) -> Provenance {
     Provenance {
         source: source.into(),

@@ -328,9 +328,10 @@ impl Detector {
 
     /// `CT1547-006`: a Node's addresses written by an identity that is not
     /// that node nor a Kubernetes component, when the write carries an
-    /// address not already known for the node (status writes repeating
-    /// the node's addresses, e.g. node-problem-detector's conditions, are
-    /// not alerted; they teach nothing either).
+    /// address (in its request body) not already known for the node
+    /// (node-problem-detector's condition patches carry none; a full
+    /// status repeating the node's addresses is not alerted; neither
+    /// teaches anything).
     fn judge_node_write(&mut self, ev: &AuditEvent, out: &mut Vec<Alert>) {
         let Some(node) = node_writes::addressed_node(ev) else {
             return;
@@ -341,7 +342,7 @@ impl Detector {
         }
         let t = ev.time();
         let known = self.cluster.addresses(&node, t, self.policy.learned_ttl);
-        let new = cluster::written_addresses(ev).into_iter().any(|ip| {
+        let new = node_writes::requested_addresses(ev).into_iter().any(|ip| {
             !known.contains(&ip) && self.sight.resolve(ip).is_none_or(|l| l.node != node)
         });
         // A write whose body the audit level hides (Metadata) teaches
