@@ -250,6 +250,8 @@ fn hostile_field_sizes_and_many_alerts_stay_bounded() {
     let entry = &ch[0].entries[0];
     assert!(entry.verb.len() <= 256 && entry.audit_id.len() <= 256);
     assert!(entry.namespace.as_ref().unwrap().len() <= 256);
+    let g = &ch[0].state.groups[0];
+    assert!(g.verb.len() <= 64 && g.namespace.as_ref().unwrap().len() <= 64);
     // Summary groups are capped; the rest are counted.
     for i in 0..40 {
         feed(
