@@ -21,11 +21,14 @@ pub fn line(format: Format, s: &StoredAlert) -> String {
             #[serde(flatten)]
             alert: &'a crate::alert::Alert,
             runbook_url: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            credential_inventory: Option<crate::encode::link::InventoryLink>,
             triage: &'a Triage,
         }
         let mut out = serde_json::to_string(&Line {
             alert: &s.alert,
             runbook_url: crate::detect::rules::runbook_url(&s.alert.rule),
+            credential_inventory: crate::encode::link::link(&s.alert),
             triage: &t,
         })
         .unwrap_or_default();

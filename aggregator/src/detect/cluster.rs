@@ -103,6 +103,10 @@ pub struct ClusterFacts {
     deleted: HashMap<String, DateTime<Utc>>,
     last_silence_check: Option<DateTime<Utc>>,
     api_endpoints: Vec<(IpAddr, Provenance)>,
+    /// Node writes whose addresses or pod ranges were ignored because the
+    /// writer may not set them (`detect/node_writes.rs`), since the last
+    /// [`ClusterFacts::take_refused`].
+    refused: u64,
 }
 
 fn prov(source: &'static str, ev: &AuditEvent) -> Provenance {
@@ -271,7 +275,14 @@ impl ClusterFacts {
                 self.api_endpoints.push((ip, prov(source, ev)));
             }
         }
-        let writer_node = ev.user.username.strip_prefix("system:node:");
+        // A kubelet speaks for its node only with the node credential (user
+        // `system:node:<name>` in group `system:nodes`), never impersonated.
+        let writer_node = ev
+            .user
+            .username
+            .strip_prefix("system:node:")
+            .filter(|_| ev.user.groups.iter().any(|g| g == "system:nodes"))
+            .filter(|_| ev.impersonated_user.is_none());
         let mut changed: Option<String> = None;
         // A Node object written (registration, status, podCIDR assignment).
         if res == "nodes"
@@ -282,33 +293,54 @@ impl ClusterFacts {
                 .map(str::to_owned)
                 .or_else(|| ev.object().and_then(|o| o.metadata.name))
         {
-            if ev.verb == "create" || self.replaced(&name, uid.as_deref()) {
-                self.reset(&name, uid.clone());
-                self.deleted.remove(&name);
-            }
-            for (_, ip) in addrs {
-                // A node may only vouch for internal addresses; public ones
-                // need a non-node writer (the cloud node controller).
-                let by_self = writer_node.is_some();
-                if (is_internal(ip) || !by_self)
-                    && self.may_own(&name, ip, policy, &owners(ip, &name))
-                {
-                    self.add_addr(&name, ip, prov("Node status.addresses", ev), t);
-                    changed = Some(name.clone());
+            'node: {
+                // Only the node itself or the cloud node controller teaches a
+                // node's addresses (node_writes.rs); anything else is ignored
+                // and counted.
+                let w = super::node_writes::writer(ev, &name);
+                if !w.may_set_pod_cidrs() {
+                    if !addrs.is_empty() || !cidrs.is_empty() {
+                        self.refused += 1;
+                    }
+                    break 'node;
                 }
-            }
-            if let Some(u) = &uid
-                && let Some(n) = self.nodes.get_mut(&name)
-                && n.uid.is_none()
-            {
-                n.uid = Some(u.clone());
-            }
-            for c in cidrs {
-                let pol = policy;
-                let ok = pol.pod_cidrs.is_empty() || pol.pod_cidrs.iter().any(|p| p.contains(&c));
-                if ok {
-                    self.add_cidr(&name, c, prov("Node spec.podCIDRs", ev), t);
-                    changed = Some(name.clone());
+                if ev.verb == "create" || self.replaced(&name, uid.as_deref()) {
+                    self.reset(&name, uid.clone());
+                    self.deleted.remove(&name);
+                }
+                // kube-controller-manager's own Node writes (pod range
+                // assignment) echo the addresses: ignored, not counted.
+                if !w.may_set_addresses()
+                    && !addrs.is_empty()
+                    && w != super::node_writes::Writer::Component
+                {
+                    self.refused += 1;
+                }
+                for (_, ip) in addrs.into_iter().filter(|_| w.may_set_addresses()) {
+                    // A node may only vouch for internal addresses; public ones
+                    // need the cloud node controller.
+                    let by_self = w == super::node_writes::Writer::SelfNode;
+                    if (is_internal(ip) || !by_self)
+                        && self.may_own(&name, ip, policy, &owners(ip, &name))
+                    {
+                        self.add_addr(&name, ip, prov("Node status.addresses", ev), t);
+                        changed = Some(name.clone());
+                    }
+                }
+                if let Some(u) = &uid
+                    && let Some(n) = self.nodes.get_mut(&name)
+                    && n.uid.is_none()
+                {
+                    n.uid = Some(u.clone());
+                }
+                for c in cidrs {
+                    let pol = policy;
+                    let ok =
+                        pol.pod_cidrs.is_empty() || pol.pod_cidrs.iter().any(|p| p.contains(&c));
+                    if ok {
+                        self.add_cidr(&name, c, prov("Node spec.podCIDRs", ev), t);
+                        changed = Some(name.clone());
+                    }
                 }
             }
         }
@@ -337,6 +369,13 @@ impl ClusterFacts {
                 }
                 self.add_addr(name, ip, prov("kubelet request", ev), t);
                 changed = Some(name.to_owned());
+                // Its pod ranges (assigned by the node IPAM controller) live
+                // with it, as above.
+                if let Some(n) = self.nodes.get_mut(name) {
+                    for (_, p) in &mut n.pod_cidrs {
+                        p.last = p.last.max(t);
+                    }
+                }
             }
         }
         if let Some(n) = changed
@@ -345,6 +384,11 @@ impl ClusterFacts {
             out.push(ClusterChange::Learned(v));
         }
         out
+    }
+
+    /// Node writes ignored since the last call (see `refused`).
+    pub fn take_refused(&mut self) -> u64 {
+        std::mem::take(&mut self.refused)
     }
 
     fn replaced(&self, name: &str, uid: Option<&str>) -> bool {
@@ -568,9 +612,15 @@ mod tests {
         extra: Value,
     ) -> AuditEvent {
         let t = DateTime::from_timestamp(1_800_000_000 + at, 0).unwrap();
+        // A kubelet's credential is in group system:nodes, as the API server reports it.
+        let groups = if user.starts_with("system:node:") {
+            json!(["system:nodes", "system:authenticated"])
+        } else {
+            json!(["system:authenticated"])
+        };
         let mut v = json!({
             "level": "RequestResponse", "auditID": id, "stage": "ResponseComplete",
-            "verb": verb, "user": {"username": user}, "sourceIPs": [ip],
+            "verb": verb, "user": {"username": user, "groups": groups}, "sourceIPs": [ip],
             "objectRef": {"resource": res},
             "responseStatus": {"code": 200}, "requestReceivedTimestamp": t.to_rfc3339(),
         });
@@ -803,7 +853,19 @@ mod tests {
         ));
         assert_eq!(t.at("10.0.1.90", 10), None);
         assert_eq!(t.at("10.244.7.33", 10), None);
-        assert!(t.at("10.0.1.91", 10).is_some());
+        // A controller's Node write teaches no address (node_writes.rs)...
+        assert_eq!(t.at("10.0.1.91", 10), None);
+        // ...the new node's own status does.
+        t.learn(&ev(
+            "5",
+            11,
+            NODE_Q,
+            "10.0.1.91",
+            "patch",
+            "nodes",
+            node_obj("node-q", "u2", &[("InternalIP", "10.0.1.91")], None),
+        ));
+        assert!(t.at("10.0.1.91", 12).is_some());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The alert as the API lists it (with its rule's runbook), as one JSON object.
+//! The alert as the API lists it (with its rule's runbook and its
+//! credential's inventory link), as one JSON object.
 
 use crate::alert::Alert;
 
@@ -9,11 +10,14 @@ pub fn record(a: &Alert) -> String {
         #[serde(flatten)]
         alert: &'a Alert,
         runbook_url: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        credential_inventory: Option<super::link::InventoryLink>,
     }
     // An Alert always serializes (string keys, finite numbers).
     serde_json::to_string(&Line {
         alert: a,
         runbook_url: crate::detect::rules::runbook_url(&a.rule),
+        credential_inventory: super::link::link(a),
     })
     .unwrap_or_default()
 }

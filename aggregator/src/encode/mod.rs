@@ -8,6 +8,7 @@
 pub mod attack;
 pub mod cef;
 pub mod jsonl;
+pub mod link;
 pub mod ocsf;
 pub mod ocsf_types;
 
