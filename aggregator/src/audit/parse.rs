@@ -58,7 +58,7 @@ pub struct ParseError {
 }
 
 impl ParseError {
-    pub(super) fn new(location: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn new(location: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             location: location.into(),
             reason: reason.into(),
