@@ -68,7 +68,19 @@ impl ParseError {
     /// A short, stable reason label for metrics.
     pub fn label(&self) -> &'static str {
         let r = &self.reason;
-        if r.contains("missing field") {
+        if r.contains(" wrapper ") {
+            "wrapper_format"
+        } else if r.contains("methodName") {
+            "unknown_method"
+        } else if r.contains("serviceName") || r.contains("protoPayload") {
+            "not_k8s_audit"
+        } else if r.contains("decompresses past the limit") {
+            "gzip_too_large"
+        } else if r.contains("corrupt gzip") {
+            "bad_gzip"
+        } else if r.contains("not base64") {
+            "bad_base64"
+        } else if r.contains("missing field") {
             "missing_field"
         } else if r.contains("wrapper") {
             "wrapper_format"

@@ -14,6 +14,7 @@ mod api_learned;
 mod api_live;
 mod api_serve;
 mod audit_testdata;
+mod cloud_delivery;
 mod cloud_formats;
 mod eval_corpus;
 mod hostile_agents;
