@@ -228,3 +228,86 @@ async fn gke_and_eks_events_raise_the_same_alerts_as_native_ones() {
         assert!(format!("{:?}", grant).contains("cluster-admin"));
     }
 }
+
+fn bin() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_credtrail-aggregator"))
+}
+
+#[test]
+fn replay_reads_both_formats_and_names_them_in_native_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let eks_gz = dir.path().join("eks.json.gz");
+    std::fs::write(
+        &eks_gz,
+        gzip(&std::fs::read(fixture("eks-cloudwatch.json")).unwrap()),
+    )
+    .unwrap();
+    for (format, file) in [
+        ("gke-cloud-logging", fixture("gke-cloud-logging.jsonl")),
+        ("gke-cloud-logging", fixture("gke-cloud-logging.array.json")),
+        ("eks-cloudwatch", eks_gz.clone()),
+    ] {
+        let out = bin()
+            .args(["replay", "--input-format", format, "--policy"])
+            .arg(&policy)
+            .arg("--audit")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{format}: {err}");
+        let alerts: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(alerts.iter().any(|a| a["rule"] == "CT1579-001"), "{format}: {alerts:#?}");
+        assert!(alerts.iter().any(|a| a["rule"] == "CT1547-002"), "{format}: {alerts:#?}");
+        if format == "eks-cloudwatch" {
+            assert!(err.contains("skipped 1 (control_message)"), "{err}");
+        } else {
+            assert!(err.contains("2 rejected"), "{err}");
+        }
+        // The native reader refuses it and names the option.
+        let out = bin().args(["replay", "--audit"]).arg(&file).output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("--input-format {format}")), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn the_log_tailer_reads_one_wrapper_document_per_line() {
+    use credtrail_aggregator::ingest::logtail::LogTailer;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("gke-audit.jsonl");
+    std::fs::copy(fixture("gke-cloud-logging.jsonl"), &log).unwrap();
+    let a = app("");
+    let t = LogTailer::new(log, a.pipeline.clone())
+        .format(InputFormat::GkeCloudLogging)
+        .poll_interval(std::time::Duration::from_millis(10));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(t.run(async {
+        let _ = rx.await;
+    }));
+    let mut n = 0i64;
+    for _ in 0..300 {
+        n = a
+            .store
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM audit_events", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        if n >= 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let _ = tx.send(());
+    task.await.unwrap().unwrap();
+    assert_eq!(n, 5, "the five k8s.io entries are stored");
+    let mut m = String::new();
+    prometheus_client::encoding::text::encode(&mut m, &a.metrics.registry).unwrap();
+    assert!(m.contains(r#"rejected_total{source="log",reason="malformed_line"} 2"#), "{m}");
+}
