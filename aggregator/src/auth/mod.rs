@@ -25,6 +25,7 @@
 pub mod certs;
 pub mod config;
 pub mod http;
+pub mod jwks;
 pub mod kube;
 pub mod tokens;
 
