@@ -100,7 +100,6 @@ pub(crate) async fn handle(
         tracing::warn!(error = %e, "Pub/Sub push refused");
         let status = match e {
             OidcError::Missing => StatusCode::UNAUTHORIZED,
-            OidcError::Keys { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::FORBIDDEN,
         };
         return text(status, format!("push refused: {e}"));

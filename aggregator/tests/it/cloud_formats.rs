@@ -263,15 +263,25 @@ fn replay_reads_both_formats_and_names_them_in_native_mode() {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert!(alerts.iter().any(|a| a["rule"] == "CT1579-001"), "{format}: {alerts:#?}");
-        assert!(alerts.iter().any(|a| a["rule"] == "CT1547-002"), "{format}: {alerts:#?}");
+        assert!(
+            alerts.iter().any(|a| a["rule"] == "CT1579-001"),
+            "{format}: {alerts:#?}"
+        );
+        assert!(
+            alerts.iter().any(|a| a["rule"] == "CT1547-002"),
+            "{format}: {alerts:#?}"
+        );
         if format == "eks-cloudwatch" {
             assert!(err.contains("skipped 1 (control_message)"), "{err}");
         } else {
             assert!(err.contains("2 rejected"), "{err}");
         }
         // The native reader refuses it and names the option.
-        let out = bin().args(["replay", "--audit"]).arg(&file).output().unwrap();
+        let out = bin()
+            .args(["replay", "--audit"])
+            .arg(&file)
+            .output()
+            .unwrap();
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(&format!("--input-format {format}")), "{err}");
@@ -309,5 +319,8 @@ async fn the_log_tailer_reads_one_wrapper_document_per_line() {
     assert_eq!(n, 5, "the five k8s.io entries are stored");
     let mut m = String::new();
     prometheus_client::encoding::text::encode(&mut m, &a.metrics.registry).unwrap();
-    assert!(m.contains(r#"rejected_total{source="log",reason="malformed_line"} 2"#), "{m}");
+    assert!(
+        m.contains(r#"rejected_total{source="log",reason="malformed_line"} 2"#),
+        "{m}"
+    );
 }
