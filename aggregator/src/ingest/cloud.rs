@@ -152,7 +152,7 @@ async fn handle_format(
             .into_response();
     }
     if let Err(r) = authenticate(&st, cert_cn, &headers, source) {
-        return r;
+        return *r;
     }
     let bytes = match read_body(&st, body, source).await {
         Ok(b) => b,

@@ -256,7 +256,7 @@ pub(crate) fn authenticate(
     cert_cn: Option<Arc<str>>,
     headers: &HeaderMap,
     source: &str,
-) -> Result<(), Response> {
+) -> Result<(), Box<Response>> {
     let m = &st.app.metrics;
     let bearer = headers
         .get(header::AUTHORIZATION)
@@ -268,19 +268,21 @@ pub(crate) fn authenticate(
     if !authed && let Some(cn) = cert_cn {
         m.reject(source, "forbidden_subject");
         tracing::warn!(subject = %cn, "webhook client certificate subject not on the allowlist");
-        return Err((
+        return Err(Box::new((
             StatusCode::FORBIDDEN,
             "forbidden: this client certificate's subject may not send audit events (see --webhook-client-subject)\n",
         )
-            .into_response());
+            .into_response()));
     }
     if !authed {
         m.reject(source, "unauthenticated");
-        return Err((
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated: present the configured bearer token or a client certificate\n",
-        )
-            .into_response());
+        return Err(Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated: present the configured bearer token or a client certificate\n",
+            )
+                .into_response(),
+        ));
     }
     Ok(())
 }
@@ -343,7 +345,7 @@ async fn handle(
             .into_response();
     }
     if let Err(r) = authenticate(&st, cert_cn, &headers, SOURCE) {
-        return r;
+        return *r;
     }
     let bytes = match read_body(&st, body, SOURCE).await {
         Ok(b) => b,
