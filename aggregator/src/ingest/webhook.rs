@@ -59,9 +59,9 @@ pub const SOURCE: &str = "webhook";
 ///
 /// EKS, GKE and AKS do not let users configure an audit webhook backend (the
 /// control plane's audit goes to CloudWatch Logs, Cloud Audit Logs and Azure
-/// Monitor diagnostic settings respectively, which credtrail reads as log
-/// files), so there the certificate is whatever the operator issues: set
-/// `--webhook-client-subject`.
+/// Monitor diagnostic settings respectively, which credtrail reads as files
+/// or through the cloud delivery paths on this listener), so there the
+/// certificate is whatever the operator issues: set `--webhook-client-subject`.
 pub const DEFAULT_CLIENT_SUBJECTS: &[&str] = &[
     // What credtrail's own deploy issues (deploy/tls/make-certs.sh, the
     // chart's tls-cert-manager.yaml).

@@ -627,3 +627,72 @@ async fn pubsub_push_verifies_the_oidc_token_and_reads_the_entry() {
         "{m}"
     );
 }
+
+fn serve_config(
+    dir: &std::path::Path,
+    cloud: credtrail_aggregator::server::CloudInputs,
+) -> credtrail_aggregator::server::ServeConfig {
+    let (_, tls) = pki(dir);
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    credtrail_aggregator::server::ServeConfig {
+        db: dir.join("agg.db"),
+        db_synchronous: Synchronous::Normal,
+        policy: None,
+        retention: None,
+        webhook_listen: Some(addr),
+        webhook_tls: Some(tls),
+        webhook_token_file: Some(token_file),
+        webhook_body_limit: LIMIT,
+        webhook_client_subjects: Vec::new(),
+        audit_log_paths: vec![],
+        cloud,
+        agent_listen: None,
+        agent_tls: None,
+        api_listen: None,
+        grpc_listen: None,
+        api_auth: Default::default(),
+        limits: Default::default(),
+    }
+}
+
+#[tokio::test]
+async fn serve_refuses_an_empty_firehose_key_file_and_an_unusable_jwks() {
+    use credtrail_aggregator::server::{CloudInputs, serve};
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("firehose-keys");
+    std::fs::write(&keys, "\n  \n").unwrap();
+    let cfg = serve_config(
+        dir.path(),
+        CloudInputs {
+            firehose_access_key_file: Some(keys),
+            ..Default::default()
+        },
+    );
+    let err = serve(cfg, std::future::pending()).await.unwrap_err();
+    assert!(err.to_string().contains("holds no key"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, r#"{"keys":[]}"#).unwrap();
+    let cfg = serve_config(
+        dir.path(),
+        CloudInputs {
+            pubsub: Some(OidcConfig {
+                jwks_file: jwks,
+                audience: AUDIENCE.into(),
+                email: PUSH_SA.into(),
+            }),
+            ..Default::default()
+        },
+    );
+    let err = serve(cfg, std::future::pending()).await.unwrap_err();
+    assert!(
+        format!("{err:#}").contains("no usable public key"),
+        "{err:#}"
+    );
+}
