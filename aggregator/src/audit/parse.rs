@@ -261,6 +261,8 @@ fn explain(bytes: &[u8]) -> Option<String> {
         log_events: Option<IgnoredAny>,
         #[serde(default)]
         records: Option<IgnoredAny>,
+        #[serde(default, rename = "requestId")]
+        request_id: Option<IgnoredAny>,
         #[serde(default)]
         properties: Option<IgnoredAny>,
         #[serde(default)]
@@ -280,6 +282,8 @@ fn explain(bytes: &[u8]) -> Option<String> {
         Some("this is a Cloud Logging LogEntry wrapper (protoPayload), not an audit event; GKE audit logs are read with --input-format gke-cloud-logging".to_owned())
     } else if p.message_type.is_some() || p.log_events.is_some() {
         Some("this is a CloudWatch Logs subscription wrapper (logEvents[].message), not an audit event; EKS audit logs are read with --input-format eks-cloudwatch".to_owned())
+    } else if p.records.is_some() && p.request_id.is_some() {
+        Some("this is an Amazon Data Firehose HTTP endpoint request wrapper (records[].data), not an audit event; Firehose delivers it to /v1/firehose/eks; its decoded records are read with --input-format eks-cloudwatch".to_owned())
     } else if p.records.is_some() || p.properties.is_some() {
         Some("this is an AKS Event Hubs wrapper (records[].properties.log), not an audit event; read it with --input-format aks-event-hubs".to_owned())
     } else if p.body.is_some() || p.log_s.is_some() {

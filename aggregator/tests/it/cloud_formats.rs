@@ -158,6 +158,20 @@ fn native_reader_names_the_right_option_for_each_wrapper() {
 }
 
 #[test]
+fn a_firehose_request_given_to_the_native_reader_is_named() {
+    let p = parse_document(
+        br#"{"requestId":"ed4acda5","timestamp":1,"records":[{"data":"H4sIAAAA"}]}"#,
+        InputFormat::Native,
+    );
+    assert!(
+        p.errors[0].reason.contains("/v1/firehose/eks"),
+        "{}",
+        p.errors[0]
+    );
+    assert_eq!(p.errors[0].label(), "wrapper_format");
+}
+
+#[test]
 fn eks_payloads_plain_gzip_and_concatenated() {
     let plain = std::fs::read(fixture("eks-cloudwatch.json")).unwrap();
     let p = parse_document(&plain, InputFormat::EksCloudwatch);
