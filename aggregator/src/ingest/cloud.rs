@@ -65,9 +65,19 @@ pub(crate) async fn store_parsed(
 ) -> Result<Stored, NotStored> {
     let now = chrono::Utc::now();
     let mut first_refusal = parsed.errors.first().map(ToString::to_string);
-    for e in &parsed.errors {
-        tracing::warn!(%source, error = %e, "audit entry refused");
-        let _ = app.pipeline.record_rejected(source, e.label(), 1).await;
+    // One count per reason (one store write each), whatever the number of entries.
+    let mut by_reason: std::collections::BTreeMap<&'static str, u64> = Default::default();
+    for (i, e) in parsed.errors.iter().enumerate() {
+        if i < 10 {
+            tracing::warn!(%source, error = %e, "audit entry refused");
+        }
+        *by_reason.entry(e.label()).or_default() += 1;
+    }
+    if parsed.errors.len() > 10 {
+        tracing::warn!(%source, more = parsed.errors.len() - 10, "more audit entries refused");
+    }
+    for (reason, n) in by_reason {
+        let _ = app.pipeline.record_rejected(source, reason, n).await;
     }
     let mut refused = parsed.errors.len();
     let mut skipped = 0;

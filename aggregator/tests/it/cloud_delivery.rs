@@ -696,3 +696,41 @@ async fn serve_refuses_an_empty_firehose_key_file_and_an_unusable_jwks() {
         "{err:#}"
     );
 }
+
+#[tokio::test]
+async fn hundreds_of_refused_entries_are_counted_in_one_answer() {
+    let s = start(|a, _| a).await;
+    let bearer = format!("Bearer {TOKEN}");
+    let entries = std::fs::read_to_string(fixture("gke-cloud-logging.jsonl")).unwrap();
+    let odd = entries.lines().nth(5).unwrap();
+    let good = entries.lines().next().unwrap();
+    // As many as the 1 MiB body limit holds.
+    let n = (LIMIT - good.len() - 16) / (odd.len() + 1);
+    assert!(n > 500, "{n}");
+    let mut doc = String::new();
+    for _ in 0..n {
+        doc.push_str(odd);
+        doc.push('\n');
+    }
+    doc.push_str(good);
+    let (code, b) = send(
+        &s,
+        "POST",
+        "/v1/audit/gke",
+        &[("Authorization", bearer.as_str())],
+        doc.as_bytes(),
+    )
+    .await;
+    assert_eq!(code, 200, "{b}");
+    assert!(
+        b.contains(&format!("\"refused\":{n}")) && b.contains("\"accepted\":1"),
+        "{b}"
+    );
+    let m = metrics(&s.app);
+    assert!(
+        m.contains(&format!(
+            r#"rejected_total{{source="gke",reason="unknown_method"}} {n}"#
+        )),
+        "{m}"
+    );
+}
