@@ -734,3 +734,62 @@ async fn hundreds_of_refused_entries_are_counted_in_one_answer() {
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn a_slow_body_on_the_cloud_paths_gets_408_from_the_webhook_limits() {
+    use credtrail_aggregator::ingest::webhook::serve_limited;
+    use credtrail_aggregator::listen::Limits;
+    let dir = tempfile::tempdir().unwrap();
+    let (pki, paths) = pki(dir.path());
+    let store = Store::open(&dir.path().join("agg.db"), Synchronous::Normal).unwrap();
+    let app = AppState::new(store, Policy::default(), Arc::new(Metrics::new())).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let auth = full_auth(WebhookAuth::default().with_tokens([TOKEN]), dir.path());
+    let limits = Limits {
+        body_timeout: std::time::Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve_limited(
+        listener,
+        server_config(&paths).unwrap(),
+        auth,
+        LIMIT,
+        limits,
+        app,
+        async {
+            let _ = rx.await;
+        },
+    ));
+    for (path, header) in [
+        (
+            "/v1/firehose/eks",
+            format!("X-Amz-Firehose-Access-Key: {FIREHOSE_KEY}"),
+        ),
+        ("/v1/audit/eks", format!("Authorization: Bearer {TOKEN}")),
+    ] {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(client_config(&pki, false))
+            .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+            .await
+            .unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{header}\r\nContent-Length: 1000\r\n\r\n{{\"records\":["
+        );
+        tls.write_all(head.as_bytes()).await.unwrap();
+        let mut resp = Vec::new();
+        let r = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            tls.read_to_end(&mut resp),
+        )
+        .await;
+        assert!(
+            r.is_ok(),
+            "{path}: the server did not end a stalled body within 5 s"
+        );
+        let text = String::from_utf8_lossy(&resp);
+        assert!(text.starts_with("HTTP/1.1 408"), "{path}: {text}");
+    }
+    let _ = tx.send(());
+}
