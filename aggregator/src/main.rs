@@ -133,6 +133,33 @@ struct ServeArgs {
     /// Audit log file(s) to tail (--audit-log-path of the API server); repeat or comma-separate.
     #[arg(long, env = "CREDTRAIL_AUDIT_LOG_PATH", value_delimiter = ',')]
     audit_log_path: Vec<PathBuf>,
+    /// How the tailed audit log's lines are read: native events, or one cloud
+    /// wrapper document per line (gke-cloud-logging, eks-cloudwatch, aks-event-hubs).
+    #[arg(
+        long,
+        env = "CREDTRAIL_AUDIT_LOG_FORMAT",
+        value_enum,
+        default_value = "native"
+    )]
+    audit_log_format: InputFormat,
+    /// Enables EKS delivery through Amazon Data Firehose at /v1/firehose/eks on the
+    /// webhook listener: the file holds the access key(s) configured on the stream.
+    #[arg(long, env = "CREDTRAIL_FIREHOSE_ACCESS_KEY_FILE")]
+    firehose_access_key_file: Option<PathBuf>,
+    /// Enables GKE delivery through Pub/Sub push at /v1/pubsub/gke on the webhook
+    /// listener: Google's signing keys (JWKS, a copy of https://www.googleapis.com/oauth2/v3/certs).
+    #[arg(long, env = "CREDTRAIL_PUBSUB_JWKS_FILE", requires_all = ["pubsub_audience", "pubsub_service_account"])]
+    pubsub_jwks_file: Option<PathBuf>,
+    /// The push subscription's OIDC audience.
+    #[arg(long, env = "CREDTRAIL_PUBSUB_AUDIENCE", requires = "pubsub_jwks_file")]
+    pubsub_audience: Option<String>,
+    /// The push subscription's service account (the token's verified `email`).
+    #[arg(
+        long,
+        env = "CREDTRAIL_PUBSUB_SERVICE_ACCOUNT",
+        requires = "pubsub_jwks_file"
+    )]
+    pubsub_service_account: Option<String>,
     /// Address of the agents' gRPC stream (mTLS); `off` disables it.
     #[arg(long, env = "CREDTRAIL_AGENT_LISTEN", default_value = "0.0.0.0:9443")]
     agent_listen: String,
@@ -401,6 +428,17 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         agent_identity,
         api_listen: listen(&a.api_listen, "api-listen")?,
         grpc_listen: listen(&a.grpc_listen, "grpc-listen")?,
+        cloud: credtrail_aggregator::server::CloudInputs {
+            audit_log_format: a.audit_log_format,
+            firehose_access_key_file: a.firehose_access_key_file,
+            pubsub: a.pubsub_jwks_file.map(|jwks_file| {
+                credtrail_aggregator::ingest::oidc::OidcConfig {
+                    jwks_file,
+                    audience: a.pubsub_audience.unwrap_or_default(),
+                    email: a.pubsub_service_account.unwrap_or_default(),
+                }
+            }),
+        },
         api_auth,
     })
 }
@@ -512,6 +550,9 @@ fn run_replay(a: ReplayArgs) -> anyhow::Result<()> {
         w.write_all(a.format.line(alert).as_bytes())?;
     }
     w.flush()?;
+    for (reason, n) in &out.skipped {
+        eprintln!("credtrail-aggregator: skipped {n} ({reason})");
+    }
     eprintln!(
         "credtrail-aggregator: {} events ({} duplicates), {} observations, {} rejected, {} alerts ({} suppressed)",
         out.events,

@@ -96,6 +96,9 @@ pub struct Metrics {
     pub audit_events: Family<SourceLabel, Counter>,
     /// Input rejected, by source and reason.
     pub rejected: Family<RejectLabel, Counter>,
+    /// Wrapper items deliberately left out (CloudWatch control messages,
+    /// non-audit log streams), by source and reason.
+    pub audit_skipped: Family<RejectLabel, Counter>,
     /// Agent observations accepted, by node.
     pub observations: Family<NodeLabel, Counter>,
     /// Duplicate observations dropped (resent after a reconnect), by node.
@@ -185,6 +188,12 @@ impl Metrics {
             "rejected",
             "Input rejected, by source and reason",
             rejected.clone(),
+        );
+        let audit_skipped = Family::<RejectLabel, Counter>::default();
+        registry.register(
+            "audit_skipped",
+            "Cloud wrapper items left out on purpose (control messages, non-audit log streams), by source and reason",
+            audit_skipped.clone(),
         );
         let observations = Family::<NodeLabel, Counter>::default();
         registry.register(
@@ -356,6 +365,7 @@ impl Metrics {
             live_stream_skipped,
             audit_events,
             rejected,
+            audit_skipped,
             observations,
             observations_duplicate,
             agent_reported_loss,
@@ -373,6 +383,16 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts wrapper items left out on purpose.
+    pub fn skipped(&self, source: &str, reason: &str, n: u64) {
+        self.audit_skipped
+            .get_or_create(&RejectLabel {
+                source: source.split(':').next().unwrap_or(source).to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc_by(n);
     }
 
     /// Counts a connection a listener closed on its client.

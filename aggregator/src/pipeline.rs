@@ -108,6 +108,11 @@ impl Pipeline {
         &self.inner.store
     }
 
+    /// Counts wrapper items left out on purpose (control messages, other log streams).
+    pub fn record_skipped(&self, source: &str, reason: &str, n: u64) {
+        self.inner.metrics.skipped(source, reason, n);
+    }
+
     pub fn policy(&self) -> &Arc<Policy> {
         &self.inner.policy
     }

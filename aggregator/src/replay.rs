@@ -59,6 +59,9 @@ pub struct ReplayOutput {
     pub observations: usize,
     pub rejected: Vec<Rejected>,
     pub suppressed: usize,
+    /// Items deliberately left out by a wrapper format, by reason
+    /// (`control_message`, `not_audit_stream`).
+    pub skipped: std::collections::BTreeMap<&'static str, u64>,
 }
 
 /// Replay inputs.
@@ -142,6 +145,9 @@ pub fn replay(input: &ReplayInput, policy: Policy) -> Result<ReplayOutput, Repla
                 errors: parsed.errors.len(),
                 first: parsed.errors[0].to_string(),
             });
+        }
+        for (k, v) in &parsed.skipped {
+            *out.skipped.entry(k).or_default() += v;
         }
         out.rejected
             .extend(parsed.errors.into_iter().map(|e| Rejected {

@@ -55,10 +55,24 @@ pub struct ServeConfig {
     pub api_listen: Option<SocketAddr>,
     /// gRPC query API.
     pub grpc_listen: Option<SocketAddr>,
+    /// Managed control planes' inputs (formats, Firehose, Pub/Sub push).
+    pub cloud: CloudInputs,
     /// Who may use the two query APIs (`auth/`).
     pub api_auth: crate::auth::config::ApiAuthConfig,
     /// Timeouts, connection caps, query pool (safe defaults: `ServeLimits::default()`).
     pub limits: ServeLimits,
+}
+
+/// Inputs from managed control planes (docs/OPERATIONS.md, "Managed control
+/// planes: getting audit logs in").
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CloudInputs {
+    /// How tailed audit log lines are read (`--audit-log-format`).
+    pub audit_log_format: crate::audit::InputFormat,
+    /// Access keys Firehose may present at `/v1/firehose/eks` (one per line).
+    pub firehose_access_key_file: Option<PathBuf>,
+    /// Pub/Sub push at `/v1/pubsub/gke`: the token's keys, audience and email.
+    pub pubsub: Option<crate::ingest::oidc::OidcConfig>,
 }
 
 /// Limits of the listeners and the query pool (docs/SECURITY.md).
@@ -226,6 +240,25 @@ pub async fn serve_with(
                 .with_context(|| format!("reading the webhook token file {}", f.display()))?;
             auth = auth.with_tokens(text.lines());
         }
+        if let Some(f) = &cfg.cloud.firehose_access_key_file {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("reading the Firehose access key file {}", f.display()))?;
+            auth = auth.with_firehose_keys(text.lines());
+            anyhow::ensure!(
+                auth.firehose_configured(),
+                "the Firehose access key file {} holds no key",
+                f.display()
+            );
+            tracing::info!(
+                "Firehose HTTP endpoint delivery enabled at {}",
+                crate::ingest::firehose::PATH
+            );
+        }
+        if let Some(p) = &cfg.cloud.pubsub {
+            let v = crate::ingest::oidc::OidcVerifier::new(p.clone())?;
+            auth = auth.with_pubsub(v);
+            tracing::info!("Pub/Sub push enabled at {}", crate::ingest::pubsub::PATH);
+        }
         anyhow::ensure!(
             auth.is_configured(),
             "the audit webhook needs authentication: --webhook-token-file and/or --webhook-client-ca"
@@ -242,7 +275,8 @@ pub async fn serve_with(
         });
     }
     for path in &cfg.audit_log_paths {
-        let t = LogTailer::new(path.clone(), state.pipeline.clone());
+        let t =
+            LogTailer::new(path.clone(), state.pipeline.clone()).format(cfg.cloud.audit_log_format);
         let stop = stopped();
         let p = path.display().to_string();
         tracing::info!(path = %p, "tailing audit log");

@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&sel, body)) = data.split_first() else {
         return;
     };
-    let events = match sel % 4 {
+    let events = match sel % 6 {
         0 => match parse_webhook_body(body) {
             Ok(ev) => ev,
             Err(e) => {
@@ -22,7 +22,9 @@ fuzz_target!(|data: &[u8]| {
             let format = match n {
                 1 => InputFormat::Native,
                 2 => InputFormat::AksEventHubs,
-                _ => InputFormat::AzureLogAnalytics,
+                3 => InputFormat::AzureLogAnalytics,
+                4 => InputFormat::GkeCloudLogging,
+                _ => InputFormat::EksCloudwatch,
             };
             let parsed = parse_document(body, format);
             for e in &parsed.errors {

@@ -2,6 +2,9 @@
 //! they arrive in (webhook `EventList`, log JSON lines, single events,
 //! explicit cloud wrappers).
 
+pub mod eks;
+pub mod gke;
+pub mod inflate;
 mod model;
 mod object;
 mod parse;

@@ -27,6 +27,25 @@ pub enum InputFormat {
     /// Azure Log Analytics query results: rows with `log_s` = event JSON
     /// (`{"body":{"value":[...]}}`, `{"value":[...]}` or `[...]`).
     AzureLogAnalytics,
+    /// GKE: Cloud Logging `LogEntry` objects with a `k8s.io` AuditLog
+    /// `protoPayload` (JSON lines, a JSON array, or concatenated).
+    GkeCloudLogging,
+    /// EKS: CloudWatch Logs subscription payloads from `/aws/eks/<cluster>/cluster`
+    /// (gzip or plain; one or more payloads).
+    EksCloudwatch,
+}
+
+impl InputFormat {
+    /// The `--input-format` spelling.
+    pub fn option_name(self) -> &'static str {
+        match self {
+            InputFormat::Native => "native",
+            InputFormat::AksEventHubs => "aks-event-hubs",
+            InputFormat::AzureLogAnalytics => "azure-log-analytics",
+            InputFormat::GkeCloudLogging => "gke-cloud-logging",
+            InputFormat::EksCloudwatch => "eks-cloudwatch",
+        }
+    }
 }
 
 /// One rejected input.
@@ -39,7 +58,7 @@ pub struct ParseError {
 }
 
 impl ParseError {
-    fn new(location: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn new(location: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             location: location.into(),
             reason: reason.into(),
@@ -49,7 +68,19 @@ impl ParseError {
     /// A short, stable reason label for metrics.
     pub fn label(&self) -> &'static str {
         let r = &self.reason;
-        if r.contains("missing field") {
+        if r.contains(" wrapper ") {
+            "wrapper_format"
+        } else if r.contains("methodName") {
+            "unknown_method"
+        } else if r.contains("serviceName") || r.contains("protoPayload") {
+            "not_k8s_audit"
+        } else if r.contains("decompresses past the limit") {
+            "gzip_too_large"
+        } else if r.contains("corrupt gzip") {
+            "bad_gzip"
+        } else if r.contains("not base64") {
+            "bad_base64"
+        } else if r.contains("missing field") {
             "missing_field"
         } else if r.contains("wrapper") {
             "wrapper_format"
@@ -61,16 +92,34 @@ impl ParseError {
     }
 }
 
-/// Events read from one input, and what was rejected.
+/// Events read from one input, and what was rejected or skipped.
 #[derive(Debug, Default)]
 pub struct Parsed {
     pub events: Vec<AuditEvent>,
     pub errors: Vec<ParseError>,
+    /// Items deliberately left out, by reason (`control_message`,
+    /// `not_audit_stream`): not errors, but counted.
+    pub skipped: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl Parsed {
+    pub(super) fn skip(&mut self, reason: &'static str, n: u64) {
+        *self.skipped.entry(reason).or_default() += n;
+    }
+
+    /// Adds another document's results.
+    pub fn extend(&mut self, other: Parsed) {
+        self.events.extend(other.events);
+        self.errors.extend(other.errors);
+        for (k, v) in other.skipped {
+            self.skip(k, v);
+        }
+    }
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-fn strip_bom(b: &[u8]) -> &[u8] {
+pub(super) fn strip_bom(b: &[u8]) -> &[u8] {
     b.strip_prefix(BOM).unwrap_or(b)
 }
 
@@ -135,6 +184,8 @@ pub fn parse_document(bytes: &[u8], format: InputFormat) -> Parsed {
         InputFormat::Native => parse_native(bytes),
         InputFormat::AksEventHubs => parse_aks(bytes),
         InputFormat::AzureLogAnalytics => parse_log_analytics(bytes),
+        InputFormat::GkeCloudLogging => super::gke::parse(bytes),
+        InputFormat::EksCloudwatch => super::eks::parse(bytes),
     }
 }
 
@@ -195,10 +246,23 @@ fn parse_native(bytes: &[u8]) -> Parsed {
 
 /// Recognises wrapper formats given to the native reader.
 fn explain(bytes: &[u8]) -> Option<String> {
+    if super::inflate::is_gzip(bytes) {
+        return Some("this is gzip-compressed data (a cloud wrapper), not audit JSON; CloudWatch Logs subscription payloads (EKS) are read with --input-format eks-cloudwatch".to_owned());
+    }
     #[derive(Deserialize)]
     struct Probe {
+        #[serde(default, rename = "protoPayload")]
+        proto_payload: Option<IgnoredAny>,
+        #[serde(default, rename = "logName")]
+        log_name: Option<IgnoredAny>,
+        #[serde(default, rename = "messageType")]
+        message_type: Option<IgnoredAny>,
+        #[serde(default, rename = "logEvents")]
+        log_events: Option<IgnoredAny>,
         #[serde(default)]
         records: Option<IgnoredAny>,
+        #[serde(default, rename = "requestId")]
+        request_id: Option<IgnoredAny>,
         #[serde(default)]
         properties: Option<IgnoredAny>,
         #[serde(default)]
@@ -206,8 +270,21 @@ fn explain(bytes: &[u8]) -> Option<String> {
         #[serde(default)]
         log_s: Option<IgnoredAny>,
     }
-    let p: Probe = serde_json::from_slice(bytes).ok()?;
-    if p.records.is_some() || p.properties.is_some() {
+    let p: Probe = match serde_json::from_slice(bytes) {
+        Ok(p) => p,
+        // `gcloud logging read --format=json` writes an array of entries.
+        Err(_) => serde_json::from_slice::<Vec<Probe>>(bytes)
+            .ok()?
+            .into_iter()
+            .next()?,
+    };
+    if p.proto_payload.is_some() || p.log_name.is_some() {
+        Some("this is a Cloud Logging LogEntry wrapper (protoPayload), not an audit event; GKE audit logs are read with --input-format gke-cloud-logging".to_owned())
+    } else if p.message_type.is_some() || p.log_events.is_some() {
+        Some("this is a CloudWatch Logs subscription wrapper (logEvents[].message), not an audit event; EKS audit logs are read with --input-format eks-cloudwatch".to_owned())
+    } else if p.records.is_some() && p.request_id.is_some() {
+        Some("this is an Amazon Data Firehose HTTP endpoint request wrapper (records[].data), not an audit event; Firehose delivers it to /v1/firehose/eks; its decoded records are read with --input-format eks-cloudwatch".to_owned())
+    } else if p.records.is_some() || p.properties.is_some() {
         Some("this is an AKS Event Hubs wrapper (records[].properties.log), not an audit event; read it with --input-format aks-event-hubs".to_owned())
     } else if p.body.is_some() || p.log_s.is_some() {
         Some("this is an Azure Log Analytics wrapper (rows with log_s), not an audit event; read it with --input-format azure-log-analytics".to_owned())
@@ -217,7 +294,7 @@ fn explain(bytes: &[u8]) -> Option<String> {
 }
 
 /// Parses a JSON string holding one event (wrappers carry events as strings).
-fn parse_embedded(out: &mut Parsed, loc: String, s: &str) {
+pub(super) fn parse_embedded(out: &mut Parsed, loc: String, s: &str) {
     match parse_event(s.trim().as_bytes()) {
         Ok(ev) => out.events.push(ev),
         Err(e) => out.errors.push(ParseError::new(loc, e.to_string())),

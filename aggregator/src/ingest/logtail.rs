@@ -10,6 +10,11 @@
 //!   same name stem rotated after it (oldest first; compressed ones skipped).
 //! - Truncation (copytruncate): the offset goes back to 0.
 //! - A malformed line is rejected (counted, reason logged) and skipped.
+//! - With a cloud format ([`LogTailer::format`]) each line is one wrapper
+//!   document (a Cloud Logging entry, a CloudWatch Logs subscription
+//!   payload, an Event Hubs record batch) read by
+//!   [`parse_document`](crate::audit::parse_document); its refused entries
+//!   are counted like malformed lines, its skipped items under `audit_skipped`.
 
 use std::future::Future;
 use std::os::unix::fs::MetadataExt;
@@ -19,7 +24,7 @@ use std::time::Duration;
 use tokio::fs::File;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use crate::audit::{AuditEvent, parse_event};
+use crate::audit::{AuditEvent, InputFormat, parse_document, parse_event};
 use crate::pipeline::{LogOffset, Pipeline, PipelineError};
 use crate::plausible;
 
@@ -47,6 +52,7 @@ pub struct LogTailer {
     source: String,
     pipeline: Pipeline,
     poll: Duration,
+    format: InputFormat,
 }
 
 struct Open {
@@ -75,7 +81,14 @@ impl LogTailer {
             path,
             pipeline,
             poll: Duration::from_millis(250),
+            format: InputFormat::Native,
         }
+    }
+
+    /// How each line is read (default: native audit events).
+    pub fn format(mut self, f: InputFormat) -> Self {
+        self.format = f;
+        self
     }
 
     /// How often to look for new data when idle.
@@ -198,19 +211,34 @@ impl LogTailer {
                 let line = rest[..end].strip_suffix(b"\n").unwrap_or(&rest[..end]);
                 let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
                 if !line.iter().all(u8::is_ascii_whitespace) {
-                    match parse_event(line) {
-                        Ok(ev) => match plausible::check_audit_event(&ev, now) {
+                    let at = o.offset + consumed as u64;
+                    let read: Vec<AuditEvent> = match self.format {
+                        InputFormat::Native => match parse_event(line) {
+                            Ok(ev) => vec![ev],
+                            Err(e) => {
+                                rejected.push(format!("{} at byte {at}: {e}", self.key));
+                                Vec::new()
+                            }
+                        },
+                        f => {
+                            let p = parse_document(line, f);
+                            for e in p.errors {
+                                rejected.push(format!("{} at byte {at}: {e}", self.key));
+                            }
+                            for (reason, n) in p.skipped {
+                                self.pipeline.record_skipped(&self.source, reason, n);
+                            }
+                            p.events
+                        }
+                    };
+                    for ev in read {
+                        match plausible::check_audit_event(&ev, now) {
                             Ok(()) => events.push(ev),
                             Err(e) => {
                                 implausible += 1;
-                                tracing::warn!(reason = %e, "{} at byte {}: audit event refused", self.key, o.offset + consumed as u64);
+                                tracing::warn!(reason = %e, "{} at byte {at}: audit event refused", self.key);
                             }
-                        },
-                        Err(e) => rejected.push(format!(
-                            "{} at byte {}: {e}",
-                            self.key,
-                            o.offset + consumed as u64
-                        )),
+                        }
                     }
                 }
                 consumed += end;

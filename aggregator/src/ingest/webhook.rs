@@ -14,6 +14,12 @@
 //!   reason and stores nothing (the whole body is parsed before storing);
 //! - 200 only after the batch's transaction has committed; a store failure
 //!   gets 503 so the API server retries.
+//!
+//! The same listener serves the managed control planes' deliveries
+//! (`ingest/cloud.rs`: `/v1/audit/{gke,eks,aks}` with this authentication;
+//! `ingest/firehose.rs`: `/v1/firehose/eks` with the Firehose access key;
+//! `ingest/pubsub.rs`: `/v1/pubsub/gke` with the push's OIDC token), under
+//! the same body limit, timeouts and connection caps.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -53,9 +59,9 @@ pub const SOURCE: &str = "webhook";
 ///
 /// EKS, GKE and AKS do not let users configure an audit webhook backend (the
 /// control plane's audit goes to CloudWatch Logs, Cloud Audit Logs and Azure
-/// Monitor diagnostic settings respectively, which credtrail reads as log
-/// files), so there the certificate is whatever the operator issues: set
-/// `--webhook-client-subject`.
+/// Monitor diagnostic settings respectively, which credtrail reads as files
+/// or through the cloud delivery paths on this listener), so there the
+/// certificate is whatever the operator issues: set `--webhook-client-subject`.
 pub const DEFAULT_CLIENT_SUBJECTS: &[&str] = &[
     // What credtrail's own deploy issues (deploy/tls/make-certs.sh, the
     // chart's tls-cert-manager.yaml).
@@ -75,6 +81,10 @@ pub struct WebhookAuth {
     pub client_cert: bool,
     /// Subject CNs a client certificate may have.
     client_subjects: Vec<String>,
+    /// SHA-256 of each accepted Firehose access key (`/v1/firehose/eks`).
+    firehose_key_hashes: Vec<[u8; 32]>,
+    /// Verifier of Pub/Sub push tokens (`/v1/pubsub/gke`).
+    pubsub: Option<Arc<crate::ingest::oidc::OidcVerifier>>,
 }
 
 impl Default for WebhookAuth {
@@ -86,6 +96,8 @@ impl Default for WebhookAuth {
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect(),
+            firehose_key_hashes: Vec::new(),
+            pubsub: None,
         }
     }
 }
@@ -96,6 +108,8 @@ impl std::fmt::Debug for WebhookAuth {
             .field("tokens", &self.token_hashes.len())
             .field("client_cert", &self.client_cert)
             .field("client_subjects", &self.client_subjects)
+            .field("firehose_keys", &self.firehose_key_hashes.len())
+            .field("pubsub", &self.pubsub)
             .finish()
     }
 }
@@ -111,6 +125,40 @@ impl WebhookAuth {
                 .map(|t| -> [u8; 32] { Sha256::digest(t.as_bytes()).into() }),
         );
         self
+    }
+
+    /// Accepts these Firehose access keys (one per non-empty line of the key file).
+    pub fn with_firehose_keys<'a>(mut self, keys: impl IntoIterator<Item = &'a str>) -> Self {
+        self.firehose_key_hashes.extend(
+            keys.into_iter()
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(|t| -> [u8; 32] { Sha256::digest(t.as_bytes()).into() }),
+        );
+        self
+    }
+
+    /// Accepts Pub/Sub pushes whose OIDC token this verifier accepts.
+    pub fn with_pubsub(mut self, v: crate::ingest::oidc::OidcVerifier) -> Self {
+        self.pubsub = Some(Arc::new(v));
+        self
+    }
+
+    /// Whether a Firehose access key is configured.
+    pub(crate) fn firehose_configured(&self) -> bool {
+        !self.firehose_key_hashes.is_empty()
+    }
+
+    /// Constant-time check of a presented Firehose access key.
+    pub(crate) fn firehose_key_ok(&self, presented: &str) -> bool {
+        let h: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        self.firehose_key_hashes
+            .iter()
+            .fold(false, |ok, want| ok | ct_eq(want, &h))
+    }
+
+    pub(crate) fn pubsub(&self) -> Option<&crate::ingest::oidc::OidcVerifier> {
+        self.pubsub.as_deref()
     }
 
     pub fn with_client_cert(mut self, on: bool) -> Self {
@@ -163,7 +211,7 @@ fn bearer_token(v: &str) -> Option<&str> {
 /// Per-connection fact: the subject CN of the client certificate the CA
 /// verified (`Some("")` if it has none), or `None` without a certificate.
 #[derive(Clone, Debug)]
-struct ClientCertVerified(Option<Arc<str>>);
+pub(crate) struct ClientCertVerified(pub(crate) Option<Arc<str>>);
 
 /// The subject CN of a verified peer certificate.
 fn client_subject(der: &[u8]) -> String {
@@ -180,17 +228,105 @@ fn client_subject(der: &[u8]) -> String {
 }
 
 #[derive(Clone)]
-struct WebhookState {
-    app: AppState,
-    auth: Arc<WebhookAuth>,
-    limit: usize,
+pub(crate) struct WebhookState {
+    pub(crate) app: AppState,
+    pub(crate) auth: Arc<WebhookAuth>,
+    pub(crate) limit: usize,
 }
 
-/// The webhook's router (any path, POST). Exposed for in-process tests.
+/// The webhook's router: the cloud paths, and any other path for native
+/// `EventList`s (POST).
 fn router(app: AppState, auth: Arc<WebhookAuth>, limit: usize) -> Router {
+    use crate::ingest::{cloud, firehose, pubsub};
+    use axum::routing::any;
     Router::new()
+        .route(cloud::GKE_PATH, any(cloud::handle_gke))
+        .route(cloud::EKS_PATH, any(cloud::handle_eks))
+        .route(cloud::AKS_PATH, any(cloud::handle_aks))
+        .route(firehose::PATH, any(firehose::handle))
+        .route(pubsub::PATH, any(pubsub::handle))
         .fallback(handle)
         .with_state(WebhookState { app, auth, limit })
+}
+
+/// The webhook's authentication (bearer token or allowed client
+/// certificate); `Err` is the answer to send.
+pub(crate) fn authenticate(
+    st: &WebhookState,
+    cert_cn: Option<Arc<str>>,
+    headers: &HeaderMap,
+    source: &str,
+) -> Result<(), Box<Response>> {
+    let m = &st.app.metrics;
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token);
+    let cert_cn = cert_cn.filter(|_| st.auth.client_cert);
+    let cert_ok = cert_cn.as_deref().is_some_and(|cn| st.auth.subject_ok(cn));
+    let authed = cert_ok || bearer.is_some_and(|t| st.auth.token_ok(t));
+    if !authed && let Some(cn) = cert_cn {
+        m.reject(source, "forbidden_subject");
+        tracing::warn!(subject = %cn, "webhook client certificate subject not on the allowlist");
+        return Err(Box::new((
+            StatusCode::FORBIDDEN,
+            "forbidden: this client certificate's subject may not send audit events (see --webhook-client-subject)\n",
+        )
+            .into_response()));
+    }
+    if !authed {
+        m.reject(source, "unauthenticated");
+        return Err(Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated: present the configured bearer token or a client certificate\n",
+            )
+                .into_response(),
+        ));
+    }
+    Ok(())
+}
+
+/// Why a body could not be read.
+pub(crate) enum BodyError {
+    Timeout,
+    TooLarge(String),
+}
+
+impl BodyError {
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            BodyError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+
+    pub(crate) fn message(&self, limit: usize) -> String {
+        match self {
+            BodyError::Timeout => "the request body did not arrive in time".to_owned(),
+            BodyError::TooLarge(e) => format!("body rejected (limit {limit} bytes): {e}"),
+        }
+    }
+}
+
+/// Reads the body up to the listener's limit (counted on failure).
+pub(crate) async fn read_body(
+    st: &WebhookState,
+    body: Body,
+    source: &str,
+) -> Result<axum::body::Bytes, BodyError> {
+    let m = &st.app.metrics;
+    match axum::body::to_bytes(body, st.limit).await {
+        Ok(b) => Ok(b),
+        Err(e) if listen::is_body_timeout(&e) => {
+            m.reject(source, "body_timeout");
+            Err(BodyError::Timeout)
+        }
+        Err(e) => {
+            m.reject(source, "too_large");
+            Err(BodyError::TooLarge(e.to_string()))
+        }
+    }
 }
 
 async fn handle(
@@ -208,48 +344,20 @@ async fn handle(
         )
             .into_response();
     }
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer_token);
-    let cert_cn = cert_cn.filter(|_| st.auth.client_cert);
-    let cert_ok = cert_cn.as_deref().is_some_and(|cn| st.auth.subject_ok(cn));
-    let authed = cert_ok || bearer.is_some_and(|t| st.auth.token_ok(t));
-    if !authed && let Some(cn) = cert_cn {
-        m.reject(SOURCE, "forbidden_subject");
-        tracing::warn!(subject = %cn, "webhook client certificate subject not on the allowlist");
-        return (
-            StatusCode::FORBIDDEN,
-            "forbidden: this client certificate's subject may not send audit events (see --webhook-client-subject)\n",
-        )
-            .into_response();
+    if let Err(r) = authenticate(&st, cert_cn, &headers, SOURCE) {
+        return *r;
     }
-    if !authed {
-        m.reject(SOURCE, "unauthenticated");
-        return (
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated: present the configured bearer token or a client certificate\n",
-        )
-            .into_response();
-    }
-    let bytes = match axum::body::to_bytes(body, st.limit).await {
+    let bytes = match read_body(&st, body, SOURCE).await {
         Ok(b) => b,
-        Err(e) if listen::is_body_timeout(&e) => {
-            m.reject(SOURCE, "body_timeout");
-            return (
-                StatusCode::REQUEST_TIMEOUT,
-                [(header::CONNECTION, "close")],
-                "the request body did not arrive in time\n",
-            )
-                .into_response();
-        }
         Err(e) => {
-            m.reject(SOURCE, "too_large");
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("body rejected (limit {} bytes): {e}\n", st.limit),
-            )
-                .into_response();
+            let mut r = (e.status(), format!("{}\n", e.message(st.limit))).into_response();
+            if matches!(e, BodyError::Timeout) {
+                r.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+            }
+            return r;
         }
     };
     // A batch of up to 400 events is milliseconds of CPU: parse it on the

@@ -550,6 +550,7 @@ async fn serve_refuses_a_query_listener_nobody_can_use() {
         webhook_body_limit: 1 << 20,
         webhook_client_subjects: vec![],
         audit_log_paths: vec![],
+        cloud: Default::default(),
         agent_listen: None,
         agent_tls: None,
         api_listen: Some(api.parse().unwrap()),

@@ -54,6 +54,7 @@ async fn serve_runs_both_query_listeners_and_stops_cleanly() {
         webhook_body_limit: 1 << 20,
         webhook_client_subjects: Vec::new(),
         audit_log_paths: vec![log],
+        cloud: Default::default(),
         agent_listen: None,
         agent_tls: None,
         api_listen: Some(api),

@@ -66,6 +66,7 @@ impl Running {
             webhook_body_limit: 1 << 20,
             webhook_client_subjects: vec![],
             audit_log_paths: vec![],
+            cloud: Default::default(),
             agent_listen: Some(agent),
             agent_tls: Some(agent_tls),
             api_listen: Some(api),

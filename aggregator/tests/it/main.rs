@@ -19,6 +19,8 @@ mod api_live;
 mod api_serve;
 mod api_triage;
 mod audit_testdata;
+mod cloud_delivery;
+mod cloud_formats;
 mod eval_corpus;
 mod hostile_agents;
 mod hostile_input;

@@ -80,6 +80,7 @@ async fn start_aggregator(
         webhook_body_limit: 1 << 20,
         webhook_client_subjects: vec![],
         audit_log_paths: vec![],
+        cloud: Default::default(),
         agent_listen: None,
         agent_tls: None,
         api_listen: Some(api),

@@ -42,6 +42,7 @@ async fn requests_become_audit_events_batched_to_the_webhook() {
         webhook_body_limit: 32 << 20,
         webhook_client_subjects: Vec::new(),
         audit_log_paths: vec![],
+        cloud: Default::default(),
         agent_listen: None,
         agent_tls: None,
         api_listen: Some(api),

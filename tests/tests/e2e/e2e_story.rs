@@ -38,6 +38,7 @@ fn serve_config(env: &DemoEnv) -> ServeConfig {
         webhook_body_limit: 32 << 20,
         webhook_client_subjects: Vec::new(),
         audit_log_paths: vec![],
+        cloud: Default::default(),
         agent_listen: Some(a.agent_listen),
         agent_tls: Some((
             p.server_cert.clone(),
