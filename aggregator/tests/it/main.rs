@@ -22,6 +22,7 @@ mod hostile_process;
 mod live_server;
 mod logtail;
 mod policy_file;
+mod python_client;
 mod replay_cli;
 mod scenario_an1547;
 mod scenario_an1579;
