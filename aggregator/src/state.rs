@@ -23,6 +23,8 @@ pub struct AppState {
     pub auth: Arc<ApiAuth>,
     /// Turns true when the aggregator shuts down: live streams end.
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Triage changes, after they are stored (`api/triage.rs`), for live streams.
+    pub triage_events: tokio::sync::broadcast::Sender<crate::triage::TriageEvent>,
 }
 
 impl AppState {
@@ -40,6 +42,7 @@ impl AppState {
             started: Utc::now(),
             auth: Arc::new(ApiAuth::deny_all()),
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
+            triage_events: tokio::sync::broadcast::channel(crate::triage::EVENT_CHANNEL).0,
         })
     }
 

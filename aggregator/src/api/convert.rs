@@ -263,6 +263,8 @@ impl From<&Alert> for pb::Alert {
                 a.details.to_string()
             },
             suppressed_by: None,
+            // A domain alert without stored state (live stream, replay): open.
+            triage: Some(pb::Triage::from(&crate::triage::Triage::default())),
         }
     }
 }
@@ -271,6 +273,7 @@ impl From<&StoredAlert> for pb::Alert {
     fn from(s: &StoredAlert) -> Self {
         pb::Alert {
             suppressed_by: s.suppressed_by.clone(),
+            triage: Some(pb::Triage::from(&s.triage)),
             ..pb::Alert::from(&s.alert)
         }
     }
@@ -365,6 +368,8 @@ impl TryFrom<pb::AlertFilter> for AlertFilter {
             node: non_empty(f.node),
             namespace: non_empty(f.namespace),
             include_suppressed: f.include_suppressed,
+            status: super::convert_triage::status_filter(f.status)?,
+            assignee: non_empty(f.assignee),
         };
         filter.validate()?;
         Ok(filter)

@@ -77,7 +77,7 @@ fn header(s: &str) -> String {
 }
 
 /// Extension values escape `\`, `=` and newlines.
-fn ext(s: &str) -> String {
+pub(crate) fn ext(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('=', "\\=")
         .replace("\r\n", "\\n")

@@ -222,6 +222,9 @@ impl QueryService for QueryApi {
                         LiveEvent::Skipped(count) => {
                             pb::stream_alerts_response::Event::Skipped(pb::Skipped { count })
                         }
+                        LiveEvent::Triage(t) => {
+                            pb::stream_alerts_response::Event::Triage(super::triage::stream_pb(&t))
+                        }
                     }),
                 })
             });
@@ -349,5 +352,17 @@ impl QueryService for QueryApi {
             .await
             .map(|()| pb::DeleteSuppressionResponse {});
         self.done("DeleteSuppression", out)
+    }
+
+    async fn triage_alert(
+        &self,
+        req: Request<pb::TriageAlertRequest>,
+    ) -> Result<Response<pb::TriageAlertResponse>, Status> {
+        // The principal, never a name from the request, is recorded.
+        let who = self
+            .allow("TriageAlert", &req, Access::Write, "triage alerts")
+            .await?;
+        let out = super::triage::triage_pb(&self.state, req.into_inner(), who.name).await;
+        self.done("TriageAlert", out)
     }
 }

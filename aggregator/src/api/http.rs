@@ -109,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/suppressions/{id}", delete(delete_suppression))
         .route("/api/v1/export/alerts", get(export_alerts))
         .merge(super::learned::routes())
+        .merge(super::triage::routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         // Authentication, roles, Host and Content-Type (auth/http.rs), inside
@@ -196,6 +197,8 @@ struct AlertView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     suppressed_by: Option<&'a str>,
     runbook_url: String,
+    /// Triage state (`crate::triage`); history in the detail only.
+    triage: std::borrow::Cow<'a, crate::triage::Triage>,
 }
 
 impl<'a> From<&'a StoredAlert> for AlertView<'a> {
@@ -204,6 +207,7 @@ impl<'a> From<&'a StoredAlert> for AlertView<'a> {
             alert: &s.alert,
             suppressed_by: s.suppressed_by.as_deref(),
             runbook_url: crate::detect::rules::runbook_url(&s.alert.rule),
+            triage: std::borrow::Cow::Borrowed(&s.triage),
         }
     }
 }
@@ -252,9 +256,15 @@ async fn stream_alerts(
                     alert: &a,
                     suppressed_by: None,
                     runbook_url: crate::detect::rules::runbook_url(&a.rule),
+                    // A new alert is open and unassigned.
+                    triage: std::borrow::Cow::Owned(crate::triage::Triage::default()),
                 })
                 .unwrap_or_default(),
             ),
+            LiveEvent::Triage(t) => Event::default()
+                .event("triage")
+                .id(t.alert.id.clone())
+                .data(super::triage::stream_data(&t)),
             LiveEvent::Skipped(n) => Event::default()
                 .event("skipped")
                 .data(serde_json::json!({ "count": n }).to_string()),
@@ -422,7 +432,7 @@ async fn export_alerts(
             .iter()
             .take(usize::try_from(c.left).unwrap_or(usize::MAX))
         {
-            chunk.push_str(&format.line(&a.alert));
+            chunk.push_str(&super::export_triage::line(format, a));
             c.left -= 1;
         }
         if c.left > 0

@@ -20,8 +20,10 @@ use crate::store::query::AlertFilter;
 #[derive(Debug, Clone, PartialEq)]
 pub enum LiveEvent {
     Alert(Box<Alert>),
-    /// This many alerts (before filtering) were missed.
+    /// This many alerts or triage changes (before filtering) were missed.
     Skipped(u64),
+    /// An alert's triage changed (`crate::triage`), after it was stored.
+    Triage(Box<crate::triage::TriageEvent>),
 }
 
 /// Keeps the connected-clients gauge right, however the stream ends.
@@ -47,28 +49,42 @@ pub fn subscribe(
     filter: AlertFilter,
 ) -> impl Stream<Item = LiveEvent> + Send + 'static {
     let rx = state.pipeline.subscribe_alerts();
+    let triage = state.triage_events.subscribe();
     let guard = ClientGuard::new(state.metrics.clone());
     let stop = state.stopping.subscribe();
-    futures::stream::unfold(
-        (rx, filter, guard, stop),
-        |(mut rx, filter, guard, mut stop)| async move {
-            loop {
-                let next = tokio::select! {
-                    r = rx.recv() => r,
-                    _ = stop.wait_for(|s| *s) => return None,
-                };
-                match next {
-                    Ok(a) if filter.matches(&a) => {
-                        return Some((LiveEvent::Alert(Box::new(a)), (rx, filter, guard, stop)));
-                    }
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(n)) => {
-                        guard.0.live_stream_skipped.inc_by(n);
-                        return Some((LiveEvent::Skipped(n), (rx, filter, guard, stop)));
-                    }
-                    Err(RecvError::Closed) => return None,
+    futures::stream::unfold((rx, triage, filter, guard, stop), |mut st| async move {
+        loop {
+            let next = tokio::select! {
+                r = st.0.recv() => r.map(|a| LiveEvent::Alert(Box::new(a))),
+                t = st.1.recv() => t.map(|t| LiveEvent::Triage(Box::new(t))),
+                _ = st.4.wait_for(|s| *s) => return None,
+            };
+            match next {
+                Ok(ev) if wanted(&st.2, &ev) => return Some((ev, st)),
+                Ok(_) => {}
+                Err(RecvError::Lagged(n)) => {
+                    st.3.0.live_stream_skipped.inc_by(n);
+                    return Some((LiveEvent::Skipped(n), st));
                 }
+                Err(RecvError::Closed) => return None,
             }
-        },
-    )
+        }
+    })
+}
+
+/// Whether `filter` lets the event through. A new alert is open and
+/// unassigned; a triage change passes when the alert matches and its state
+/// before or after the change matches `status`/`assignee` (a client watching
+/// `status=open` sees an alert leave).
+fn wanted(filter: &AlertFilter, ev: &LiveEvent) -> bool {
+    match ev {
+        LiveEvent::Alert(a) => {
+            filter.matches(a) && filter.matches_triage(&crate::triage::Triage::default())
+        }
+        LiveEvent::Triage(t) => {
+            filter.matches(&t.alert)
+                && (filter.matches_triage(&t.before) || filter.matches_triage(&t.after))
+        }
+        LiveEvent::Skipped(_) => true,
+    }
 }

@@ -5,13 +5,16 @@
 
 pub mod convert;
 pub mod convert_inventory;
+pub mod convert_triage;
 pub mod export;
+pub mod export_triage;
 pub mod grpc;
 pub mod http;
 mod learned;
 pub mod live;
 pub mod ops;
 pub mod params;
+pub mod triage;
 pub mod web;
 
 use crate::pipeline::PipelineError;

@@ -50,9 +50,16 @@ pub async fn get_alert(state: &AppState, id: String) -> Result<StoredAlert, ApiE
         return Err(FilterError::new("id", "required").into());
     }
     let key = id.clone();
-    read(state, move |c| query::get_alert(c, &key))
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no alert with id {id:?}")))
+    read(state, move |c| {
+        // The detail carries the triage history (docs/API.md, *Triage*).
+        let mut a = query::get_alert(c, &key)?;
+        if let Some(a) = a.as_mut() {
+            a.triage.history = Some(crate::store::triage::history(c, &key)?);
+        }
+        Ok(a)
+    })
+    .await?
+    .ok_or_else(|| ApiError::NotFound(format!("no alert with id {id:?}")))
 }
 
 pub async fn list_credentials(

@@ -22,6 +22,8 @@ pub const ALERT_FILTER_KEYS: &[&str] = &[
     "node",
     "namespace",
     "include_suppressed",
+    "status",
+    "assignee",
 ];
 
 /// Fails on a parameter not in `allowed`.
@@ -92,6 +94,10 @@ pub fn alert_filter(q: &Query) -> Result<AlertFilter, FilterError> {
         node: text(q, "node"),
         namespace: text(q, "namespace"),
         include_suppressed: boolean(q, "include_suppressed")?,
+        status: text(q, "status")
+            .map(|s| crate::triage::StatusFilter::parse(&s))
+            .transpose()?,
+        assignee: text(q, "assignee"),
     };
     f.validate()?;
     Ok(f)

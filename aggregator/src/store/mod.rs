@@ -22,6 +22,7 @@ pub mod query;
 mod retention;
 #[cfg(test)]
 mod tests;
+pub mod triage;
 mod version;
 
 use std::path::{Path, PathBuf};
@@ -44,8 +45,8 @@ pub use retention::{Pruned, prune};
 /// The schema, applied at every open (`CREATE ... IF NOT EXISTS`).
 pub const SCHEMA: &str = include_str!("schema.sql");
 /// Bumped when the schema changes incompatibly (2: narrow `audit_events`;
-/// 3: observations keyed by (node, id)).
-pub const SCHEMA_VERSION: &str = "3";
+/// 3: observations keyed by (node, id); 4: alert triage, `store/triage.rs`).
+pub const SCHEMA_VERSION: &str = "4";
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
@@ -278,6 +279,7 @@ fn apply_schema(conn: &mut Connection) -> Result<(), StoreError> {
         }
     }
     tx.execute_batch(learned::LEARNED_SCHEMA)?;
+    triage::migrate(&tx)?;
     if !had_alert_nodes {
         // Version 2 had no node index: fill it from the stored alerts once.
         tx.execute_batch(

@@ -6,6 +6,8 @@ use rusqlite::{Connection, OptionalExtension as _, params_from_iter};
 use super::filter::{AlertFilter, PageToken};
 use super::{QueryError, json_column};
 use crate::alert::{Alert, Severity};
+use crate::store::triage as stored_triage;
+use crate::triage::{StatusFilter, Triage};
 
 /// An alert as stored, with whether a suppression matched it.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,6 +15,8 @@ pub struct StoredAlert {
     pub alert: Alert,
     /// Suppression id or `maintenance:<name>` when the alert was suppressed.
     pub suppressed_by: Option<String>,
+    /// Triage state (history only in the detail: `api::ops::get_alert`).
+    pub triage: Triage,
 }
 
 /// One page of alerts, newest first.
@@ -78,6 +82,21 @@ fn where_clause(f: &AlertFilter) -> (String, Vec<Value>) {
         conds.push("seq IN (SELECT seq FROM alert_nodes WHERE node = ?)");
         params.push(Value::Text(n.clone()));
     }
+    match f.status {
+        None => {}
+        Some(StatusFilter::Is(s)) => {
+            conds.push("triage_status = ?");
+            params.push(Value::Text(s.as_str().to_owned()));
+        }
+        // An IN list of equalities, served by the status index.
+        Some(StatusFilter::AnyClosed) => conds.push(
+            "triage_status IN ('closed_true_positive', 'closed_false_positive', 'closed_benign')",
+        ),
+    }
+    if let Some(a) = &f.assignee {
+        conds.push("assignee = ?");
+        params.push(Value::Text(a.clone()));
+    }
     if !f.include_suppressed {
         conds.push("suppressed_by IS NULL");
     }
@@ -88,7 +107,12 @@ fn where_clause(f: &AlertFilter) -> (String, Vec<Value>) {
     }
 }
 
-fn decode(id: &str, json: &str, suppressed_by: Option<String>) -> Result<StoredAlert, QueryError> {
+fn decode(
+    id: &str,
+    json: &str,
+    suppressed_by: Option<String>,
+    triage: Triage,
+) -> Result<StoredAlert, QueryError> {
     let alert: Alert =
         json_column("alert", id, Some(json))?.ok_or_else(|| QueryError::Corrupt {
             what: "alert",
@@ -98,6 +122,7 @@ fn decode(id: &str, json: &str, suppressed_by: Option<String>) -> Result<StoredA
     Ok(StoredAlert {
         alert,
         suppressed_by,
+        triage,
     })
 }
 
@@ -123,7 +148,8 @@ pub fn list_alerts(
         let id: String = row.get(0)?;
         let time_ms: i64 = row.get(1)?;
         let json: String = row.get(2)?;
-        alerts.push(decode(&id, &json, row.get(3)?)?);
+        let triage = stored_triage::from_columns(&id, row, 4)?;
+        alerts.push(decode(&id, &json, row.get(3)?, triage)?);
         last = Some(PageToken { time_ms, id });
     }
     Ok(AlertPage {
@@ -149,19 +175,30 @@ fn list_sql(filter: &AlertFilter, limit: u32, after: Option<&PageToken>) -> (Str
     // Fetch one more than asked to know whether a next page exists.
     params.push(Value::Integer(i64::from(limit) + 1));
     let sql = format!(
-        "SELECT id, time_ms, json, suppressed_by FROM alerts{sql_where} \
-         ORDER BY time_ms DESC, id DESC LIMIT ?"
+        "SELECT id, time_ms, json, suppressed_by, {} FROM alerts{sql_where} \
+         ORDER BY time_ms DESC, id DESC LIMIT ?",
+        stored_triage::COLUMNS
     );
     (sql, params)
 }
 
 /// One alert by id, suppressed or not.
 pub fn get_alert(conn: &Connection, id: &str) -> Result<Option<StoredAlert>, QueryError> {
-    let row: Option<(String, Option<String>)> = conn
-        .prepare_cached("SELECT json, suppressed_by FROM alerts WHERE id = ?")?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+    let row = conn
+        .prepare_cached(&format!(
+            "SELECT json, suppressed_by, {} FROM alerts WHERE id = ?",
+            stored_triage::COLUMNS
+        ))?
+        .query_row([id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                stored_triage::from_columns(id, r, 2),
+            ))
+        })
         .optional()?;
-    row.map(|(json, sup)| decode(id, &json, sup)).transpose()
+    row.map(|(json, sup, triage)| decode(id, &json, sup, triage?))
+        .transpose()
 }
 
 #[cfg(test)]
@@ -277,6 +314,35 @@ mod plan_tests {
                     ..Default::default()
                 },
             ),
+            (
+                "status",
+                AlertFilter {
+                    status: Some(StatusFilter::Is(crate::triage::TriageStatus::Acknowledged)),
+                    ..Default::default()
+                },
+            ),
+            (
+                "status=closed",
+                AlertFilter {
+                    status: Some(StatusFilter::AnyClosed),
+                    ..Default::default()
+                },
+            ),
+            (
+                "status+suppressed",
+                AlertFilter {
+                    status: Some(StatusFilter::Is(crate::triage::TriageStatus::Open)),
+                    include_suppressed: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                "assignee",
+                AlertFilter {
+                    assignee: text.clone(),
+                    ..Default::default()
+                },
+            ),
         ];
         let token = PageToken {
             time_ms: 1,
@@ -288,6 +354,17 @@ mod plan_tests {
                     for after in [None, Some(&token)] {
                         let p = plan(c, f, after);
                         assert!(!full_scan(&p), "filter {name}: full scan of alerts: {p:?}");
+                        if name.starts_with("status") || *name == "assignee" {
+                            let index = if *name == "assignee" {
+                                "alerts_assignee"
+                            } else {
+                                "alerts_triage_status"
+                            };
+                            assert!(
+                                p.iter().any(|l| l.contains("SEARCH") && l.contains(index)),
+                                "filter {name}: not served by {index}: {p:?}"
+                            );
+                        }
                         if *name != "none" && *name != "include_suppressed" {
                             assert!(
                                 p.iter().any(|l| l.contains("SEARCH")),

@@ -48,6 +48,10 @@ pub struct AlertFilter {
     /// Also list alerts a suppression or maintenance window matched (stored,
     /// not raised). Lists only; the live stream carries raised alerts.
     pub include_suppressed: bool,
+    /// Triage status (`crate::triage`): one exact status or any closed one.
+    pub status: Option<crate::triage::StatusFilter>,
+    /// Exact assignee.
+    pub assignee: Option<String>,
 }
 
 /// Parses `info|low|medium|high|critical` (any case).
@@ -113,6 +117,18 @@ impl AlertFilter {
             && self.node.as_ref().is_none_or(|n| {
                 crate::detect::alert_node(a).as_ref() == Some(n) || alert_nodes(a).any(|x| x == n)
             })
+    }
+}
+
+impl AlertFilter {
+    /// Whether a triage state passes the `status` and `assignee` filters
+    /// (the rest of the filter is judged on the alert by [`Self::matches`]).
+    pub fn matches_triage(&self, t: &crate::triage::Triage) -> bool {
+        self.status.is_none_or(|s| s.matches(t.status))
+            && self
+                .assignee
+                .as_ref()
+                .is_none_or(|a| t.assignee.as_ref() == Some(a))
     }
 }
 
