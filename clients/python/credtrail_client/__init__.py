@@ -140,10 +140,18 @@ class Client:
     @staticmethod
     def alert_filter(**fields) -> "pb.AlertFilter":
         """An ``AlertFilter`` from keyword fields (``rule``, ``analytic``,
-        ``identity``, ``namespace``, ``node``, ``source_ip``, …;
-        ``min_severity`` as ``"high"`` or the enum value)."""
+        ``identity``, ``namespace``, ``node``, ``source_ip``, ``assignee``, …;
+        ``min_severity`` as ``"high"``, ``status`` as ``"open"``/``"closed"``…,
+        or the enum values)."""
         sev = fields.pop("min_severity", None)
+        status = fields.pop("status", None)
         f = pb.AlertFilter(**{k: v for k, v in fields.items() if v is not None})
+        if status is not None:
+            f.status = (
+                pb.TriageStatus.Value("TRIAGE_STATUS_" + status.upper())
+                if isinstance(status, str)
+                else status
+            )
         if sev is not None:
             f.min_severity = (
                 pb.Severity.Value(_SEVERITIES[sev]) if isinstance(sev, str) else sev
@@ -175,6 +183,31 @@ class Client:
             metadata=self._metadata,
         )
         return AlertStream(call)
+
+    def triage_alert(
+        self,
+        alert_id: str,
+        status: Optional[str] = None,
+        assignee: Optional[str] = None,
+        note: Optional[str] = None,
+    ) -> "pb.TriageAlertResponse":
+        """Changes an alert's triage (role responder). ``status`` as
+        ``"acknowledged"``, ``"closed_false_positive"``… (or the enum value);
+        ``assignee=""`` unassigns; ``None`` leaves a field. A false-positive
+        close answers ``suggested_suppression``, a ``CreateSuppressionRequest``
+        to pass to :meth:`create_suppression` as is."""
+        req = pb.TriageAlertRequest(id=alert_id)
+        if status is not None:
+            req.status = (
+                pb.TriageStatus.Value("TRIAGE_STATUS_" + status.upper())
+                if isinstance(status, str)
+                else status
+            )
+        if assignee is not None:
+            req.assignee = assignee
+        if note is not None:
+            req.note = note
+        return self._call(self.stub.TriageAlert, req)
 
     def list_suppressions(self) -> "pb.ListSuppressionsResponse":
         return self._call(self.stub.ListSuppressions, pb.ListSuppressionsRequest())

@@ -85,6 +85,46 @@ class LiveAggregator(unittest.TestCase):
             self.assertEqual(event.alert.identity.username, "eve")
             self.assertEqual(event.alert.analytic, "AN1579")
 
+    def test_triage_acknowledge_assign_close_and_suppress(self):
+        with client() as c:
+            alert = next(iter(c.list_alerts(analytic="AN1547")))
+            events = c.stream_alerts()
+            events.wait_ready(WAIT)
+            r = c.triage_alert(alert.id, status="acknowledged", assignee="bob", note="from python")
+            self.assertEqual(r.alert.triage.status, pb.TRIAGE_STATUS_ACKNOWLEDGED)
+            self.assertEqual(r.alert.triage.assignee, "bob")
+            self.assertTrue(r.alert.triage.updated_by.startswith("token:analyst"), r.alert.triage.updated_by)
+            with concurrent.futures.ThreadPoolExecutor(1) as ex:
+                first = ex.submit(lambda: next(iter(events)))
+                try:
+                    ev = first.result(timeout=WAIT)
+                finally:
+                    events.cancel()
+            self.assertEqual(ev.WhichOneof("event"), "triage")
+            self.assertEqual(ev.triage.id, alert.id)
+            mine = [a.id for a in c.list_alerts(assignee="bob", status="acknowledged")]
+            self.assertEqual(mine, [alert.id])
+            r = c.triage_alert(alert.id, status="closed_false_positive", note="known CI runner")
+            self.assertEqual(r.alert.triage.status, pb.TRIAGE_STATUS_CLOSED_FALSE_POSITIVE)
+            notes = [h.note for h in r.alert.triage.history if h.HasField("note")]
+            self.assertEqual(notes, ["from python", "known CI runner"])
+            s = r.suggested_suppression
+            self.assertEqual(s.match.rule, alert.rule)
+            created = c.create_suppression(s)
+            self.assertTrue(created.id.startswith("api-"), created.id)
+            self.assertIn(created.id, [x.id for x in c.list_suppressions().suppressions])
+            self.assertIn(alert.id, [a.id for a in c.list_alerts(status="closed")])
+
+    def test_triage_refuses_bad_input(self):
+        with client() as c:
+            alert = next(iter(c.list_alerts()))
+            with self.assertRaises(CredtrailError) as e:
+                c.triage_alert(alert.id, status="closed")
+            self.assertEqual(e.exception.code, grpc.StatusCode.INVALID_ARGUMENT)
+            with self.assertRaises(CredtrailError) as e:
+                c.triage_alert("no-such-alert", status="acknowledged")
+            self.assertEqual(e.exception.code, grpc.StatusCode.NOT_FOUND)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

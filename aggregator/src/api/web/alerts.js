@@ -44,7 +44,8 @@ function row(a, fresh) {
   const req = el("td", "mono", requestText(a.request));
   if (a.activity_summary) req.append(el("div", "class activity-line", a.activity_summary));
   tr.append(req);
-  const why = el("td", "why", a.reason);
+  const why = el("td", "why");
+  why.append(el("div", "clamp", a.reason));
   if (a.suppressed_by) why.append(el("div", "class", "suppressed by " + a.suppressed_by));
   tr.append(why);
   tr.append(statusCell(a));
@@ -97,7 +98,7 @@ function onLiveEvent(type, data) {
   } else if (type === "triage") {
     const t = JSON.parse(data);
     updateRowTriage(t.id, t.triage);
-    if (currentDetail === t.id) showDetail(t.id);
+    if (currentDetail === t.id && triageView && triageView.id === t.id) refreshTriage(t.id);
   } else if (type === "skipped") {
     const n = JSON.parse(data).count;
     banner(n + " live update(s) were skipped because this page fell behind; reload to see them.");

@@ -218,6 +218,16 @@ async function showDetail(id) {
   $("#detail-close").focus();
 }
 
+// Shows a triage change made elsewhere in the open detail (history included).
+async function refreshTriage(id) {
+  try {
+    const a = await getJSON("/api/v1/alerts/" + encodeURIComponent(id));
+    if (currentDetail === id && triageView && triageView.id === id) triageView.update(a.triage);
+  } catch (e) {
+    banner("Could not refresh alert " + id + ": " + e.message);
+  }
+}
+
 function closeDetail() {
   currentDetail = null;
   $("#detail").hidden = true;

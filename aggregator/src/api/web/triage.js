@@ -29,18 +29,26 @@ function historyList(triage) {
   return ol;
 }
 
+// The open detail's triage panel: update(triage) shows a change made
+// elsewhere (live stream) without touching what is being typed.
+let triageView = null;
+
 // The triage panel of alert `a` (its detail JSON), appended to `box`.
 function renderTriage(a, box) {
-  const t = a.triage || { status: "open", assignee: null };
+  let t = a.triage || { status: "open", assignee: null };
   const sec = el("section", "triage");
   sec.setAttribute("aria-labelledby", "triage-h");
   const h = el("h3", null, "Triage");
   h.id = "triage-h";
   sec.append(h);
-  const now = el("p", "triage-now");
-  now.append(statusBadge(t));
-  now.append(el("span", null, " " + (t.assignee ? "assigned to " + t.assignee : "unassigned")));
-  if (t.updated_by) now.append(el("span", "muted small", " · last change by " + t.updated_by + " at " + fmtTime(t.updated_at)));
+  const nowLine = (tr) => {
+    const now = el("p", "triage-now");
+    now.append(statusBadge(tr));
+    now.append(el("span", null, " " + (tr.assignee ? "assigned to " + tr.assignee : "unassigned")));
+    if (tr.updated_by) now.append(el("span", "muted small", " · last change by " + tr.updated_by + " at " + fmtTime(tr.updated_at)));
+    return now;
+  };
+  let now = nowLine(t);
   sec.append(now);
 
   const form = el("form", "triage-form");
@@ -80,20 +88,19 @@ function renderTriage(a, box) {
     try {
       const r = await sendJSON("POST", "/api/v1/alerts/" + encodeURIComponent(a.id) + "/triage", body);
       updateRowTriage(a.id, r.triage);
-      const fresh = Object.assign({}, a, { triage: r.triage });
-      const next = el("div");
-      renderTriage(fresh, next);
-      sec.replaceWith(...next.childNodes);
-      const newMsg = $("#triage-form .msg");
-      if (newMsg) newMsg.textContent = "Saved.";
+      update(r.triage);
+      status.value = r.triage.status;
+      assignee.value = r.triage.assignee || "";
+      note.value = "";
+      msg.textContent = "Saved.";
       if (r.suggested_suppression) showSuppressForm(r.suggested_suppression, a);
       else if (r.suggestion_unavailable) {
         $("#detail-suppress").replaceChildren(el("p", "muted", "No suppression offered: " + r.suggestion_unavailable));
       }
     } catch (e) {
       msg.textContent = "Not saved: " + e.message;
-      save.disabled = ack.disabled = false;
     }
+    save.disabled = ack.disabled = false;
   };
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -107,8 +114,23 @@ function renderTriage(a, box) {
   ack.addEventListener("click", () => send({ status: "acknowledged" }));
 
   const hh = el("h4", null, "History");
-  sec.append(hh, historyList(t));
+  let hist = historyList(t);
+  sec.append(hh, hist);
   box.append(sec);
+  // A newer state (with its history when the server sent one).
+  const update = (tr) => {
+    const keepHistory = !tr.history;
+    t = Object.assign({}, tr, keepHistory ? { history: t.history, history_dropped: t.history_dropped } : {});
+    const n = nowLine(t);
+    now.replaceWith(n);
+    now = n;
+    if (!keepHistory) {
+      const h2 = historyList(t);
+      hist.replaceWith(h2);
+      hist = h2;
+    }
+  };
+  triageView = { id: a.id, update };
 }
 
 function isoToLocal(iso) {

@@ -21,6 +21,7 @@ const SHOTS = env("SHOTS");
 const WAIT = 5000;
 
 let current = "start";
+let failShot = async () => {};
 async function step(name, fn) {
   current = name;
   const t0 = Date.now();
@@ -74,6 +75,8 @@ async function main() {
   try {
     const ctx = await browser.newContext({ viewport: { width: 1400, height: 900 } });
     const page = await ctx.newPage();
+    page.setDefaultTimeout(WAIT);
+    failShot = () => page.screenshot({ path: path.join(SHOTS, "failure.png"), fullPage: true }).catch(() => {});
     page.on("pageerror", (e) => problems.push("script error: " + e.message));
     page.on("dialog", (d) => { problems.push("a dialog opened: " + d.message()); d.dismiss(); });
     page.on("console", (m) => {
@@ -150,7 +153,79 @@ async function main() {
       await shot("live");
     });
 
+    await step("triage the live alert: acknowledge", async () => {
+      await page.click("#alerts tbody tr:first-child");
+      await until(page, "the live alert's details with a triage panel", () => {
+        const d = document.querySelector("#detail");
+        return !d.hidden && d.textContent.includes("eve") && document.querySelector("#triage-form");
+      });
+      await page.click("#triage-form button[name=ack]");
+      await until(page, "status acknowledged in the detail, the row and the history", () => {
+        const now = document.querySelector(".triage-now");
+        const cell = document.querySelector("#alerts tbody tr:first-child .triage-cell");
+        const hist = document.querySelector("ol.history");
+        return now && now.textContent.includes("acknowledged") && cell && cell.textContent.includes("acknowledged") &&
+          hist && hist.textContent.includes("token:analyst") && hist.textContent.includes("status → acknowledged");
+      });
+    });
+
+    await step("assign and write a note (shown as text)", async () => {
+      await page.fill("#triage-form input[name=assignee]", "alice");
+      await page.fill("#triage-form textarea[name=note]", "checking with <b>platform</b> team");
+      await page.click("#triage-form button[type=submit]");
+      await until(page, "the assignee and the literal note in the history", () => {
+        const hist = document.querySelector("ol.history");
+        return hist && hist.textContent.includes("assigned → alice") &&
+          hist.textContent.includes("checking with <b>platform</b> team") && !hist.querySelector("b");
+      });
+      await until(page, "the row assigned to alice", () =>
+        document.querySelector("#alerts tbody tr:first-child .triage-cell").textContent.includes("alice"));
+      await shot("triage");
+    });
+
+    await step("close as false positive, then suppress alerts like this (prefilled)", async () => {
+      await page.selectOption("#triage-form select[name=status]", "closed_false_positive");
+      await page.fill("#triage-form textarea[name=note]", "platform team test grant, CHG-42");
+      await page.click("#triage-form button[type=submit]");
+      await until(page, "the suppression form prefilled with the alert's rule, identity and source", () => {
+        const f = document.querySelector("#suppress-form");
+        const v = (n) => { const i = f && f.querySelector("input[name='" + n + "']"); return i ? i.value : null; };
+        const rule = document.querySelector("#detail-title").textContent;
+        return f && rule.startsWith("CT1579-") && v("match.rule") === rule && v("match.username") === "eve" &&
+          v("match.source_cidr") === "127.99.0.9/32" && v("owner") === "token:analyst" && v("expires");
+      });
+      await shot("suppress");
+      await page.click("#suppress-form button[type=submit]");
+      await until(page, "the created suppression", () => {
+        const ok = document.querySelector("#detail-suppress .ok");
+        return ok && /Suppression api-\S+ created/.test(ok.textContent);
+      });
+      await until(page, "the suppression in the side panel", () =>
+        document.querySelector("#suppressions").textContent.includes("\"username\":\"eve\""));
+    });
+
+    await step("filter by status and assignee", async () => {
+      await page.click("#detail-close");
+      await page.selectOption("#filters select[name=status]", "closed");
+      await page.fill("#filters input[name=assignee]", "alice");
+      await page.click("#filters button[type=submit]");
+      await until(page, "only the closed alert assigned to alice", () => {
+        const r = document.querySelectorAll("#alerts tbody tr");
+        return r.length === 1 && r[0].querySelector("td.ident").textContent === "eve" && r[0].textContent.includes("false positive");
+      });
+      await page.selectOption("#filters select[name=status]", "open");
+      await page.fill("#filters input[name=assignee]", "");
+      await page.click("#filters button[type=submit]");
+      await until(page, "the open alerts without the closed one", () => {
+        const r = Array.from(document.querySelectorAll("#alerts tbody tr"));
+        return r.length === 3 && r.every((x) => x.querySelector("td.ident").textContent !== "eve");
+      });
+    });
+
     if (problems.length) throw new Error(problems.join("\n"));
+  } catch (e) {
+    await failShot();
+    throw e;
   } finally {
     await browser.close();
   }
@@ -159,7 +234,7 @@ async function main() {
 main().then(
   () => console.log("browser: all steps passed"),
   (e) => {
-    console.error("FAILED at step \"" + current + "\": " + e.message);
+    console.error("FAILED at step \"" + current + "\": " + e.message + "\n(screenshot: " + path.join(SHOTS, "failure.png") + ")");
     process.exit(1);
   },
 );
