@@ -370,6 +370,7 @@ async fn grpc_slow_stream_client_is_told_how_many_it_missed() {
         match msg.event.unwrap() {
             pb::stream_alerts_response::Event::Alert(_) => alerts += 1,
             pb::stream_alerts_response::Event::Skipped(s) => skipped += s.count,
+            pb::stream_alerts_response::Event::Triage(t) => panic!("no triage was made: {t:?}"),
         }
     }
     assert_eq!(

@@ -48,6 +48,7 @@ async fn a_reader_that_falls_behind_is_told_exactly_how_many_it_missed() {
                 last_user = a.identity.username.clone();
             }
             LiveEvent::Skipped(n) => panic!("second skip of {n} with nothing new raised"),
+            LiveEvent::Triage(t) => panic!("no triage was made: {t:?}"),
         }
     }
     assert_eq!(missed + delivered, total as u64);

@@ -13,6 +13,7 @@ mod api_http;
 mod api_learned;
 mod api_live;
 mod api_serve;
+mod api_triage;
 mod audit_testdata;
 mod eval_corpus;
 mod hostile_agents;
