@@ -63,6 +63,10 @@ function updateRowTriage(id, triage) {
   if (cell) cell.replaceWith(statusCell({ triage }));
 }
 
+function showCount() {
+  $("#count").textContent = $("#alerts tbody").children.length + (nextToken ? "+" : "") + " alert(s)";
+}
+
 async function loadAlerts(append) {
   const p = filterParams();
   p.set("page_size", "50");
@@ -80,7 +84,7 @@ async function loadAlerts(append) {
     nextToken = body.next_page_token || null;
     $("#more").hidden = !nextToken;
     $("#empty").hidden = tbody.children.length > 0;
-    $("#count").textContent = tbody.children.length + (nextToken ? "+" : "") + " alert(s)";
+    showCount();
     banner("");
   } catch (e) {
     banner("Could not load alerts: " + e.message);
@@ -95,6 +99,7 @@ function onLiveEvent(type, data) {
     shown.set(a.id, tr);
     $("#alerts tbody").prepend(tr);
     $("#empty").hidden = true;
+    showCount();
   } else if (type === "triage") {
     const t = JSON.parse(data);
     updateRowTriage(t.id, t.triage);

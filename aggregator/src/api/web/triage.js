@@ -83,6 +83,7 @@ function renderTriage(a, box) {
   sec.append(form);
 
   const send = async (body) => {
+    msg.className = "msg";
     if (!Object.keys(body).length) { msg.textContent = "Nothing changed."; return; }
     save.disabled = ack.disabled = true;
     try {
@@ -99,6 +100,7 @@ function renderTriage(a, box) {
       }
     } catch (e) {
       msg.textContent = "Not saved: " + e.message;
+      msg.className = "msg err";
     }
     save.disabled = ack.disabled = false;
   };
@@ -185,6 +187,7 @@ function showSuppressForm(s, a) {
       loadSuppressions();
     } catch (e) {
       msg.textContent = "Refused: " + e.message;
+      msg.className = "msg err";
       submit.disabled = false;
     }
   });

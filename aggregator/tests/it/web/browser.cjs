@@ -194,6 +194,7 @@ async function main() {
         return f && rule.startsWith("CT1579-") && v("match.rule") === rule && v("match.username") === "eve" &&
           v("match.source_cidr") === "127.99.0.9/32" && v("owner") === "token:analyst" && v("expires");
       });
+      await page.locator("#suppress-form").scrollIntoViewIfNeeded();
       await shot("suppress");
       await page.click("#suppress-form button[type=submit]");
       await until(page, "the created suppression", () => {
