@@ -85,7 +85,19 @@ async function main() {
     const shot = (name) => page.screenshot({ path: path.join(SHOTS, name + ".png"), fullPage: false });
 
     await step("the page asks for a token and shows no data without one", async () => {
-      await page.goto(BASE + "/", { timeout: WAIT });
+      const resp = await page.goto(BASE + "/", { timeout: WAIT });
+      const h = resp.headers();
+      const csp = h["content-security-policy"] || "";
+      for (const d of ["default-src 'self'", "script-src 'self'", "frame-ancestors 'none'", "object-src 'none'"]) {
+        if (!csp.includes(d)) throw new Error("the page's CSP lacks " + d + ": " + csp);
+      }
+      if (csp.includes("unsafe-inline") || csp.includes("unsafe-eval")) throw new Error("the CSP allows inline script: " + csp);
+      if (h["x-frame-options"] !== "DENY" || h["x-content-type-options"] !== "nosniff") {
+        throw new Error("missing X-Frame-Options/X-Content-Type-Options: " + JSON.stringify(h));
+      }
+      const inline = await page.evaluate(() => Array.from(document.scripts).filter((x) => !x.src).length +
+        document.querySelectorAll("[onclick],[onload],[onerror],[style]").length);
+      if (inline) throw new Error(inline + " inline script/handler/style attribute(s) in the page");
       await until(page, "the token form", () => !document.querySelector("#login").hidden);
       const rows = await page.evaluate(rowsText);
       if (rows.length) throw new Error("alerts shown before login: " + rows.length);
@@ -112,6 +124,15 @@ async function main() {
       const state = await page.evaluate(() => ({ pwned: window.__pwned, imgs: document.querySelectorAll("img, script:not([src])").length }));
       if (state.pwned !== undefined) throw new Error("alert fields ran script: __pwned=" + state.pwned);
       if (state.imgs) throw new Error(state.imgs + " element(s) made from alert fields");
+      // Its detail too: every field, the request name (a <script> tag) and the raw JSON.
+      await page.click("#alerts tbody tr:has(td.ident:text-is('" + xss.replace(/'/g, "\\'") + "'))");
+      await until(page, "the hostile alert's details, as text", (x) => {
+        const d = document.querySelector("#detail");
+        return !d.hidden && d.textContent.includes(x) && d.textContent.includes("<script>window.__pwned=2</script>");
+      }, xss);
+      const after = await page.evaluate(() => ({ pwned: window.__pwned, els: document.querySelectorAll("#detail img, #detail script").length }));
+      if (after.pwned !== undefined || after.els) throw new Error("the detail view ran or built markup from alert fields: " + JSON.stringify(after));
+      await page.click("#detail-close");
     });
 
     await step("filter by analytic", async () => {
