@@ -2,6 +2,8 @@
 //! store and query API (`serve`); offline detection over saved logs (`replay`);
 //! policy validation (`check-policy`).
 
+mod analyst;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,6 +65,8 @@ enum Cmd {
     /// Make a query-API token: append its line (name, role, SHA-256) to the
     /// token file and print the token once on stdout.
     ApiToken(ApiTokenArgs),
+    /// Analyst CLI over the HTTP API: `alerts list|show|ack|close|assign|note` (docs/API.md, *Triage*).
+    Alerts(Box<analyst::AlertsArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -463,6 +467,7 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Replay(a) => run_replay(a),
         Cmd::ApiToken(a) => run_api_token(a),
+        Cmd::Alerts(a) => analyst::run(*a),
         Cmd::Eval { dir, json } => run_eval(&dir, json),
         Cmd::Backup { db, dest } => run_backup(&db, &dest),
         Cmd::CheckPolicy { policy } => Policy::load(&policy)

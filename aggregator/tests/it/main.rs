@@ -5,6 +5,7 @@ mod api_support;
 mod common;
 
 mod agent_times;
+mod analyst_cli;
 mod api_auth;
 mod api_auth_cert;
 mod api_data;
