@@ -244,6 +244,16 @@ async function main() {
       });
     });
 
+    await step("forget the token: nothing kept, nothing shown, the prompt is back", async () => {
+      await page.click("#logout");
+      await until(page, "an empty table and the token prompt", () =>
+        !sessionStorage.getItem("credtrail.token") && !document.querySelector("#login").hidden &&
+        document.querySelectorAll("#alerts tbody tr").length === 0);
+      await page.reload();
+      await until(page, "the token prompt after a reload", () => !document.querySelector("#login").hidden);
+      if ((await page.evaluate(rowsText)).length) throw new Error("alerts shown after forgetting the token");
+    });
+
     if (problems.length) throw new Error(problems.join("\n"));
   } catch (e) {
     await failShot();
