@@ -115,6 +115,9 @@ pub struct Metrics {
     pub suppression_hits: Family<SuppressionLabel, Gauge>,
     /// RBAC object fields that could not be read (each named in its alert's details).
     pub rbac_unreadable_fields: Counter,
+    /// Node writes whose addresses/pod ranges were ignored: the writer is not
+    /// the node (nor the cloud node controller) (`detect/node_writes.rs`).
+    pub node_writes_refused: Counter,
     /// Claims refused from agents, by (certificate) node and reason.
     pub agent_refused: Family<RefusalLabel, Counter>,
     /// Failed `accept()` calls (e.g. EMFILE), by listener.
@@ -235,6 +238,12 @@ impl Metrics {
             "RBAC object fields in audit events that could not be read (the events were still judged)",
             rbac_unreadable_fields.clone(),
         );
+        let node_writes_refused = Counter::default();
+        registry.register(
+            "node_writes_refused",
+            "Node object writes whose addresses or pod ranges were not learned: the writer is not that node nor the cloud node controller",
+            node_writes_refused.clone(),
+        );
         let agent_refused = Family::<RefusalLabel, Counter>::default();
         registry.register(
             "agent_refused",
@@ -287,6 +296,7 @@ impl Metrics {
             api_auth_refused,
             suppression_hits,
             rbac_unreadable_fields,
+            node_writes_refused,
             state_entries,
             state_dropped,
             api_requests,

@@ -84,11 +84,13 @@ impl Pipeline {
             Ok((
                 store::load_state_capped(tx, &policy.state)?,
                 store::learned::load_learned(tx, crate::detect::lineage::MAX_MINTED as i64)?,
+                store::activity::load_open(tx)?,
             ))
         })?;
-        let (loaded, learned) = loaded;
+        let (loaded, learned, activity) = loaded;
         detector.restore(loaded);
         detector.restore_learned(learned);
+        detector.restore_activity(activity);
         metrics.state(&detector.state_stats());
         let (alerts, _) = broadcast::channel(ALERT_CHANNEL);
         Ok(Self {
@@ -177,7 +179,7 @@ impl Pipeline {
                 Ok((
                     fresh.iter().filter(|n| **n).count(),
                     alerts,
-                    changes.unreadable_fields,
+                    (changes.unreadable_fields, changes.node_writes_refused),
                 ))
             })
             .await?;
@@ -190,7 +192,9 @@ impl Pipeline {
         for l in lag {
             m.audit_lag_seconds.observe(l);
         }
+        let (unreadable, node_writes_refused) = unreadable;
         m.rbac_unreadable_fields.inc_by(unreadable);
+        m.node_writes_refused.inc_by(node_writes_refused);
         let mut report = IngestReport {
             received,
             accepted,

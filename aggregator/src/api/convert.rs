@@ -265,6 +265,11 @@ impl From<&Alert> for pb::Alert {
             suppressed_by: None,
             // A domain alert without stored state (live stream, replay): open.
             triage: Some(pb::Triage::from(&crate::triage::Triage::default())),
+            credential_inventory: super::context::link(a).map(|l| pb::CredentialInventoryLink {
+                credential_id: l.credential_id,
+                path: l.path,
+            }),
+            ..Default::default()
         }
     }
 }

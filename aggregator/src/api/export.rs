@@ -39,11 +39,14 @@ impl Format {
                     #[serde(flatten)]
                     alert: &'a Alert,
                     runbook_url: String,
+                    #[serde(skip_serializing_if = "Option::is_none")]
+                    credential_inventory: Option<super::context::InventoryLink>,
                 }
                 // An Alert always serializes (string keys, finite numbers).
                 let mut s = serde_json::to_string(&Line {
                     alert: a,
                     runbook_url: crate::detect::rules::runbook_url(&a.rule),
+                    credential_inventory: super::context::link(a),
                 })
                 .unwrap_or_default();
                 s.push('\n');

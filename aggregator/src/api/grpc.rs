@@ -179,8 +179,20 @@ impl QueryService for QueryApi {
         let out = async {
             let f = filter(r.filter)?;
             let page = ops::list_alerts(&self.state, f, r.page_size, &r.page_token).await?;
+            let ids = page.alerts.iter().map(|a| a.alert.id.clone()).collect();
+            let mut acts = super::context::summaries(&self.state, ids).await?;
             Ok(pb::ListAlertsResponse {
-                alerts: page.alerts.iter().map(Into::into).collect(),
+                alerts: page
+                    .alerts
+                    .iter()
+                    .map(|a| {
+                        let mut p = pb::Alert::from(a);
+                        if let Some(v) = acts.remove(&a.alert.id) {
+                            super::context::to_pb(&mut p, v);
+                        }
+                        p
+                    })
+                    .collect(),
                 next_page_token: page
                     .next
                     .as_ref()
@@ -198,9 +210,15 @@ impl QueryService for QueryApi {
     ) -> Result<Response<pb::Alert>, Status> {
         self.allow("GetAlert", &req, Access::Read, "read alerts")
             .await?;
-        let out = ops::get_alert(&self.state, req.into_inner().id)
-            .await
-            .map(|a| pb::Alert::from(&a));
+        let out = async {
+            let a = ops::get_alert(&self.state, req.into_inner().id).await?;
+            let mut p = pb::Alert::from(&a);
+            if let Some(v) = super::context::detail(&self.state, a.alert.id.clone()).await? {
+                super::context::to_pb(&mut p, v);
+            }
+            Ok(p)
+        }
+        .await;
         self.done("GetAlert", out)
     }
 
@@ -364,5 +382,26 @@ impl QueryService for QueryApi {
             .await?;
         let out = super::triage::triage_pb(&self.state, req.into_inner(), who.name).await;
         self.done("TriageAlert", out)
+    }
+
+    async fn get_credential_inventory(
+        &self,
+        req: Request<pb::GetCredentialInventoryRequest>,
+    ) -> Result<Response<pb::CredentialInventory>, Status> {
+        self.allow(
+            "GetCredentialInventory",
+            &req,
+            Access::Read,
+            "read credentials",
+        )
+        .await?;
+        let id = req.into_inner().credential_id;
+        let out = super::context::get_inventory(&self.state, id)
+            .await
+            .map(|inv| pb::CredentialInventory {
+                credential_id: inv.credential_id.clone(),
+                inventory_json: serde_json::to_string(&inv).unwrap_or_default(),
+            });
+        self.done("GetCredentialInventory", out)
     }
 }

@@ -110,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/export/alerts", get(export_alerts))
         .merge(super::learned::routes())
         .merge(super::triage::routes())
+        .merge(super::context::routes())
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         // Authentication, roles, Host and Content-Type (auth/http.rs), inside
@@ -199,6 +200,9 @@ struct AlertView<'a> {
     runbook_url: String,
     /// Triage state (`crate::triage`); history in the detail only.
     triage: std::borrow::Cow<'a, crate::triage::Triage>,
+    /// Activity and the credential inventory link (api/context.rs).
+    #[serde(flatten)]
+    context: super::context::AlertContext,
 }
 
 impl<'a> From<&'a StoredAlert> for AlertView<'a> {
@@ -208,6 +212,7 @@ impl<'a> From<&'a StoredAlert> for AlertView<'a> {
             suppressed_by: s.suppressed_by.as_deref(),
             runbook_url: crate::detect::rules::runbook_url(&s.alert.rule),
             triage: std::borrow::Cow::Borrowed(&s.triage),
+            context: super::context::AlertContext::of(&s.alert, None),
         }
     }
 }
@@ -229,8 +234,18 @@ async fn list_alerts(
     let size = params::number(&q, "page_size")?.unwrap_or(0);
     let token = q.get("page_token").cloned().unwrap_or_default();
     let page = ops::list_alerts(&state, filter, size, &token).await?;
+    let ids = page.alerts.iter().map(|a| a.alert.id.clone()).collect();
+    let mut acts = super::context::summaries(&state, ids).await?;
     Ok(Json(AlertList {
-        alerts: page.alerts.iter().map(Into::into).collect(),
+        alerts: page
+            .alerts
+            .iter()
+            .map(|a| {
+                let mut v = AlertView::from(a);
+                v.context.activity = acts.remove(&a.alert.id);
+                v
+            })
+            .collect(),
         next_page_token: page.next.as_ref().map(PageToken::encode),
     })
     .into_response())
@@ -238,7 +253,10 @@ async fn list_alerts(
 
 async fn get_alert(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
     let a = ops::get_alert(&state, id).await?;
-    Ok(Json(AlertView::from(&a)).into_response())
+    let activity = super::context::detail(&state, a.alert.id.clone()).await?;
+    let mut v = AlertView::from(&a);
+    v.context.activity = activity;
+    Ok(Json(v).into_response())
 }
 
 /// Server-sent events: `event: alert` (data: the alert JSON) and
@@ -258,6 +276,7 @@ async fn stream_alerts(
                     runbook_url: crate::detect::rules::runbook_url(&a.rule),
                     // A new alert is open and unassigned.
                     triage: std::borrow::Cow::Owned(crate::triage::Triage::default()),
+                    context: super::context::AlertContext::of(&a, None),
                 })
                 .unwrap_or_default(),
             ),

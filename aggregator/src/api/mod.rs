@@ -3,6 +3,7 @@
 //! operations in [`ops`], so they answer the same questions the same way.
 //! Documented in `docs/API.md`.
 
+pub mod context;
 pub mod convert;
 pub mod convert_inventory;
 pub mod convert_triage;

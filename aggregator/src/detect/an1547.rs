@@ -44,12 +44,12 @@ impl Detector {
         ev: &AuditEvent,
         ch: &mut Changes,
         out: &mut Vec<Alert>,
-    ) {
+    ) -> Option<SourceClass> {
         let user = ev.user.username.as_str();
         if user.is_empty() || user == "system:anonymous" {
-            return;
+            return None;
         }
-        let Some(ip) = ev.source_ip() else { return };
+        let ip = ev.source_ip()?;
         let t = ev.time();
         let learning = self.in_learning(user, t, ch);
         let exp = self.expectations(ev, learning);
@@ -57,6 +57,13 @@ impl Detector {
         let key = ev
             .credential_id()
             .map_or_else(|| format!("user:{user}"), str::to_owned);
+        ch.use_context.push(super::changes::UseContext {
+            key: key.clone(),
+            source_ip: ip.to_string(),
+            user_agent: ev.user_agent.clone(),
+            pod: loc.as_ref().and_then(|l| l.pod.clone()),
+            time_ms: t.timestamp_millis(),
+        });
         ch.credential_uses.push(CredentialUse {
             key,
             username: user.to_owned(),
@@ -100,7 +107,7 @@ impl Detector {
                         && service_or_node
                         && self.policy.alert_outside_without_expectation);
                 if learnable && !exp.hard {
-                    return; // learned into the baseline above
+                    return Some(class); // learned into the baseline above
                 }
                 if judged {
                     out.push(self.off_node_alert(ev, ip, class, loc.as_ref(), &exp));
@@ -115,6 +122,7 @@ impl Detector {
             }
             SourceClass::TrustedRange | SourceClass::Unknown => {}
         }
+        Some(class)
     }
 
     fn off_node_alert(

@@ -310,3 +310,8 @@ mod tests {
         }
     }
 }
+
+/// Every built-in ClusterRoleBinding, by name (for "who else holds this role").
+pub fn builtin_bindings() -> impl Iterator<Item = (&'static str, &'static BuiltinBinding)> {
+    TABLE.bindings.iter().map(|(k, v)| (k.as_str(), v))
+}

@@ -16,6 +16,17 @@ pub struct CredentialUse {
     pub audit_id: String,
 }
 
+/// The context of a credential use (inventory: pod and user agent per source).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UseContext {
+    pub key: String,
+    pub source_ip: String,
+    pub user_agent: Option<String>,
+    /// Pod `ns/name` the source resolved to.
+    pub pod: Option<String>,
+    pub time_ms: i64,
+}
+
 /// A credential read on a node (credential inventory, "where read").
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CredentialReadRow {
@@ -133,4 +144,10 @@ pub struct Changes {
     pub cluster: Vec<super::cluster::ClusterChange>,
     /// TokenRequests that named their token (lineage).
     pub minted: Vec<super::lineage::Minted>,
+    /// AN1547 alerts' activity (state and newly listed requests).
+    pub activity: Vec<super::activity::ActivityChange>,
+    /// Pod and user agent of each credential use.
+    pub use_context: Vec<UseContext>,
+    /// Node writes whose addresses/pod ranges were ignored (writer may not set them).
+    pub node_writes_refused: u64,
 }

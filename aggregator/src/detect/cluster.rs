@@ -103,6 +103,18 @@ pub struct ClusterFacts {
     deleted: HashMap<String, DateTime<Utc>>,
     last_silence_check: Option<DateTime<Utc>>,
     api_endpoints: Vec<(IpAddr, Provenance)>,
+    /// Node writes whose addresses or pod ranges were ignored because the
+    /// writer may not set them (`detect/node_writes.rs`), since the last
+    /// [`ClusterFacts::take_refused`].
+    refused: u64,
+}
+
+/// The addresses a Node write carries (`status.addresses`, InternalIP and
+/// ExternalIP), from its response, else its request.
+pub fn written_addresses(ev: &AuditEvent) -> Vec<IpAddr> {
+    node_object(ev)
+        .map(|(_, a, _)| a.into_iter().map(|(_, ip)| ip).collect())
+        .unwrap_or_default()
 }
 
 fn prov(source: &'static str, ev: &AuditEvent) -> Provenance {
@@ -271,7 +283,14 @@ impl ClusterFacts {
                 self.api_endpoints.push((ip, prov(source, ev)));
             }
         }
-        let writer_node = ev.user.username.strip_prefix("system:node:");
+        // A kubelet speaks for its node only with the node credential (user
+        // `system:node:<name>` in group `system:nodes`), never impersonated.
+        let writer_node = ev
+            .user
+            .username
+            .strip_prefix("system:node:")
+            .filter(|_| ev.user.groups.iter().any(|g| g == "system:nodes"))
+            .filter(|_| ev.impersonated_user.is_none());
         let mut changed: Option<String> = None;
         // A Node object written (registration, status, podCIDR assignment).
         if res == "nodes"
@@ -282,33 +301,54 @@ impl ClusterFacts {
                 .map(str::to_owned)
                 .or_else(|| ev.object().and_then(|o| o.metadata.name))
         {
-            if ev.verb == "create" || self.replaced(&name, uid.as_deref()) {
-                self.reset(&name, uid.clone());
-                self.deleted.remove(&name);
-            }
-            for (_, ip) in addrs {
-                // A node may only vouch for internal addresses; public ones
-                // need a non-node writer (the cloud node controller).
-                let by_self = writer_node.is_some();
-                if (is_internal(ip) || !by_self)
-                    && self.may_own(&name, ip, policy, &owners(ip, &name))
-                {
-                    self.add_addr(&name, ip, prov("Node status.addresses", ev), t);
-                    changed = Some(name.clone());
+            'node: {
+                // Only the node itself or the cloud node controller teaches a
+                // node's addresses (node_writes.rs); anything else is ignored
+                // and counted.
+                let w = super::node_writes::writer(ev, &name);
+                if !w.may_set_pod_cidrs() {
+                    if !addrs.is_empty() || !cidrs.is_empty() {
+                        self.refused += 1;
+                    }
+                    break 'node;
                 }
-            }
-            if let Some(u) = &uid
-                && let Some(n) = self.nodes.get_mut(&name)
-                && n.uid.is_none()
-            {
-                n.uid = Some(u.clone());
-            }
-            for c in cidrs {
-                let pol = policy;
-                let ok = pol.pod_cidrs.is_empty() || pol.pod_cidrs.iter().any(|p| p.contains(&c));
-                if ok {
-                    self.add_cidr(&name, c, prov("Node spec.podCIDRs", ev), t);
-                    changed = Some(name.clone());
+                if ev.verb == "create" || self.replaced(&name, uid.as_deref()) {
+                    self.reset(&name, uid.clone());
+                    self.deleted.remove(&name);
+                }
+                // kube-controller-manager's own Node writes (pod range
+                // assignment) echo the addresses: ignored, not counted.
+                if !w.may_set_addresses()
+                    && !addrs.is_empty()
+                    && w != super::node_writes::Writer::Component
+                {
+                    self.refused += 1;
+                }
+                for (_, ip) in addrs.into_iter().filter(|_| w.may_set_addresses()) {
+                    // A node may only vouch for internal addresses; public ones
+                    // need the cloud node controller.
+                    let by_self = w == super::node_writes::Writer::SelfNode;
+                    if (is_internal(ip) || !by_self)
+                        && self.may_own(&name, ip, policy, &owners(ip, &name))
+                    {
+                        self.add_addr(&name, ip, prov("Node status.addresses", ev), t);
+                        changed = Some(name.clone());
+                    }
+                }
+                if let Some(u) = &uid
+                    && let Some(n) = self.nodes.get_mut(&name)
+                    && n.uid.is_none()
+                {
+                    n.uid = Some(u.clone());
+                }
+                for c in cidrs {
+                    let pol = policy;
+                    let ok =
+                        pol.pod_cidrs.is_empty() || pol.pod_cidrs.iter().any(|p| p.contains(&c));
+                    if ok {
+                        self.add_cidr(&name, c, prov("Node spec.podCIDRs", ev), t);
+                        changed = Some(name.clone());
+                    }
                 }
             }
         }
@@ -345,6 +385,11 @@ impl ClusterFacts {
             out.push(ClusterChange::Learned(v));
         }
         out
+    }
+
+    /// Node writes ignored since the last call (see `refused`).
+    pub fn take_refused(&mut self) -> u64 {
+        std::mem::take(&mut self.refused)
     }
 
     fn replaced(&self, name: &str, uid: Option<&str>) -> bool {

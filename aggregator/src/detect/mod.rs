@@ -6,6 +6,7 @@
 //! pipeline persists the [`Changes`] it reports and restores the state at
 //! start ([`Detector::restore`]).
 
+pub mod activity;
 mod alerts;
 mod an1547;
 mod an1579;
@@ -14,10 +15,12 @@ mod builtin;
 pub mod changes;
 mod cidr_index;
 pub mod cluster;
+mod effective;
 mod expect;
 pub mod limits;
 pub mod lineage;
 mod mint;
+mod node_writes;
 pub mod patch;
 pub mod rbac;
 pub mod rules;
@@ -93,6 +96,8 @@ pub struct Detector {
     cluster: cluster::ClusterFacts,
     /// Who minted which token; incidents linking alerts.
     lineage: lineage::Lineage,
+    /// AN1547 alerts' activity from their source; repeats folded in.
+    activity: activity::Activity,
 }
 
 impl Detector {
@@ -110,6 +115,7 @@ impl Detector {
             suppressions: policy.suppressions.clone(),
             cluster: cluster::ClusterFacts::default(),
             lineage: lineage::Lineage::default(),
+            activity: activity::Activity::default(),
         };
         for r in &policy.roles {
             d.roles.insert(
@@ -189,6 +195,11 @@ impl Detector {
         }
     }
 
+    /// Takes back open alerts' activity persisted by an earlier run.
+    pub fn restore_activity(&mut self, rows: Vec<activity::AlertActivity>) {
+        self.activity.restore(rows);
+    }
+
     /// Forgets one baseline source of `user` (after review): the next use
     /// from there is judged as new.
     pub fn drop_baseline(&mut self, user: &str, ip: IpAddr) -> bool {
@@ -260,6 +271,7 @@ impl Detector {
         self.identities.advance(t);
         self.jti_places.advance(t);
         self.sight.advance(t);
+        self.activity.advance(t);
     }
 
     /// Each map's size, and what its bounds removed since the last call.
@@ -272,6 +284,7 @@ impl Detector {
             stat("jti_places", &mut self.jti_places),
         ];
         self.sight.state_stats(&mut out);
+        self.activity.stats(&mut out);
         out
     }
 
@@ -313,15 +326,47 @@ impl Detector {
         ch.cluster.extend(changes);
     }
 
+    /// `CT1547-006`: a Node's addresses written by an identity that is not
+    /// that node nor a Kubernetes component, when the write carries an
+    /// address not already known for the node (status writes repeating
+    /// the node's addresses, e.g. node-problem-detector's conditions, are
+    /// not alerted; they teach nothing either).
+    fn judge_node_write(&mut self, ev: &AuditEvent, out: &mut Vec<Alert>) {
+        let Some(node) = node_writes::addressed_node(ev) else {
+            return;
+        };
+        let w = node_writes::writer(ev, &node);
+        if w != node_writes::Writer::Other {
+            return;
+        }
+        let t = ev.time();
+        let known = self.cluster.addresses(&node, t, self.policy.learned_ttl);
+        let new = cluster::written_addresses(ev).into_iter().any(|ip| {
+            !known.contains(&ip) && self.sight.resolve(ip).is_none_or(|l| l.node != node)
+        });
+        // A write whose body the audit level hides (Metadata) teaches
+        // nothing, so it cannot launder a source either.
+        if new && let Some(a) = node_writes::judge(ev, &node, w) {
+            out.push(a);
+        }
+    }
+
     /// Judges one (new) audit event; returns its alerts, suppressed ones
     /// marked (see [`suppressed_by`]).
     pub fn judge(&mut self, ev: &AuditEvent, ch: &mut Changes) -> Vec<Alert> {
         let mut out = Vec::new();
         self.advance(ev.time());
         if ev.stage.is_final() {
+            self.judge_node_write(ev, &mut out);
             self.learn_cluster(ev, ch);
+            ch.node_writes_refused += self.cluster.take_refused();
             self.judge_rbac(ev, ch, &mut out);
-            self.judge_credential(ev, ch, &mut out);
+            for a in out.iter_mut().filter(|a| a.analytic == "AN1579") {
+                if a.details.is_object() {
+                    self.add_effective_permissions(a);
+                }
+            }
+            let class = self.judge_credential(ev, ch, &mut out);
             let minted = self.judge_mint(ev, &mut out);
             let key = ev
                 .credential_id()
@@ -333,6 +378,18 @@ impl Detector {
                 ch.minted.push(m.clone());
                 self.lineage.record(m);
             }
+            for a in &mut out {
+                self.apply_suppression(a, ch);
+            }
+            // After suppression: a repeat folds only into an alert silenced
+            // the same way (a window's end raises anew).
+            if let (Some(class), Some(ip)) = (class, ev.source_ip()) {
+                use crate::alert::SourceClass as C;
+                let remember = matches!(class, C::OtherNode | C::OtherPod | C::Outside);
+                self.activity
+                    .on_request(ev, &key, ip, remember, &mut out, &mut ch.activity);
+            }
+            return out;
         }
         for a in &mut out {
             self.apply_suppression(a, ch);

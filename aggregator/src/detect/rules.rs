@@ -39,6 +39,12 @@ pub const LONG_LIVED_MINT: RuleDef = RuleDef {
     techniques: &["T1528", "T1098.001"],
     title: "Long-lived service-account token minted outside approved automation",
 };
+pub const NODE_ADDRESS_WRITE: RuleDef = RuleDef {
+    id: "CT1547-006",
+    analytic: "AN1547",
+    techniques: &["T1550.001", "T1562"],
+    title: "Node addresses written by someone other than the node",
+};
 pub const HIGH_PRIV_GRANT: RuleDef = RuleDef {
     id: "CT1579-001",
     analytic: "AN1579",
@@ -71,6 +77,7 @@ pub const RULES: &[RuleDef] = &[
     JTI_TWO_PLACES,
     NEVER_READ,
     LONG_LIVED_MINT,
+    NODE_ADDRESS_WRITE,
     HIGH_PRIV_GRANT,
     BROAD_GRANT,
     FAILED_GRANT,

@@ -98,6 +98,8 @@ pub fn write_changes(
     write_rbac_levels(tx, &c.rbac_levels)?;
     write_node_network(tx, &c.node_network)?;
     super::learned::write_learned(tx, c)?;
+    super::activity::write_activity(tx, &c.activity)?;
+    super::inventory_ctx::write_use_context(tx, &c.use_context)?;
     write_suppression_hits(tx, &c.suppression_hits)?;
     write_automation_blind(tx, &c.automation_blind)
 }

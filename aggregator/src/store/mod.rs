@@ -11,10 +11,12 @@
 //! transaction survives power loss; `--db-synchronous normal` keeps it across a
 //! process crash only (WAL is synced at checkpoints), which is faster.
 
+pub mod activity;
 mod agents;
 pub mod backup;
 mod changes;
 mod ingest;
+pub mod inventory_ctx;
 pub mod learned;
 mod load;
 mod pool;
@@ -280,6 +282,7 @@ fn apply_schema(conn: &mut Connection) -> Result<(), StoreError> {
     }
     tx.execute_batch(learned::LEARNED_SCHEMA)?;
     triage::migrate(&tx)?;
+    tx.execute_batch(activity::ACTIVITY_SCHEMA)?;
     if !had_alert_nodes {
         // Version 2 had no node index: fill it from the stored alerts once.
         tx.execute_batch(

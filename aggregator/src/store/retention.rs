@@ -35,6 +35,7 @@ pub fn prune(
     let cut = ms(now
         .checked_sub_signed(retention)
         .unwrap_or(DateTime::<Utc>::MIN_UTC));
+    super::activity::prune(tx, cut)?;
     Ok(Pruned {
         alerts: tx.execute("DELETE FROM alerts WHERE time_ms < ?1", params![cut])?,
         audit_events: tx.execute("DELETE FROM audit_events WHERE time_ms < ?1", params![cut])?,

@@ -40,7 +40,8 @@ async fn seed(api: &Api) -> usize {
         let mut e = token_used(
             &format!("aud-tok-{i}"),
             &BUILDER,
-            "127.0.99.9",
+            // One source each: repeats from one source extend one alert.
+            &format!("127.0.99.{}", 9 + i),
             t0 + Minutes::minutes(20 + i),
         );
         if i == 2 {
@@ -252,6 +253,9 @@ async fn http_get_one_alert_and_not_found() {
     // The detail adds the triage history (empty: never triaged).
     let history = one["triage"].as_object_mut().unwrap().remove("history");
     assert_eq!(history, Some(serde_json::json!([])));
+    // The detail adds the listed activity (api/context.rs) to the list's fields.
+    let o = one.as_object_mut().unwrap();
+    assert!(o.remove("activity").is_some() && o.remove("activity_truncated").is_some());
     assert_eq!(one, all[3]);
     for key in [
         "rule",

@@ -124,19 +124,17 @@ async fn learned_nodes_and_token_lineage_are_listed() {
         "spec": {"expirationSeconds": 31536000}});
     mint["annotations"]["authentication.kubernetes.io/issued-credential-id"] =
         json!("JTI=0f9e8d7c-6b5a-4c3d-9e2f-1a0b9c8d7e6f");
-    let alerts = api
-        .ingest(vec![
-            ev(
-                "n1",
-                t0,
-                "system:node:node-q",
-                "10.0.1.90",
-                "update",
-                "leases",
-            ),
-            mint,
-        ])
-        .await;
+    let mut lease = ev(
+        "n1",
+        t0,
+        "system:node:node-q",
+        "10.0.1.90",
+        "update",
+        "leases",
+    );
+    // A kubelet's credential is a node's only in group system:nodes.
+    lease["user"]["groups"] = json!(["system:nodes", "system:authenticated"]);
+    let alerts = api.ingest(vec![lease, mint]).await;
     assert_eq!(
         alerts, 1,
         "a year-long token minted by a person: CT1547-005"

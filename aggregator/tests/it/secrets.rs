@@ -55,7 +55,9 @@ async fn secrets_in_audit_bodies_are_not_stored_or_echoed() {
         Step::Audit(bodies()),
     ];
     let alerts = run(&app, steps).await;
-    assert_eq!(alerts.len(), 2, "both uses from outside alert: {alerts:#?}");
+    // The first use from outside alerts; the second, from the same address,
+    // extends its activity (stored: the store scan below covers it).
+    assert_eq!(alerts.len(), 1, "one alert from outside: {alerts:#?}");
     let out = serde_json::to_string(&alerts).unwrap();
     assert!(!contains(out.as_bytes(), SECRET_VALUE) && !contains(out.as_bytes(), ISSUED_TOKEN));
     drop(app);
@@ -83,8 +85,8 @@ async fn secrets_in_audit_bodies_are_not_stored_or_echoed() {
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).lines().count(),
-        2,
-        "alerts printed"
+        1,
+        "alerts printed (the second use extends the first)"
     );
     assert!(!contains(&out.stdout, SECRET_VALUE) && !contains(&out.stderr, SECRET_VALUE));
     assert!(!contains(&out.stdout, ISSUED_TOKEN) && !contains(&out.stderr, ISSUED_TOKEN));
