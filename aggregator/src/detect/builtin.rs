@@ -215,6 +215,11 @@ pub fn builtin(kind: &str, name: &str) -> Option<Privilege> {
     })
 }
 
+/// Every built-in ClusterRoleBinding, by name (for "who else holds this role").
+pub fn builtin_bindings() -> impl Iterator<Item = (&'static str, &'static BuiltinBinding)> {
+    TABLE.bindings.iter().map(|(k, v)| (k.as_str(), v))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,9 +314,4 @@ mod tests {
             );
         }
     }
-}
-
-/// Every built-in ClusterRoleBinding, by name (for "who else holds this role").
-pub fn builtin_bindings() -> impl Iterator<Item = (&'static str, &'static BuiltinBinding)> {
-    TABLE.bindings.iter().map(|(k, v)| (k.as_str(), v))
 }

@@ -323,7 +323,7 @@ async fn the_credential_inventory_is_linked_and_holds_no_secret() {
 async fn an1579_alerts_show_the_roles_rules_what_is_high_and_who_else_holds_it() {
     let api = Api::start_with(Policy::default()).await;
     let subj = |u: &str| serde_json::json!([{"kind": "User", "name": u, "apiGroup": "rbac.authorization.k8s.io"}]);
-    let rules = serde_json::json!([
+    let role_rules = serde_json::json!([
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]},
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["*"]}
     ]);
@@ -334,7 +334,7 @@ async fn an1579_alerts_show_the_roles_rules_what_is_high_and_who_else_holds_it()
                 "ClusterRole",
                 None,
                 "secret-admin",
-                rules,
+                role_rules,
             ),
             Req::new("r2", 10, "admin", "127.0.1.9").binding(
                 "create",

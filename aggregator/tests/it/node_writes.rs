@@ -33,7 +33,10 @@ fn node_obj(name: &str, addrs: &[(&str, &str)]) -> Value {
 }
 
 /// `PATCH /api/v1/nodes/<node>/status` by `user` (groups, credential) from `ip`.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one audit event's fields, named at each call"
+)]
 fn status_patch(
     id: &str,
     t: DateTime<Utc>,
