@@ -21,11 +21,15 @@ pub fn line(format: Format, s: &StoredAlert) -> String {
             #[serde(flatten)]
             alert: &'a crate::alert::Alert,
             runbook_url: String,
+            // The context branch's link (export.rs carries it too).
+            #[serde(skip_serializing_if = "Option::is_none")]
+            credential_inventory: Option<super::context::InventoryLink>,
             triage: &'a Triage,
         }
         let mut out = serde_json::to_string(&Line {
             alert: &s.alert,
             runbook_url: crate::detect::rules::runbook_url(&s.alert.rule),
+            credential_inventory: super::context::link(&s.alert),
             triage: &t,
         })
         .unwrap_or_default();
