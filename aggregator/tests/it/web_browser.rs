@@ -31,6 +31,19 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 pub const XSS_ACTOR: &str = "<img src=x onerror=\"window.__pwned=1\">";
 pub const XSS_NAME: &str = "<script>window.__pwned=2</script>";
 
+/// The same request shape with another verb, resource, namespace and code.
+fn retarget(mut e: Value, verb: &str, resource: &str, ns: &str, code: i64) -> Value {
+    e["verb"] = verb.into();
+    e["objectRef"]["resource"] = resource.into();
+    e["objectRef"]["namespace"] = ns.into();
+    e["requestURI"] = format!("/api/v1/namespaces/{ns}/{resource}").into();
+    e["responseStatus"]["code"] = code.into();
+    if code == 403 {
+        e["annotations"]["authorization.k8s.io/decision"] = "forbid".into();
+    }
+    e
+}
+
 /// Debian's Chromium (installed with apt-get when missing and root).
 fn ensure_chromium() -> PathBuf {
     let p = PathBuf::from(CHROMIUM);
@@ -163,6 +176,30 @@ async fn web_page_in_chromium_login_filter_detail_live_and_hostile_fields() {
                 XSS_ACTOR,
                 "127.99.0.6",
                 now - Age::minutes(6),
+            ),
+        ])
+        .await;
+    // What the stolen token did next from there: the AN1547 alert's activity.
+    server
+        .post_events(&[
+            retarget(
+                token_used("seed-then-1", &BUILDER, "127.99.0.7", now - Age::minutes(9)),
+                "get",
+                "secrets",
+                "kube-system",
+                200,
+            ),
+            retarget(
+                token_used(
+                    "seed-then-2",
+                    &BUILDER,
+                    "127.99.0.7",
+                    now - Age::seconds(530),
+                ),
+                "create",
+                "pods",
+                "ci",
+                403,
             ),
         ])
         .await;

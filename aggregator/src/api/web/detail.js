@@ -72,10 +72,13 @@ function permissionsSection(a) {
     ["known from", r.known_from],
   ]));
   const high = new Map((p.high_privilege_rules || []).map((h) => [h.index, h.reasons || []]));
+  // Rules as Kubernetes writes them (camelCase), or snake_case.
+  const list = (x, ...keys) => keys.map((k) => x[k]).find(Array.isArray) || [];
   const rows = (p.rules || []).map((x, i) => ({
     cls: high.has(i) ? "high" : null,
-    cells: [(x.verbs || []).join(","), (x.api_groups || []).map((g) => g || "core").join(","),
-      (x.resources || []).concat(x.non_resource_urls || []).join(","), (x.resource_names || []).join(","),
+    cells: [list(x, "verbs").join(", "), list(x, "apiGroups", "api_groups").map((g) => g || "core").join(", "),
+      list(x, "resources").concat(list(x, "nonResourceURLs", "nonResourceUrLs", "non_resource_urls")).join(", "),
+      list(x, "resourceNames", "resource_names").join(", "),
       high.has(i) ? high.get(i).join("; ") : ""],
   }));
   if (rows.length) s.append(table("rules-table", ["verbs", "api groups", "resources", "names", "why high privilege"], rows));

@@ -160,6 +160,45 @@ async function main() {
       await shot("detail");
     });
 
+    await step("the AN1547 alert's activity from its source", async () => {
+      await until(page, "the activity summary and list", () => {
+        const s = document.querySelector("#detail section.activity");
+        return s && s.querySelector(".summary") && s.querySelector(".summary").textContent.includes("then:") &&
+          s.querySelector(".summary").textContent.includes("get secrets in kube-system 200") && s.querySelector(".summary").textContent.includes("create pods in ci 403") &&
+          s.querySelectorAll(".activity-table tbody tr").length >= 3;
+      });
+      await page.locator("#detail section.activity").scrollIntoViewIfNeeded();
+      await shot("activity");
+    });
+
+    await step("the credential's inventory, one click away", async () => {
+      await page.click("#open-inventory");
+      await until(page, "where the credential was used (127.99.0.7)", () => {
+        const s = document.querySelector("#detail-inventory .inventory");
+        return s && s.querySelector(".uses-table") && s.querySelector(".uses-table").textContent.includes("127.99.0.7");
+      });
+      await page.locator("#detail-inventory").scrollIntoViewIfNeeded();
+      await shot("inventory");
+    });
+
+    await step("an AN1579 alert's effective permissions and other holders", async () => {
+      await page.selectOption("#filters select[name=analytic]", "AN1579");
+      await page.click("#filters button[type=submit]");
+      await until(page, "alice's grant in the list", () =>
+        Array.from(document.querySelectorAll("#alerts tbody td.ident")).some((x) => x.textContent === "alice"));
+      await page.click("#alerts tbody tr:has(td.ident:text-is('alice'))");
+      await until(page, "the role's rules with the high-privilege ones marked", () => {
+        const s = document.querySelector("#detail section.permissions");
+        const high = s && s.querySelector(".rules-table tr.high");
+        return s && s.textContent.includes("ClusterRole admin") && high && high.textContent.includes("core") &&
+          high.textContent.includes("secrets") &&
+          s.querySelector(".holders");
+      });
+      await page.locator("#detail section.permissions").scrollIntoViewIfNeeded();
+      await shot("permissions");
+      await page.click("#detail-close");
+    });
+
     await step("a live alert arrives while the page is open", async () => {
       await page.selectOption("#filters select[name=analytic]", "");
       await page.click("#filters button[type=submit]");
