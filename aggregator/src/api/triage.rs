@@ -126,21 +126,23 @@ pub async fn triage_alert(
         return Err(FilterError::new("id", format!("longer than {MAX_ID} bytes")).into());
     }
     update.validate()?;
-    let now = Utc::now();
     let (key, who, change) = (id.clone(), by.clone(), update.clone());
     let done = state
         .store
         .write(move |tx| {
+            // The time is taken under the writer's lock, so history order
+            // and change times agree however many responders write at once.
+            let now = Utc::now();
             Ok((|| {
                 let Some(applied) = stored::apply(tx, &key, &change, &who, now)? else {
                     return Ok(None);
                 };
                 let alert = query::get_alert(tx, &key)?;
-                Ok::<_, query::QueryError>(alert.map(|a| (a, applied)))
+                Ok::<_, query::QueryError>(alert.map(|a| (a, applied, now)))
             })())
         })
         .await??;
-    let Some((mut alert, applied)) = done else {
+    let Some((mut alert, applied, now)) = done else {
         return Err(ApiError::NotFound(format!("no alert with id {id:?}")));
     };
     alert.triage = applied.after.clone();

@@ -20,10 +20,19 @@ async fn cli(
     env_token: Option<&str>,
     args: &[&str],
 ) -> Run {
+    cli_at(&format!("http://{}", api.http), token_file, env_token, args).await
+}
+
+async fn cli_at(
+    url: &str,
+    token_file: Option<&std::path::Path>,
+    env_token: Option<&str>,
+    args: &[&str],
+) -> Run {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_credtrail-aggregator"));
     cmd.arg("alerts")
         .arg("--url")
-        .arg(format!("http://{}", api.http))
+        .arg(url)
         .env_remove("CREDTRAIL_API_TOKEN")
         .env_remove("CREDTRAIL_API_TOKEN_FILE")
         .env_remove("CREDTRAIL_API_URL");
@@ -193,4 +202,63 @@ async fn the_analyst_cli_lists_shows_and_triages_alerts() {
         .get_json("/api/v1/suppressions", hyper::StatusCode::OK)
         .await;
     assert_eq!(s["suppressions"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_analyst_cli_verifies_an_https_api_against_its_ca_file() {
+    use credtrail_aggregator::auth::config::ApiAuthConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let (pki, paths) = crate::common::tls::pki(dir.path());
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, api_support::token_file_text()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let auth = ApiAuthConfig {
+        token_file: Some(tokens),
+        tls_cert: Some(paths.cert.clone()),
+        tls_key: Some(paths.key.clone()),
+        ..Default::default()
+    }
+    .build(&[addr])
+    .unwrap();
+    let state = credtrail_aggregator::state::AppState::in_memory(api_support::cluster_policy(""))
+        .unwrap()
+        .with_auth(auth);
+    tokio::spawn(credtrail_aggregator::api::http::serve(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let url = format!("https://{addr}");
+    let ca_arg = ca.to_str().unwrap();
+    let r = cli_at(
+        &url,
+        None,
+        Some(VIEWER_TOKEN),
+        &["list", "--output", "json", "--ca-file", ca_arg],
+    )
+    .await;
+    assert!(r.ok, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(v["alerts"].as_array().unwrap().is_empty());
+    // No CA: refused before connecting, naming the option.
+    let r = cli_at(&url, None, Some(VIEWER_TOKEN), &["list"]).await;
+    assert!(!r.ok);
+    assert!(r.stderr.contains("--ca-file"), "{}", r.stderr);
+    // A CA that did not sign the server's certificate: the handshake fails.
+    let other = tempfile::tempdir().unwrap();
+    let (other_pki, _) = crate::common::tls::pki(other.path());
+    let wrong = dir.path().join("wrong.pem");
+    std::fs::write(&wrong, &other_pki.ca_pem).unwrap();
+    let r = cli_at(
+        &url,
+        None,
+        Some(VIEWER_TOKEN),
+        &["list", "--ca-file", wrong.to_str().unwrap()],
+    )
+    .await;
+    assert!(!r.ok);
+    assert!(r.stderr.contains("TLS"), "{}", r.stderr);
 }

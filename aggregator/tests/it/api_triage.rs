@@ -618,3 +618,36 @@ async fn exports_carry_triage_with_notes_escaped() {
     let (_, none) = api.get("/api/v1/export/alerts?status=open").await;
     assert!(none.is_empty(), "{none}");
 }
+
+#[tokio::test]
+async fn concurrent_changes_are_all_recorded_and_the_history_stays_bounded() {
+    let api = std::sync::Arc::new(Api::start().await);
+    let ids = raise(&api, &[("mallory", "127.0.66.71")]).await;
+    let id = ids[0].clone();
+    let total = 210usize;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..total {
+        let (api, id) = (api.clone(), id.clone());
+        tasks.spawn(async move {
+            let (s, v) = triage(&api, RESPONDER_TOKEN, &id, json!({"note": format!("n{i}")})).await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let one = api
+        .get_json(&format!("/api/v1/alerts/{id}"), StatusCode::OK)
+        .await;
+    let h = one["triage"]["history"].as_array().unwrap();
+    assert_eq!(h.len(), 200, "bounded");
+    assert_eq!(one["triage"]["history_dropped"], (total - 200) as u64);
+    // Every kept entry is a distinct change, oldest first.
+    let notes: std::collections::HashSet<&str> =
+        h.iter().map(|c| c["note"].as_str().unwrap()).collect();
+    assert_eq!(notes.len(), 200);
+    let times: Vec<&str> = h.iter().map(|c| c["at"].as_str().unwrap()).collect();
+    let mut sorted = times.clone();
+    sorted.sort();
+    assert_eq!(times, sorted, "oldest first");
+}
