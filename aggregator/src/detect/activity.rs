@@ -70,8 +70,12 @@ pub struct ActivityEntry {
 const MAX_FIELD: usize = 256;
 
 fn cap(s: Option<&str>) -> Option<String> {
+    cap_to(s, MAX_FIELD)
+}
+
+fn cap_to(s: Option<&str>, max: usize) -> Option<String> {
     s.map(|s| {
-        let mut end = s.len().min(MAX_FIELD);
+        let mut end = s.len().min(max);
         while !s.is_char_boundary(end) {
             end -= 1;
         }
@@ -109,14 +113,19 @@ pub struct Group {
     pub count: u64,
 }
 
+/// Longest string kept in a summary group (verbs, resources and namespaces
+/// are at most 63 characters in Kubernetes; longer ones come from a client).
+const MAX_GROUP_FIELD: usize = 64;
+
 impl Group {
     fn of(e: &ActivityEntry) -> Self {
+        let c = |s: &Option<String>| s.as_deref().and_then(|s| cap_to(Some(s), MAX_GROUP_FIELD));
         Group {
             before: e.phase == Phase::Before,
-            verb: e.verb.clone(),
-            resource: e.resource.clone(),
-            subresource: e.subresource.clone(),
-            namespace: e.namespace.clone(),
+            verb: cap_to(Some(&e.verb), MAX_GROUP_FIELD).unwrap_or_default(),
+            resource: c(&e.resource),
+            subresource: c(&e.subresource),
+            namespace: c(&e.namespace),
             code: e.response_code,
             count: 0,
         }
@@ -405,3 +414,7 @@ impl Activity {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "activity_tests.rs"]
+mod tests;

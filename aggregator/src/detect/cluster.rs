@@ -109,14 +109,6 @@ pub struct ClusterFacts {
     refused: u64,
 }
 
-/// The addresses a Node write carries (`status.addresses`, InternalIP and
-/// ExternalIP), from its response, else its request.
-pub fn written_addresses(ev: &AuditEvent) -> Vec<IpAddr> {
-    node_object(ev)
-        .map(|(_, a, _)| a.into_iter().map(|(_, ip)| ip).collect())
-        .unwrap_or_default()
-}
-
 fn prov(source: &'static str, ev: &AuditEvent) -> Provenance {
     Provenance {
         source: source.into(),
@@ -377,6 +369,13 @@ impl ClusterFacts {
                 }
                 self.add_addr(name, ip, prov("kubelet request", ev), t);
                 changed = Some(name.to_owned());
+                // Its pod ranges (assigned by the node IPAM controller) live
+                // with it, as above.
+                if let Some(n) = self.nodes.get_mut(name) {
+                    for (_, p) in &mut n.pod_cidrs {
+                        p.last = p.last.max(t);
+                    }
+                }
             }
         }
         if let Some(n) = changed
@@ -613,9 +612,15 @@ mod tests {
         extra: Value,
     ) -> AuditEvent {
         let t = DateTime::from_timestamp(1_800_000_000 + at, 0).unwrap();
+        // A kubelet's credential is in group system:nodes, as the API server reports it.
+        let groups = if user.starts_with("system:node:") {
+            json!(["system:nodes", "system:authenticated"])
+        } else {
+            json!(["system:authenticated"])
+        };
         let mut v = json!({
             "level": "RequestResponse", "auditID": id, "stage": "ResponseComplete",
-            "verb": verb, "user": {"username": user}, "sourceIPs": [ip],
+            "verb": verb, "user": {"username": user, "groups": groups}, "sourceIPs": [ip],
             "objectRef": {"resource": res},
             "responseStatus": {"code": 200}, "requestReceivedTimestamp": t.to_rfc3339(),
         });
@@ -848,7 +853,19 @@ mod tests {
         ));
         assert_eq!(t.at("10.0.1.90", 10), None);
         assert_eq!(t.at("10.244.7.33", 10), None);
-        assert!(t.at("10.0.1.91", 10).is_some());
+        // A controller's Node write teaches no address (node_writes.rs)...
+        assert_eq!(t.at("10.0.1.91", 10), None);
+        // ...the new node's own status does.
+        t.learn(&ev(
+            "5",
+            11,
+            NODE_Q,
+            "10.0.1.91",
+            "patch",
+            "nodes",
+            node_obj("node-q", "u2", &[("InternalIP", "10.0.1.91")], None),
+        ));
+        assert!(t.at("10.0.1.91", 12).is_some());
     }
 
     #[test]

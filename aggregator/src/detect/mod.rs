@@ -328,9 +328,10 @@ impl Detector {
 
     /// `CT1547-006`: a Node's addresses written by an identity that is not
     /// that node nor a Kubernetes component, when the write carries an
-    /// address not already known for the node (status writes repeating
-    /// the node's addresses, e.g. node-problem-detector's conditions, are
-    /// not alerted; they teach nothing either).
+    /// address (in its request body) not already known for the node
+    /// (node-problem-detector's condition patches carry none; a full
+    /// status repeating the node's addresses is not alerted; neither
+    /// teaches anything).
     fn judge_node_write(&mut self, ev: &AuditEvent, out: &mut Vec<Alert>) {
         let Some(node) = node_writes::addressed_node(ev) else {
             return;
@@ -341,7 +342,7 @@ impl Detector {
         }
         let t = ev.time();
         let known = self.cluster.addresses(&node, t, self.policy.learned_ttl);
-        let new = cluster::written_addresses(ev).into_iter().any(|ip| {
+        let new = node_writes::requested_addresses(ev).into_iter().any(|ip| {
             !known.contains(&ip) && self.sight.resolve(ip).is_none_or(|l| l.node != node)
         });
         // A write whose body the audit level hides (Metadata) teaches
@@ -371,23 +372,24 @@ impl Detector {
             let key = ev
                 .credential_id()
                 .map_or_else(|| format!("user:{}", ev.user.username), str::to_owned);
+            for a in &mut out {
+                self.apply_suppression(a, ch);
+            }
+            // After suppression (a repeat folds only into an alert silenced
+            // the same way: a window's end raises anew), before incidents (a
+            // folded repeat is no alert of its own).
+            if let (Some(class), Some(ip)) = (class, ev.source_ip()) {
+                use crate::alert::SourceClass as C;
+                let remember = matches!(class, C::OtherNode | C::OtherPod | C::Outside);
+                self.activity
+                    .on_request(ev, &key, ip, remember, &mut out, &mut ch.activity);
+            }
             for a in out.iter_mut().filter(|a| a.analytic == "AN1547") {
                 self.lineage.join(&key, a);
             }
             if let Some(m) = minted {
                 ch.minted.push(m.clone());
                 self.lineage.record(m);
-            }
-            for a in &mut out {
-                self.apply_suppression(a, ch);
-            }
-            // After suppression: a repeat folds only into an alert silenced
-            // the same way (a window's end raises anew).
-            if let (Some(class), Some(ip)) = (class, ev.source_ip()) {
-                use crate::alert::SourceClass as C;
-                let remember = matches!(class, C::OtherNode | C::OtherPod | C::Outside);
-                self.activity
-                    .on_request(ev, &key, ip, remember, &mut out, &mut ch.activity);
             }
             return out;
         }
