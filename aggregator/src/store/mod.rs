@@ -14,6 +14,7 @@
 mod agents;
 pub mod backup;
 mod changes;
+mod checkpoint;
 mod ingest;
 pub mod learned;
 mod load;
@@ -89,6 +90,8 @@ struct Inner {
     writer: Arc<Mutex<Connection>>,
     readers: Arc<pool::ReadPool>,
     path: Option<PathBuf>,
+    /// File databases: WAL checkpoints on their own thread.
+    _checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl std::fmt::Debug for Store {
@@ -150,11 +153,13 @@ impl Store {
             .map(|_| open_ro(path))
             .collect::<Result<Vec<_>, _>>()?;
         let health = open_ro(path)?;
+        let checkpointer = checkpoint::Checkpointer::start(&writer, path)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 writer: Arc::new(Mutex::new(writer)),
                 readers: Arc::new(pool::ReadPool::new(readers, health, opts.query_timeout)),
                 path: Some(path.to_path_buf()),
+                _checkpointer: Some(checkpointer),
             }),
         })
     }
@@ -170,6 +175,7 @@ impl Store {
                 writer: conn,
                 readers: Arc::new(readers),
                 path: None,
+                _checkpointer: None,
             }),
         })
     }

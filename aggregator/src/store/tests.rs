@@ -314,3 +314,46 @@ fn retention_forgets_idle_identities_with_their_baselines_and_keeps_live_ones() 
         .unwrap();
     assert_eq!(left, "live,live");
 }
+
+/// Commits do not checkpoint (the writer's automatic checkpoint is off); the
+/// checkpoint thread copies the WAL into the database file within a few
+/// intervals, and what was committed is there after a reopen.
+#[test]
+fn the_wal_is_checkpointed_off_the_commit_path_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let store = Store::open(&path, Synchronous::Full).unwrap();
+    let auto: i64 = store
+        .write_blocking(|tx| Ok(tx.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(auto, 0, "the writer must not checkpoint inside a commit");
+    let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let before = size();
+    for b in 0..20 {
+        let evs: Vec<AuditEvent> = (0..200)
+            .map(|i| {
+                event(
+                    &format!("e{b}-{i}"),
+                    "ResponseComplete",
+                    "2026-03-01T10:00:00Z",
+                )
+            })
+            .collect();
+        fresh(&store, &evs);
+    }
+    let deadline = std::time::Instant::now() + super::checkpoint::INTERVAL * 8;
+    while size() <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file did not grow: no checkpoint ran within {:?}",
+            super::checkpoint::INTERVAL * 8
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(store);
+    let c = Connection::open(&path).unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM audit_events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 4000);
+}
