@@ -28,7 +28,7 @@ mod version;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension as _};
 
 pub use agents::{AgentHello, AgentRow};
 pub use changes::write_changes;
@@ -267,7 +267,28 @@ fn apply_schema(conn: &mut Connection) -> Result<(), StoreError> {
         [],
         |r| r.get(0),
     )?;
+    // Identities and baselines became WITHOUT ROWID tables (their rows live
+    // in their primary key's B-tree instead of a table plus an index).
+    let mut rowid_tables = Vec::new();
+    for t in ROWLESS {
+        let sql: Option<String> = tx
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [t],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if sql.is_some_and(|s| !s.to_ascii_uppercase().contains("WITHOUT ROWID")) {
+            tx.execute_batch(&format!("ALTER TABLE {t} RENAME TO {t}_rowid"))?;
+            rowid_tables.push(t);
+        }
+    }
     tx.execute_batch(SCHEMA)?;
+    for t in rowid_tables {
+        tx.execute_batch(&format!(
+            "INSERT OR IGNORE INTO {t} SELECT * FROM {t}_rowid; DROP TABLE {t}_rowid;"
+        ))?;
+    }
     // Suppressions gained attribution columns: add them to older databases.
     for (col, decl) in [
         ("created_by", "TEXT"),
@@ -322,6 +343,9 @@ fn apply_schema(conn: &mut Connection) -> Result<(), StoreError> {
     tx.commit()?;
     Ok(())
 }
+
+/// Tables stored `WITHOUT ROWID` since schema version 3 (migrated at open).
+const ROWLESS: [&str; 2] = ["identities", "baselines"];
 
 fn write_tx<T>(
     conn: &mut Connection,

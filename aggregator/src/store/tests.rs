@@ -357,3 +357,52 @@ fn the_wal_is_checkpointed_off_the_commit_path_and_nothing_is_lost() {
         .unwrap();
     assert_eq!(n, 4000);
 }
+
+/// Identities and baselines of a database written before they were `WITHOUT
+/// ROWID` are moved into the new tables at open, every row kept.
+#[test]
+fn rowid_identity_tables_are_migrated_keeping_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE identities (username TEXT PRIMARY KEY, first_seen_ms INTEGER NOT NULL,
+                 last_seen_ms INTEGER NOT NULL);
+             CREATE TABLE baselines (username TEXT NOT NULL, source_ip TEXT NOT NULL,
+                 first_seen_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL,
+                 count INTEGER NOT NULL, learned INTEGER NOT NULL,
+                 PRIMARY KEY (username, source_ip));
+             INSERT INTO identities VALUES ('alice', 1, 2), ('bob', 3, 4);
+             INSERT INTO baselines VALUES ('alice', '10.0.0.1', 1, 2, 5, 1),
+                 ('alice', '10.0.0.2', 1, 2, 1, 0), ('bob', '10.0.0.3', 3, 4, 2, 1);",
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path, Synchronous::Full).unwrap();
+    let (ids, bls, rowless): (i64, i64, i64) = store
+        .read_blocking(|c| {
+            Ok(c.query_row(
+                "SELECT (SELECT count(*) FROM identities), (SELECT count(*) FROM baselines),
+                   (SELECT count(*) FROM sqlite_master WHERE name IN ('identities', 'baselines')
+                      AND sql LIKE '%WITHOUT ROWID%')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?)
+        })
+        .unwrap();
+    assert_eq!((ids, bls, rowless), (2, 3, 2));
+    let learned: i64 = store
+        .read_blocking(|c| {
+            Ok(c.query_row(
+                "SELECT learned FROM baselines WHERE username = 'alice' AND source_ip = '10.0.0.2'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(learned, 0);
+    drop(store);
+    // Opening again migrates nothing more.
+    drop(Store::open(&path, Synchronous::Full).unwrap());
+}
