@@ -19,7 +19,8 @@
 //! also triggers; LSM/fentry do not. The ratio with the agent over the floor
 //! is then what credtrail's programs themselves cost.
 //!
-//! Other benchmarks are added as further steps in [`steps`].
+//! Other benchmarks are added as further steps in [`steps`]; `--scale` runs
+//! the scale bench alone (`scale.rs`).
 
 use std::io::{BufRead as _, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -54,6 +55,8 @@ pub struct Options {
     /// Run only the agent overhead benchmark.
     #[arg(long)]
     pub agent_only: bool,
+    #[command(flatten)]
+    pub scale: crate::scale::ScaleOptions,
 }
 
 /// One benchmark step.
@@ -93,6 +96,9 @@ fn cargo_bench(package: &str, bench: &str) -> anyhow::Result<()> {
 }
 
 pub fn run(opts: Options) -> anyhow::Result<()> {
+    if opts.scale.scale {
+        return crate::scale::run(&opts.scale);
+    }
     for step in steps() {
         if opts.agent_only && step.name != "agent-overhead" {
             continue;

@@ -1,7 +1,9 @@
 //! The aggregator's durable store: embedded SQLite (WAL), one file (`--db`).
 //!
-//! The schema is [`SCHEMA`] (`schema.sql`). One writer connection (every
-//! batch is one transaction) behind a mutex, a small pool of read-only query
+//! The schema is [`SCHEMA`] (`schema.sql`). One writer connection behind a
+//! mutex, driven by one writer thread that commits the writes waiting at the
+//! same moment together (group commit, [`group`]; each write in its own
+//! savepoint), WAL checkpoints on a thread of their own ([`checkpoint`]), a small pool of read-only query
 //! connections with a per-query deadline, and one read-only connection for
 //! health checks ([`pool`]); blocking work runs on tokio's blocking pool
 //! through [`Store::read`] and [`Store::write`].
@@ -15,6 +17,7 @@ mod agents;
 pub mod backup;
 mod changes;
 mod checkpoint;
+mod group;
 mod ingest;
 pub mod learned;
 mod load;
@@ -90,6 +93,8 @@ struct Inner {
     writer: Arc<Mutex<Connection>>,
     readers: Arc<pool::ReadPool>,
     path: Option<PathBuf>,
+    /// The writer thread (group commit).
+    group: group::GroupWriter,
     /// File databases: WAL checkpoints on their own thread.
     _checkpointer: Option<checkpoint::Checkpointer>,
 }
@@ -154,9 +159,11 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         let health = open_ro(path)?;
         let checkpointer = checkpoint::Checkpointer::start(&writer, path)?;
+        let writer = Arc::new(Mutex::new(writer));
         Ok(Self {
             inner: Arc::new(Inner {
-                writer: Arc::new(Mutex::new(writer)),
+                group: group::GroupWriter::start(writer.clone())?,
+                writer,
                 readers: Arc::new(pool::ReadPool::new(readers, health, opts.query_timeout)),
                 path: Some(path.to_path_buf()),
                 _checkpointer: Some(checkpointer),
@@ -172,6 +179,7 @@ impl Store {
         let readers = pool::ReadPool::new(vec![conn.clone()], conn.clone(), DEFAULT_QUERY_TIMEOUT);
         Ok(Self {
             inner: Arc::new(Inner {
+                group: group::GroupWriter::start(conn.clone())?,
                 writer: conn,
                 readers: Arc::new(readers),
                 path: None,
@@ -205,17 +213,16 @@ impl Store {
         self.inner.readers.count_timeouts(c);
     }
 
-    /// Runs `f` inside one write transaction on the blocking pool; commits if
-    /// `f` succeeds, rolls back otherwise.
+    /// Runs `f` on the writer thread inside a transaction it may share with
+    /// other writes waiting at the same time (group commit, [`group`]): `f`'s
+    /// changes are rolled back alone if it fails; the call returns after the
+    /// commit.
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self.inner.writer.clone();
-        tokio::task::spawn_blocking(move || write_tx(&mut lock(&conn), f))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        self.inner.group.write(f).await
     }
 
     /// Synchronous read, for callers already off the async runtime.

@@ -177,7 +177,10 @@ impl Traffic {
 
     /// Tokens issued (rotations, new short-lived pods) since the last call.
     pub fn take_rotated(&mut self) -> Vec<PodToken> {
-        self.rotated.as_mut().map(std::mem::take).unwrap_or_default()
+        self.rotated
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Every stable pod's current token.
