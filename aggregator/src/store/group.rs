@@ -116,7 +116,9 @@ fn run(conn: &Mutex<Connection>, jobs: &mpsc::Receiver<Job>) {
             }
         }
         let mut c = lock(conn);
-        let tx = match c.transaction() {
+        // IMMEDIATE: the write lock is taken (or waited for) up front, so
+        // no job can fail on upgrading a read to a write.
+        let tx = match c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
             Ok(tx) => tx,
             Err(e) => {
                 // Dropping the jobs answers each with an error.

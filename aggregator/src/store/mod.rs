@@ -246,7 +246,10 @@ impl Store {
 /// held a per-event summary keyed by auditID) to the narrow, time-keyed dedupe
 /// table, keeping its keys.
 fn apply_schema(conn: &mut Connection) -> Result<(), StoreError> {
-    let tx = conn.transaction()?;
+    // IMMEDIATE: take the write lock first, waiting (busy timeout) for a
+    // running aggregator's writer; a deferred transaction that reads first
+    // cannot wait when it later needs to write (SQLITE_BUSY at once).
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     version::check(&tx)?;
     let v1: bool = tx.query_row(
         "SELECT count(*) > 0 FROM pragma_table_info('audit_events') WHERE name = 'verb'",

@@ -406,3 +406,55 @@ fn rowid_identity_tables_are_migrated_keeping_every_row() {
     // Opening again migrates nothing more.
     drop(Store::open(&path, Synchronous::Full).unwrap());
 }
+
+/// Concurrent writes share transactions (group commit); one that fails is
+/// rolled back alone and gets its error, the others are committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_write_is_rolled_back_alone_in_its_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("g.db"), Synchronous::Full).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.write(move |tx| {
+                let ev = event(&format!("g{i}"), "ResponseComplete", "2026-03-01T10:00:00Z");
+                insert_audit_events(tx, "test", Utc::now(), &[ev])?;
+                if i % 5 == 0 {
+                    return Err(super::StoreError::Task(format!("job {i} fails")));
+                }
+                Ok(i)
+            })
+            .await
+        }));
+    }
+    let mut ok = 0;
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap() {
+            Ok(v) => {
+                assert_eq!(v, i);
+                ok += 1;
+            }
+            Err(e) => {
+                assert_eq!(i % 5, 0, "job {i} failed: {e}");
+                assert!(e.to_string().contains(&format!("job {i} fails")));
+            }
+        }
+    }
+    assert_eq!(ok, 48);
+    let (rows, batches): (i64, i64) = store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT (SELECT count(*) FROM audit_events), (SELECT count(*) FROM audit_batches)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (rows, batches),
+        (48, 48),
+        "the failed jobs' rows are rolled back"
+    );
+}

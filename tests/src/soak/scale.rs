@@ -16,7 +16,8 @@
 //!
 //! At the end every agent must have its observations acknowledged; then the
 //! aggregator is stopped and "lost" is counted from its database: audit
-//! events generated minus those stored, plus reads sent minus those stored.
+//! events generated minus those stored, plus observations (node info, reads)
+//! sent minus those stored.
 //! It prints, last:
 //!
 //! `scale nodes=5000 pods=150000 audit_eps=5000 rss_mib=… cpu_cores=… p99_ms=… lost=0`
@@ -29,8 +30,8 @@ use anyhow::Context as _;
 use chrono::Utc;
 use credtrail_agent::stream::{self, HelloInfo, StreamConfig, StreamHandle};
 use credtrail_proto::model::{
-    CaptureSource, CredentialIdentity, CredentialKind, CredentialRead, JwtClaims, Observation,
-    ObservationEvent, Process, TokenIdentity, Workload,
+    CaptureSource, CredentialIdentity, CredentialKind, CredentialRead, JwtClaims, NodeInfo,
+    Observation, ObservationEvent, Process, TokenIdentity, Workload,
 };
 use tokio::sync::mpsc;
 
@@ -263,16 +264,33 @@ pub async fn run(o: ScaleOptions) -> anyhow::Result<ScaleFigures> {
             kernel_release: "6.1.0-scale".into(),
             hooks: vec!["lsm_file_open".into()],
             addresses: vec![ip.parse()?],
-            pod_cidrs: vec![cidr],
+            pod_cidrs: vec![cidr.clone()],
+        };
+        // What the agent reports first: its node's addresses and pod range.
+        let node_info = Observation {
+            id: format!("{name}/scale/node-info"),
+            time: Utc::now(),
+            node: name.clone(),
+            event: ObservationEvent::NodeInfo(NodeInfo {
+                name: name.clone(),
+                addresses: vec![ip.parse()?],
+                pod_cidrs: vec![cidr],
+                agent_version: env!("CARGO_PKG_VERSION").into(),
+                kernel_release: "6.1.0-scale".into(),
+                hooks: vec!["lsm_file_open".into()],
+                blind_spots: Vec::new(),
+            }),
         };
         let (tx, rx) = mpsc::channel(4096);
         let handle = stream::spawn(cfg, hello, rx, Duration::from_secs(30))
             .with_context(|| format!("agent stream of {name}"))?;
+        tx.try_send(node_info)
+            .map_err(|e| anyhow::anyhow!("agent {name} input: {e}"))?;
         agents.push(Agent {
             name,
             input: tx,
             handle,
-            sent: 0,
+            sent: 1,
         });
     }
     let connected_by = Instant::now() + Duration::from_secs(180);
@@ -412,7 +430,7 @@ pub async fn run(o: ScaleOptions) -> anyhow::Result<ScaleFigures> {
     let c = rusqlite::Connection::open(&db)?;
     let stored_events: i64 = c.query_row("SELECT count(*) FROM audit_events", [], |r| r.get(0))?;
     let stored_reads: i64 = c.query_row(
-        "SELECT count(*) FROM observations WHERE type = 'credential_read'",
+        "SELECT count(*) FROM observations WHERE type IN ('credential_read', 'node_info')",
         [],
         |r| r.get(0),
     )?;
@@ -425,7 +443,7 @@ pub async fn run(o: ScaleOptions) -> anyhow::Result<ScaleFigures> {
     let lost_events = generated.saturating_sub(stored_events as u64);
     let lost_reads = reads_sent.saturating_sub(stored_reads as u64);
     eprintln!(
-        "scale: audit events generated={generated} stored={stored_events} (achieved {:.0}/s); reads sent={reads_sent} acked={acked} stored={stored_reads}; alerts={alerts}; POST p50_ms={lat_p50:.1}; db_mib={:.0}; SIGTERM {:.2}s; peak rss",
+        "scale: audit events generated={generated} stored={stored_events} (achieved {:.0}/s); observations (node info + reads) sent={reads_sent} acked={acked} stored={stored_reads}; alerts={alerts}; POST p50_ms={lat_p50:.1}; db_mib={:.0}; SIGTERM {:.2}s; peak rss",
         fig.eps_achieved,
         db_bytes as f64 / 1048576.0,
         stop.as_secs_f64()
