@@ -367,7 +367,8 @@ impl Traffic {
                 ],
                 extra: BTreeMap::new(),
             },
-            source_ips: vec!["10.244.250.10".into()],
+            // The controller's pod, on the first node (inside its pod range).
+            source_ips: vec![pod_ip(0, 249)],
             user_agent: Some("argocd-application-controller/v2.12".into()),
             object_ref: Some(ObjectRef {
                 resource: "rolebindings".into(),
