@@ -3,7 +3,8 @@
 //!
 //! A batch is deduplicated against the store, judged by the [`Detector`]
 //! (in memory), and written with its alerts and inventory changes in **one
-//! SQLite transaction**; the call returns only after that commit, so a
+//! SQLite transaction** (shared with other batches waiting at the same
+//! moment: group commit, `store/group.rs`); the call returns only after that commit, so a
 //! webhook 2xx or a stream ack means "durably stored". Alerts are broadcast
 //! to live subscribers after the commit.
 //!

@@ -19,7 +19,8 @@
 //! also triggers; LSM/fentry do not. The ratio with the agent over the floor
 //! is then what credtrail's programs themselves cost.
 //!
-//! Other benchmarks are added as further steps in [`steps`].
+//! Other benchmarks are added as further steps in [`steps`]; `--scale` runs
+//! the scale bench alone (`scale.rs`).
 
 use std::io::{BufRead as _, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -59,6 +60,8 @@ pub struct Options {
     /// Run only the peer comparison (credtrail, bpftrace, auditd; `bench/peers.rs`).
     #[arg(long)]
     pub peers: bool,
+    #[command(flatten)]
+    pub scale: crate::scale::ScaleOptions,
 }
 
 /// One benchmark step.
@@ -101,6 +104,9 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     if opts.peers {
         println!("==> bench: peers");
         return peers::run(&opts).context("bench peers");
+    }
+    if opts.scale.scale {
+        return crate::scale::run(&opts.scale);
     }
     for step in steps() {
         if opts.agent_only && step.name != "agent-overhead" {

@@ -8,6 +8,7 @@ mod deploy_check;
 mod eval;
 mod fuzz;
 mod image;
+mod scale;
 mod setup;
 mod soak;
 mod test;

@@ -131,7 +131,7 @@ pub fn build(rule: &RuleDef, ev: &AuditEvent, p: AlertParts) -> Alert {
     }
 }
 
-pub fn read_evidence(r: &ReadSighting) -> Evidence {
+pub fn read_evidence(r: &std::sync::Arc<ReadSighting>) -> Evidence {
     Evidence {
         kind: "credential_read".to_owned(),
         observation_id: r.observation_id.clone(),

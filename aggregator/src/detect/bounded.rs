@@ -94,6 +94,15 @@ impl<K: Hash + Eq, V> Bounded<K, V> {
 
     /// [`Bounded::advance`] in milliseconds since the epoch.
     pub fn advance_ms(&mut self, t_ms: i64) {
+        self.advance_ms_with(t_ms, |_, _| {});
+    }
+
+    /// [`Bounded::advance`], handing each expired entry to `gone`.
+    pub fn advance_with(&mut self, t: DateTime<Utc>, gone: impl FnMut(K, V)) {
+        self.advance_ms_with(t.timestamp_millis(), gone);
+    }
+
+    fn advance_ms_with(&mut self, t_ms: i64, mut gone: impl FnMut(K, V)) {
         if t_ms > self.now_ms {
             self.now_ms = t_ms;
         }
@@ -102,9 +111,40 @@ impl<K: Hash + Eq, V> Bounded<K, V> {
         };
         let oldest = self.now_ms.saturating_sub(age.num_milliseconds());
         while self.map.front().is_some_and(|(_, s)| s.seen_ms < oldest) {
-            self.map.pop_front();
+            if let Some((k, s)) = self.map.pop_front() {
+                gone(k, s.value);
+            }
             self.dropped.age += 1;
         }
+    }
+
+    /// Makes room for one new key now (evicting the least recently used
+    /// entries, counted, and handing each to `gone`), so that inserting it
+    /// next evicts nothing else.
+    pub fn make_room_with(&mut self, mut gone: impl FnMut(K, V)) {
+        while self.map.len() >= self.limits.max_entries {
+            let Some((k, s)) = self.map.pop_front() else {
+                break;
+            };
+            self.dropped.cap += 1;
+            gone(k, s.value);
+        }
+    }
+
+    /// The least recently touched entry, to change in place (not touched).
+    pub fn front_mut(&mut self) -> Option<(&K, &mut V)> {
+        self.map.iter_mut().next().map(|(k, s)| (k, &mut s.value))
+    }
+
+    /// Removes the least recently touched entry (not counted as dropped).
+    pub fn pop_front(&mut self) -> Option<(K, V)> {
+        self.map.pop_front().map(|(k, s)| (k, s.value))
+    }
+
+    /// Counts `n` parts of entries dropped by a bound the owner keeps (e.g.
+    /// items inside the values), under `cap`.
+    pub fn count_cap_dropped(&mut self, n: u64) {
+        self.dropped.cap += n;
     }
 
     /// The map's clock (the newest time it was advanced to).

@@ -21,7 +21,7 @@ pub struct Expect {
     pub pod_uids: Vec<String>,
     pub cidrs: Vec<IpNet>,
     /// Reads of this credential (or identity) the agents saw.
-    pub reads: Vec<ReadSighting>,
+    pub reads: Vec<std::sync::Arc<ReadSighting>>,
     /// Expectations that do not come from learning: claims, agents, policy.
     pub hard: bool,
     /// A learned baseline applies (learning window over).

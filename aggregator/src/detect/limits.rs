@@ -31,6 +31,8 @@ pub struct MapLimits {
     pub reads_by_key: Limits,
     pub reads_by_user: Limits,
     pub connects: Limits,
+    /// Connection sightings held across all nodes.
+    pub connect_sightings: usize,
     pub nodes: Limits,
     pub node_ips: Limits,
     pub pod_ips: Limits,
@@ -57,6 +59,7 @@ impl MapLimits {
             reads_by_key: Limits::new(s.max_credentials, age),
             reads_by_user: Limits::new(s.max_identities, age),
             connects: Limits::new(s.max_nodes, Some(CONNECT_HORIZON)),
+            connect_sightings: s.max_pods,
             nodes: Limits::new(s.max_nodes, age),
             node_ips: Limits::new(s.max_nodes.saturating_mul(ADDRESSES_PER_NODE), age),
             pod_ips: Limits::new(s.max_pods, pod_age),

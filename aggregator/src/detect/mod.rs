@@ -69,6 +69,30 @@ struct Place {
     audit_id: String,
 }
 
+/// The places one JTI was used from: almost always one, so the list starts
+/// with room for one (a `Vec`'s first push would make room for four).
+#[derive(Debug, Clone)]
+struct Places(Vec<Place>);
+
+impl Default for Places {
+    fn default() -> Self {
+        Self(Vec::with_capacity(1))
+    }
+}
+
+impl std::ops::Deref for Places {
+    type Target = Vec<Place>;
+    fn deref(&self) -> &Vec<Place> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Places {
+    fn deref_mut(&mut self) -> &mut Vec<Place> {
+        &mut self.0
+    }
+}
+
 /// When an identity was first seen, and when its last sighting was last
 /// written to the store (`identities.last_seen_ms`, at most every
 /// [`limits::IDENTITY_NOTE_INTERVAL`]: retention and the capped start-up
@@ -90,7 +114,7 @@ pub struct Detector {
     /// username -> source IP -> learned inside the learning window.
     baselines: Bounded<String, Bounded<IpAddr, bool>>,
     identities: Bounded<String, IdentitySeen>,
-    jti_places: Bounded<String, Vec<Place>>,
+    jti_places: Bounded<String, Places>,
     suppressions: Vec<Suppression>,
     /// What the audit stream taught about the cluster.
     cluster: cluster::ClusterFacts,

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use credtrail_proto::model::{
@@ -18,6 +19,9 @@ use super::limits::{MapLimits, MapStat};
 const READS_PER_KEY: usize = 64;
 /// Bound on connections kept per node.
 const CONNECTS_PER_NODE: usize = 8192;
+/// A node's connection queue keeps at most this much spare room once drained
+/// (a burst must not pin its peak capacity for good).
+const CONNECTS_SPARE: usize = 64;
 /// Connections older than this (relative to the newest) are forgotten.
 const CONNECT_HORIZON_MIN: i64 = 60;
 
@@ -71,11 +75,18 @@ struct NodeNet {
 }
 
 /// Agents' view of the cluster; every map [`Bounded`] by count and age.
+///
+/// One read sighting is shared (`Arc`) by its credential's and its user's
+/// lists and by every judged event that cites it, never copied.
 #[derive(Debug)]
 pub struct Sightings {
-    by_key: Bounded<String, Vec<ReadSighting>>,
-    by_user: Bounded<String, Vec<ReadSighting>>,
+    by_key: Bounded<String, Vec<Arc<ReadSighting>>>,
+    by_user: Bounded<String, Vec<Arc<ReadSighting>>>,
     connects: Bounded<String, VecDeque<ConnectSighting>>,
+    /// Connection sightings held across all nodes (at most `max_connects`:
+    /// the oldest node's oldest go first).
+    connects_total: usize,
+    max_connects: usize,
     nodes: Bounded<String, NodeNet>,
     node_ips: Bounded<IpAddr, String>,
     pod_ips: Bounded<IpAddr, Location>,
@@ -155,7 +166,7 @@ pub fn credential_keys(c: &CredentialIdentity) -> Vec<String> {
     keys
 }
 
-fn push_bounded(v: &mut Vec<ReadSighting>, s: ReadSighting) {
+fn push_bounded(v: &mut Vec<Arc<ReadSighting>>, s: Arc<ReadSighting>) {
     if let Some(old) = v
         .iter_mut()
         .find(|o| o.node == s.node && o.tgid == s.tgid && o.path == s.path)
@@ -175,6 +186,8 @@ impl Sightings {
             by_key: Bounded::new(l.reads_by_key),
             by_user: Bounded::new(l.reads_by_user),
             connects: Bounded::new(l.connects),
+            connects_total: 0,
+            max_connects: l.connect_sightings.max(1),
             nodes: Bounded::new(l.nodes),
             node_ips: Bounded::new(l.node_ips),
             pod_ips: Bounded::new(l.pod_ips),
@@ -189,7 +202,9 @@ impl Sightings {
         let t = super::limits::clock(t);
         self.by_key.advance(t);
         self.by_user.advance(t);
-        self.connects.advance(t);
+        let total = &mut self.connects_total;
+        self.connects
+            .advance_with(t, |_, q| *total -= q.len().min(*total));
         self.nodes.advance(t);
         self.node_ips.advance(t);
         self.pod_ips.advance(t);
@@ -204,6 +219,11 @@ impl Sightings {
             stat("reads_by_key", &mut self.by_key),
             stat("reads_by_user", &mut self.by_user),
             stat("connects", &mut self.connects),
+            MapStat {
+                map: "connect_sightings",
+                entries: self.connects_total,
+                dropped: super::bounded::Dropped::default(),
+            },
             stat("nodes", &mut self.nodes),
             stat("node_ips", &mut self.node_ips),
             stat("pod_ips", &mut self.pod_ips),
@@ -281,7 +301,9 @@ impl Sightings {
         self.node_ips.retain(|_, n| n != node);
         self.pod_ips.retain(|_, l| l.node != node);
         self.nodes.remove(node);
-        self.connects.remove(node);
+        if let Some(q) = self.connects.remove(node) {
+            self.connects_total -= q.len().min(self.connects_total);
+        }
     }
 
     /// Whether `node`'s agent reported within `grace` of `t` (a restored node
@@ -307,7 +329,7 @@ impl Sightings {
     fn read(&mut self, obs: &Observation, r: &CredentialRead, rows: &mut Vec<CredentialReadRow>) {
         let (container_id, pod_uid, pod) = pod_of(r.workload.as_ref());
         let p = r.process.as_ref();
-        let s = ReadSighting {
+        let s = Arc::new(ReadSighting {
             node: obs.node.clone(),
             tgid: p.map_or(0, |p| p.tgid),
             comm: p.map(|p| p.comm.clone()),
@@ -318,7 +340,7 @@ impl Sightings {
             path: r.path.clone(),
             time: obs.time,
             observation_id: obs.id.clone(),
-        };
+        });
         let users = credential_usernames(&r.credential);
         let keys = credential_keys(&r.credential);
         let fingerprint = r
@@ -379,6 +401,7 @@ impl Sightings {
 
     /// Restores one stored read sighting.
     pub fn restore_read(&mut self, key: String, username: Option<String>, s: ReadSighting) {
+        let s = Arc::new(s);
         self.note_reader(&s);
         if let Some(u) = username {
             push_bounded(self.by_user.entry(u).or_default(), s.clone());
@@ -410,7 +433,13 @@ impl Sightings {
             }
         }
         let p = c.process.as_ref();
+        if !self.connects.contains_key(&obs.node) {
+            let total = &mut self.connects_total;
+            self.connects
+                .make_room_with(|_, q| *total -= q.len().min(*total));
+        }
         let q = self.connects.entry(obs.node.clone()).or_default();
+        let before = q.len();
         q.push_back(ConnectSighting {
             node: obs.node.clone(),
             time: obs.time,
@@ -430,6 +459,29 @@ impl Sightings {
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
         while q.len() > CONNECTS_PER_NODE || q.front().is_some_and(|f| f.time < horizon) {
             q.pop_front();
+        }
+        if q.capacity() > q.len().max(CONNECTS_SPARE) * 4 {
+            q.shrink_to(q.len() * 2);
+        }
+        self.connects_total = (self.connects_total + q.len()).saturating_sub(before);
+        self.bound_connects();
+    }
+
+    /// Keeps the connection sightings of all nodes within `max_connects`,
+    /// dropping the oldest of the least recently reporting node (amortized
+    /// O(1): each sighting leaves once).
+    fn bound_connects(&mut self) {
+        while self.connects_total > self.max_connects {
+            let Some((_, q)) = self.connects.front_mut() else {
+                self.connects_total = 0;
+                return;
+            };
+            if q.pop_front().is_some() {
+                self.connects_total -= 1;
+                self.connects.count_cap_dropped(1);
+            } else {
+                self.connects.pop_front();
+            }
         }
     }
 
@@ -465,12 +517,12 @@ impl Sightings {
     }
 
     /// Reads of a credential, by credential-id / fingerprint key.
-    pub fn reads_by_key(&self, key: &str) -> &[ReadSighting] {
+    pub fn reads_by_key(&self, key: &str) -> &[Arc<ReadSighting>] {
         self.by_key.get(key).map_or(&[], Vec::as_slice)
     }
 
     /// Reads of any credential carrying this identity.
-    pub fn reads_by_user(&self, username: &str) -> &[ReadSighting] {
+    pub fn reads_by_user(&self, username: &str) -> &[Arc<ReadSighting>] {
         self.by_user.get(username).map_or(&[], Vec::as_slice)
     }
 

@@ -1,7 +1,9 @@
 //! The aggregator's durable store: embedded SQLite (WAL), one file (`--db`).
 //!
-//! The schema is [`SCHEMA`] (`schema.sql`). One writer connection (every
-//! batch is one transaction) behind a mutex, a small pool of read-only query
+//! The schema is [`SCHEMA`] (`schema.sql`). One writer connection behind a
+//! mutex, driven by one writer thread that commits the writes waiting at the
+//! same moment together (group commit, [`group`]; each write in its own
+//! savepoint), WAL checkpoints on a thread of their own ([`checkpoint`]), a small pool of read-only query
 //! connections with a per-query deadline, and one read-only connection for
 //! health checks ([`pool`]); blocking work runs on tokio's blocking pool
 //! through [`Store::read`] and [`Store::write`].
@@ -15,6 +17,8 @@ pub mod activity;
 mod agents;
 pub mod backup;
 mod changes;
+mod checkpoint;
+mod group;
 mod ingest;
 pub mod inventory_ctx;
 pub mod learned;
@@ -30,7 +34,7 @@ mod version;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension as _};
 
 pub use agents::{AgentHello, AgentRow};
 pub use changes::write_changes;
@@ -92,6 +96,10 @@ struct Inner {
     writer: Arc<Mutex<Connection>>,
     readers: Arc<pool::ReadPool>,
     path: Option<PathBuf>,
+    /// The writer thread (group commit).
+    group: group::GroupWriter,
+    /// File databases: WAL checkpoints on their own thread.
+    _checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl std::fmt::Debug for Store {
@@ -153,11 +161,15 @@ impl Store {
             .map(|_| open_ro(path))
             .collect::<Result<Vec<_>, _>>()?;
         let health = open_ro(path)?;
+        let checkpointer = checkpoint::Checkpointer::start(&writer, path)?;
+        let writer = Arc::new(Mutex::new(writer));
         Ok(Self {
             inner: Arc::new(Inner {
-                writer: Arc::new(Mutex::new(writer)),
+                group: group::GroupWriter::start(writer.clone())?,
+                writer,
                 readers: Arc::new(pool::ReadPool::new(readers, health, opts.query_timeout)),
                 path: Some(path.to_path_buf()),
+                _checkpointer: Some(checkpointer),
             }),
         })
     }
@@ -170,9 +182,11 @@ impl Store {
         let readers = pool::ReadPool::new(vec![conn.clone()], conn.clone(), DEFAULT_QUERY_TIMEOUT);
         Ok(Self {
             inner: Arc::new(Inner {
+                group: group::GroupWriter::start(conn.clone())?,
                 writer: conn,
                 readers: Arc::new(readers),
                 path: None,
+                _checkpointer: None,
             }),
         })
     }
@@ -202,17 +216,16 @@ impl Store {
         self.inner.readers.count_timeouts(c);
     }
 
-    /// Runs `f` inside one write transaction on the blocking pool; commits if
-    /// `f` succeeds, rolls back otherwise.
+    /// Runs `f` on the writer thread inside a transaction it may share with
+    /// other writes waiting at the same time (group commit, [`group`]): `f`'s
+    /// changes are rolled back alone if it fails; the call returns after the
+    /// commit.
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self.inner.writer.clone();
-        tokio::task::spawn_blocking(move || write_tx(&mut lock(&conn), f))
-            .await
-            .map_err(|e| StoreError::Task(e.to_string()))?
+        self.inner.group.write(f).await
     }
 
     /// Synchronous read, for callers already off the async runtime.
@@ -236,7 +249,10 @@ impl Store {
 /// held a per-event summary keyed by auditID) to the narrow, time-keyed dedupe
 /// table, keeping its keys.
 fn apply_schema(conn: &mut Connection) -> Result<(), StoreError> {
-    let tx = conn.transaction()?;
+    // IMMEDIATE: take the write lock first, waiting (busy timeout) for a
+    // running aggregator's writer; a deferred transaction that reads first
+    // cannot wait when it later needs to write (SQLITE_BUSY at once).
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     version::check(&tx)?;
     let v1: bool = tx.query_row(
         "SELECT count(*) > 0 FROM pragma_table_info('audit_events') WHERE name = 'verb'",
@@ -264,7 +280,28 @@ fn apply_schema(conn: &mut Connection) -> Result<(), StoreError> {
         [],
         |r| r.get(0),
     )?;
+    // Identities and baselines became WITHOUT ROWID tables (their rows live
+    // in their primary key's B-tree instead of a table plus an index).
+    let mut rowid_tables = Vec::new();
+    for t in ROWLESS {
+        let sql: Option<String> = tx
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [t],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if sql.is_some_and(|s| !s.to_ascii_uppercase().contains("WITHOUT ROWID")) {
+            tx.execute_batch(&format!("ALTER TABLE {t} RENAME TO {t}_rowid"))?;
+            rowid_tables.push(t);
+        }
+    }
     tx.execute_batch(SCHEMA)?;
+    for t in rowid_tables {
+        tx.execute_batch(&format!(
+            "INSERT OR IGNORE INTO {t} SELECT * FROM {t}_rowid; DROP TABLE {t}_rowid;"
+        ))?;
+    }
     // Suppressions gained attribution columns: add them to older databases.
     for (col, decl) in [
         ("created_by", "TEXT"),
@@ -321,6 +358,9 @@ fn apply_schema(conn: &mut Connection) -> Result<(), StoreError> {
     tx.commit()?;
     Ok(())
 }
+
+/// Tables stored `WITHOUT ROWID` since schema version 3 (migrated at open).
+const ROWLESS: [&str; 2] = ["identities", "baselines"];
 
 fn write_tx<T>(
     conn: &mut Connection,

@@ -188,13 +188,13 @@ CREATE TABLE IF NOT EXISTS baselines (
     count         INTEGER NOT NULL,
     learned       INTEGER NOT NULL,          -- 1: seen inside the identity's learning window
     PRIMARY KEY (username, source_ip)
-);
+) WITHOUT ROWID;                             -- keyed by what it is looked up by: one B-tree, not two
 -- When each identity was first seen (start of its learning window).
 CREATE TABLE IF NOT EXISTS identities (
     username      TEXT PRIMARY KEY,
     first_seen_ms INTEGER NOT NULL,
     last_seen_ms  INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 
 -- Suppressions: from the policy file (origin=policy) or the API (origin=api).
 CREATE TABLE IF NOT EXISTS suppressions (

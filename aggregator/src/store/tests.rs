@@ -314,3 +314,147 @@ fn retention_forgets_idle_identities_with_their_baselines_and_keeps_live_ones() 
         .unwrap();
     assert_eq!(left, "live,live");
 }
+
+/// Commits do not checkpoint (the writer's automatic checkpoint is off); the
+/// checkpoint thread copies the WAL into the database file within a few
+/// intervals, and what was committed is there after a reopen.
+#[test]
+fn the_wal_is_checkpointed_off_the_commit_path_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    let store = Store::open(&path, Synchronous::Full).unwrap();
+    let auto: i64 = store
+        .write_blocking(|tx| Ok(tx.query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(auto, 0, "the writer must not checkpoint inside a commit");
+    let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let before = size();
+    for b in 0..20 {
+        let evs: Vec<AuditEvent> = (0..200)
+            .map(|i| {
+                event(
+                    &format!("e{b}-{i}"),
+                    "ResponseComplete",
+                    "2026-03-01T10:00:00Z",
+                )
+            })
+            .collect();
+        fresh(&store, &evs);
+    }
+    let deadline = std::time::Instant::now() + super::checkpoint::INTERVAL * 8;
+    while size() <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file did not grow: no checkpoint ran within {:?}",
+            super::checkpoint::INTERVAL * 8
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(store);
+    let c = Connection::open(&path).unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM audit_events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 4000);
+}
+
+/// Identities and baselines of a database written before they were `WITHOUT
+/// ROWID` are moved into the new tables at open, every row kept.
+#[test]
+fn rowid_identity_tables_are_migrated_keeping_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE identities (username TEXT PRIMARY KEY, first_seen_ms INTEGER NOT NULL,
+                 last_seen_ms INTEGER NOT NULL);
+             CREATE TABLE baselines (username TEXT NOT NULL, source_ip TEXT NOT NULL,
+                 first_seen_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL,
+                 count INTEGER NOT NULL, learned INTEGER NOT NULL,
+                 PRIMARY KEY (username, source_ip));
+             INSERT INTO identities VALUES ('alice', 1, 2), ('bob', 3, 4);
+             INSERT INTO baselines VALUES ('alice', '10.0.0.1', 1, 2, 5, 1),
+                 ('alice', '10.0.0.2', 1, 2, 1, 0), ('bob', '10.0.0.3', 3, 4, 2, 1);",
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path, Synchronous::Full).unwrap();
+    let (ids, bls, rowless): (i64, i64, i64) = store
+        .read_blocking(|c| {
+            Ok(c.query_row(
+                "SELECT (SELECT count(*) FROM identities), (SELECT count(*) FROM baselines),
+                   (SELECT count(*) FROM sqlite_master WHERE name IN ('identities', 'baselines')
+                      AND sql LIKE '%WITHOUT ROWID%')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?)
+        })
+        .unwrap();
+    assert_eq!((ids, bls, rowless), (2, 3, 2));
+    let learned: i64 = store
+        .read_blocking(|c| {
+            Ok(c.query_row(
+                "SELECT learned FROM baselines WHERE username = 'alice' AND source_ip = '10.0.0.2'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(learned, 0);
+    drop(store);
+    // Opening again migrates nothing more.
+    drop(Store::open(&path, Synchronous::Full).unwrap());
+}
+
+/// Concurrent writes share transactions (group commit); one that fails is
+/// rolled back alone and gets its error, the others are committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_write_is_rolled_back_alone_in_its_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("g.db"), Synchronous::Full).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.write(move |tx| {
+                let ev = event(&format!("g{i}"), "ResponseComplete", "2026-03-01T10:00:00Z");
+                insert_audit_events(tx, "test", Utc::now(), &[ev])?;
+                if i % 5 == 0 {
+                    return Err(super::StoreError::Task(format!("job {i} fails")));
+                }
+                Ok(i)
+            })
+            .await
+        }));
+    }
+    let mut ok = 0;
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap() {
+            Ok(v) => {
+                assert_eq!(v, i);
+                ok += 1;
+            }
+            Err(e) => {
+                assert_eq!(i % 5, 0, "job {i} failed: {e}");
+                assert!(e.to_string().contains(&format!("job {i} fails")));
+            }
+        }
+    }
+    assert_eq!(ok, 48);
+    let (rows, batches): (i64, i64) = store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT (SELECT count(*) FROM audit_events), (SELECT count(*) FROM audit_batches)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (rows, batches),
+        (48, 48),
+        "the failed jobs' rows are rolled back"
+    );
+}

@@ -656,6 +656,7 @@ fn serve_config(
         api_listen: None,
         grpc_listen: None,
         api_auth: Default::default(),
+        agent_identity: Default::default(),
         limits: Default::default(),
     }
 }

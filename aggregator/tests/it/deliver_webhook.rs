@@ -251,11 +251,13 @@ async fn serve_with_outputs_pushes_alerts_raised_from_the_audit_log() {
         webhook_body_limit: 1 << 20,
         webhook_client_subjects: Vec::new(),
         audit_log_paths: vec![log],
+        cloud: Default::default(),
         agent_listen: None,
         agent_tls: None,
         api_listen: None,
         grpc_listen: None,
         api_auth: Default::default(),
+        agent_identity: Default::default(),
         limits: Default::default(),
     };
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();

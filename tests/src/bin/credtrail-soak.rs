@@ -28,6 +28,9 @@ enum Cmd {
         #[arg(long, default_value_t = 10_000_000)]
         events: u64,
     },
+    /// A simulated cluster: agents over mTLS, token reads and rotations,
+    /// audit batches; prints the `scale ...` line last.
+    Scale(soak::scale::ScaleOptions),
     /// Start the aggregator on a database; print start-up time and RSS.
     Restart {
         #[arg(long)]
@@ -41,6 +44,7 @@ enum Cmd {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Traffic(o) => soak::run(o).await.map(|_| ()),
+        Cmd::Scale(o) => soak::scale::run(o).await.map(|_| ()),
         Cmd::MakeDb { db, events } => {
             let m = soak::bigdb::make(&db, events)?;
             println!(

@@ -9,6 +9,7 @@
 
 pub mod bigdb;
 pub mod report;
+pub mod scale;
 pub mod sender;
 pub mod traffic;
 
@@ -123,6 +124,22 @@ async fn start_aggregator(
     policy: Option<&Path>,
 ) -> anyhow::Result<(Aggregator, Sender, u16)> {
     let pki = Pki::generate(&["127.0.0.1"])?;
+    let (agg, sender, api_port, _) =
+        start_aggregator_with(bin, db, dir, policy, &pki, None).await?;
+    Ok((agg, sender, api_port))
+}
+
+/// [`start_aggregator`] with a given PKI and, with `agents`, the agent
+/// stream listener (mTLS, agents' CA of `pki`) on a free port, admitting
+/// that many connections; returns that port too.
+async fn start_aggregator_with(
+    bin: &Path,
+    db: &Path,
+    dir: &Path,
+    policy: Option<&Path>,
+    pki: &Pki,
+    agents: Option<usize>,
+) -> anyhow::Result<(Aggregator, Sender, u16, u16)> {
     let paths = pki.write(&dir.join("pki"))?;
     let token = hex::encode(
         ring::rand::generate::<[u8; 32]>(&ring::rand::SystemRandom::new())
@@ -146,7 +163,7 @@ async fn start_aggregator(
         .arg(&paths.server_cert)
         .arg("--tls-key")
         .arg(&paths.server_key)
-        .args(["--agent-listen", "off", "--grpc-listen", "off"])
+        .args(["--grpc-listen", "off"])
         .args(["--api-listen", &format!("127.0.0.1:{api_port}")])
         // The soak asks only /readyz and /metrics, on loopback.
         .arg("--api-insecure-no-auth")
@@ -154,6 +171,20 @@ async fn start_aggregator(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);
+    let agent_port = match agents {
+        Some(n) => {
+            let port = free_port()?;
+            cmd.args(["--agent-listen", &format!("127.0.0.1:{port}")])
+                .arg("--agent-client-ca")
+                .arg(&paths.agents_ca)
+                .args(["--max-connections", &(n + 64).to_string()]);
+            port
+        }
+        None => {
+            cmd.args(["--agent-listen", "off"]);
+            0
+        }
+    };
     if let Some(p) = policy {
         cmd.arg("--policy").arg(p);
     }
@@ -176,7 +207,7 @@ async fn start_aggregator(
         .await
         .with_context(|| format!("the aggregator did not come up; see {}", log_path.display()))?;
     agg.ready = t_start.elapsed();
-    Ok((agg, sender, api_port))
+    Ok((agg, sender, api_port, agent_port))
 }
 
 /// Start-up on an existing database.

@@ -40,6 +40,16 @@ impl Sender {
         }
     }
 
+    /// Another client of the same webhook (its own connection).
+    pub fn another(&self) -> Self {
+        Self::new(
+            self.addr,
+            self.server_name.clone(),
+            self.tls.clone(),
+            self.token.clone(),
+        )
+    }
+
     async fn connect(&self) -> anyhow::Result<Conn> {
         let tcp = tokio::net::TcpStream::connect(self.addr).await?;
         tcp.set_nodelay(true)?;

@@ -65,6 +65,34 @@ struct Pod {
     left: u32,
 }
 
+/// A pod's current bound token, as its node's agent would see it read
+/// ([`Traffic::take_rotated`], [`Traffic::tokens`]).
+#[derive(Debug, Clone)]
+pub struct PodToken {
+    /// Index of the node ([`Traffic::node`]).
+    pub node: usize,
+    pub namespace: String,
+    pub account: String,
+    pub name: String,
+    pub uid: String,
+    pub jti: String,
+    pub ip: String,
+}
+
+impl PodToken {
+    fn of(p: &Pod) -> Self {
+        Self {
+            node: p.node,
+            namespace: p.namespace.clone(),
+            account: p.account.clone(),
+            name: p.name.clone(),
+            uid: p.uid.clone(),
+            jti: p.jti.clone(),
+            ip: p.ip.clone(),
+        }
+    }
+}
+
 struct Node {
     name: String,
     uid: String,
@@ -85,6 +113,8 @@ pub struct Traffic {
     pub tokens_issued: u64,
     /// Short-lived identities created.
     pub jobs_started: u64,
+    /// Tokens issued since the last [`Traffic::take_rotated`], when tracked.
+    rotated: Option<Vec<PodToken>>,
 }
 
 fn uuid() -> String {
@@ -112,6 +142,7 @@ impl Traffic {
             rng: 0x9E37_79B9_7F4A_7C15,
             tokens_issued: 0,
             jobs_started: 0,
+            rotated: None,
         };
         for a in 0..shape.service_accounts {
             for p in 0..shape.pods_per_account {
@@ -127,7 +158,7 @@ impl Traffic {
                     name: format!("app-{a:04}-{p}"),
                     uid: uuid(),
                     node,
-                    ip: pod_ip(node, i),
+                    ip: pod_ip(node, i / shape.nodes.max(1)),
                     jti: uuid(),
                     renew_at: start + Duration::from_secs_f64(offset.max(0.001)),
                     left: 0,
@@ -136,6 +167,39 @@ impl Traffic {
             }
         }
         t
+    }
+
+    /// Keeps every token issued from now on for [`Traffic::take_rotated`]
+    /// (the scale bench's agents report them read).
+    pub fn track_rotations(&mut self) {
+        self.rotated.get_or_insert_with(Vec::new);
+    }
+
+    /// Tokens issued (rotations, new short-lived pods) since the last call.
+    pub fn take_rotated(&mut self) -> Vec<PodToken> {
+        self.rotated
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Every stable pod's current token.
+    pub fn tokens(&self) -> Vec<PodToken> {
+        self.pods.iter().map(PodToken::of).collect()
+    }
+
+    /// Node `i`: name, address, pod range.
+    pub fn node(&self, i: usize) -> (&str, &str, String) {
+        let n = &self.nodes[i];
+        (
+            &n.name,
+            &n.ip,
+            format!("10.{}.{}.0/24", 64 + i / 256, i % 256),
+        )
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
     }
 
     fn rand(&mut self) -> u64 {
@@ -177,6 +241,9 @@ impl Traffic {
             self.pods[i].jti = uuid();
             self.pods[i].renew_at = now + self.shape.token_lifetime;
             self.tokens_issued += 1;
+            if let Some(r) = &mut self.rotated {
+                r.push(PodToken::of(&self.pods[i]));
+            }
         }
         let verb = ["get", "list", "watch", "get"][self.pick(4)];
         let pod = &self.pods[i];
@@ -218,6 +285,9 @@ impl Traffic {
             renew_at: Instant::now() + Duration::from_secs(86_400),
             left: self.shape.requests_per_job.max(1),
         });
+        if let (Some(r), Some(p)) = (&mut self.rotated, self.jobs.back()) {
+            r.push(PodToken::of(p));
+        }
     }
 
     fn kubelet_request(&mut self) -> Value {
@@ -297,7 +367,8 @@ impl Traffic {
                 ],
                 extra: BTreeMap::new(),
             },
-            source_ips: vec!["10.244.250.10".into()],
+            // The controller's pod, on the first node (inside its pod range).
+            source_ips: vec![pod_ip(0, 249)],
             user_agent: Some("argocd-application-controller/v2.12".into()),
             object_ref: Some(ObjectRef {
                 resource: "rolebindings".into(),
@@ -317,8 +388,10 @@ impl Traffic {
     }
 }
 
-fn pod_ip(node: usize, i: usize) -> String {
-    format!("10.{}.{}.{}", 64 + node / 256, node % 256, i % 250 + 2)
+/// Address of pod number `k` on `node`, inside the node's pod range
+/// ([`Traffic::node`]).
+fn pod_ip(node: usize, k: usize) -> String {
+    format!("10.{}.{}.{}", 64 + node / 256, node % 256, k % 250 + 2)
 }
 
 fn pod_record(pod: &Pod, node: &Node, verb: &str, resource: &str) -> Record {
