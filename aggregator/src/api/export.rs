@@ -3,5 +3,5 @@
 //! names the API and its tests have always used.
 
 pub use crate::encode::Format;
-pub use crate::encode::cef::{CefRecord, cef_line, cef_severity, parse_cef};
 pub(crate) use crate::encode::cef::ext;
+pub use crate::encode::cef::{CefRecord, cef_line, cef_severity, parse_cef};
