@@ -62,6 +62,10 @@ pub struct Options {
     /// At most this many mutants: a larger set runs one shard of it and says so (0 = no cap).
     #[arg(long, default_value_t = 0)]
     pub max_mutants: usize,
+    /// Stop after this many seconds in all (the run is interrupted, its tree restored, and the
+    /// mutants tested so far are reported as an incomplete run, which does not fail).
+    #[arg(long)]
+    pub budget_secs: Option<u64>,
     /// List the mutants only.
     #[arg(long)]
     pub list: bool,
@@ -155,16 +159,52 @@ fn plan(files: &[String]) -> anyhow::Result<Vec<(&'static str, Vec<String>)>> {
 
 pub fn run(opts: Options) -> anyhow::Result<()> {
     let root = crate::build::workspace_root();
+    if let Some(r) = &opts.in_diff
+        && commit_exists(&root, r)
+    {
+        let changed = changed_files(&root, r)?;
+        let scope: Vec<&str> = if opts.files.is_empty() {
+            COVERED.iter().map(|(d, _)| *d).collect()
+        } else {
+            Vec::new()
+        };
+        let relevant = changed.iter().any(|f| {
+            f.ends_with(".rs")
+                && if scope.is_empty() {
+                    package_of(f).is_some()
+                } else {
+                    scope.iter().any(|d| f.starts_with(d))
+                }
+        });
+        if !relevant {
+            println!(
+                "mutants: skipped: the change since {r} touches no Rust file in {}",
+                scope.join(", ")
+            );
+            return Ok(());
+        }
+    }
     ensure_cargo_mutants()?;
     let out_root = root.join("target/mutants");
     std::fs::create_dir_all(&out_root)
         .with_context(|| format!("creating {}", out_root.display()))?;
     let diff = match &opts.in_diff {
+        Some(r) if !commit_exists(&root, r) => {
+            println!(
+                "mutants: skipped: {r} is not a commit here (a first commit or a shallow clone)"
+            );
+            return Ok(());
+        }
         Some(r) => Some(write_diff(&root, r, &out_root)?),
         None => None,
     };
     let t0 = Instant::now();
+    let deadline = opts
+        .budget_secs
+        .map(|s| t0 + std::time::Duration::from_secs(s));
     let mut total = Tally::default();
+    let mut tested_any = false;
+    let mut cut_short = false;
     for (pkg, globs) in plan(&opts.files)? {
         let out_dir = out_root.join(pkg);
         let mut shard = opts.shard.clone();
@@ -236,6 +276,15 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     if opts.list {
         return Ok(());
     }
+    if !tested_any && !cut_short {
+        println!("mutants: skipped: no mutants in the covered folders for this change");
+        return Ok(());
+    }
+    if cut_short {
+        println!(
+            "mutants: INCOMPLETE: the time cap cut the run short (the counts below are what was tested)"
+        );
+    }
     println!("\n{} ({:.0}s)", total.line(), t0.elapsed().as_secs_f64());
     for m in &total.missed {
         println!("MISSED  {m}");
@@ -253,11 +302,80 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `cmd` until it ends or `deadline` passes; then interrupts it (SIGINT:
+/// cargo-mutants restores the tree and stops) and, if it does not stop within
+/// 30 s, kills it. Returns its status and whether it was interrupted.
+fn run_until(
+    cmd: &mut Command,
+    deadline: Option<Instant>,
+) -> anyhow::Result<(std::process::ExitStatus, bool)> {
+    let mut child = cmd.spawn().with_context(|| format!("running {cmd:?}"))?;
+    let Some(deadline) = deadline else {
+        return Ok((child.wait().context("waiting for cargo mutants")?, false));
+    };
+    loop {
+        if let Some(st) = child.try_wait().context("waiting for cargo mutants")? {
+            return Ok((st, false));
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let pid = libc::pid_t::try_from(child.id()).context("child pid")?;
+    // SAFETY: kill has no memory preconditions; pid is our own child, not yet reaped.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let stop_by = Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(st) = child.try_wait().context("waiting for cargo mutants")? {
+            return Ok((st, true));
+        }
+        if Instant::now() >= stop_by {
+            let _ = child.kill();
+            return Ok((child.wait().context("waiting for cargo mutants")?, true));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Paths `git diff REF` changes.
+fn changed_files(root: &Path, reference: &str) -> anyhow::Result<Vec<String>> {
+    let out = Command::new("git")
+        .current_dir(root)
+        .args(["diff", "--name-only", reference, "--"])
+        .output()
+        .context("running git diff --name-only")?;
+    if !out.status.success() {
+        bail!("git diff --name-only {reference} failed");
+    }
+    Ok(parse_list(&String::from_utf8_lossy(&out.stdout)))
+}
+
+fn commit_exists(root: &Path, reference: &str) -> bool {
+    Command::new("git")
+        .current_dir(root)
+        .args(["rev-parse", "--verify", "--quiet"])
+        .arg(format!("{reference}^{{commit}}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// `cargo mutants -p PKG --file … [--in-diff FILE]` run from the workspace root.
 fn mutants_cmd(root: &Path, pkg: &str, globs: &[String], diff: Option<&Path>) -> Command {
     let mut cmd = Command::new("cargo");
-    cmd.current_dir(root)
-        .args(["mutants", "--no-shuffle", "--package", pkg]);
+    // No jobserver: its MAKEFLAGS in the builds' environment would make
+    // build scripts that watch it (cc) rerun, and rebuild the dependencies
+    // that a plain `cargo test` built.
+    cmd.current_dir(root).args([
+        "mutants",
+        "--no-shuffle",
+        "--jobserver",
+        "false",
+        "--package",
+        pkg,
+    ]);
     for g in globs {
         cmd.arg("--file").arg(g);
     }

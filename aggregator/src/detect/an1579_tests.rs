@@ -1003,3 +1003,181 @@ fn a_role_listed_in_the_policy_is_high() {
         a[0].reason
     );
 }
+
+#[test]
+fn the_blind_automation_row_carries_the_event_as_its_example() {
+    let mut d = detector();
+    let (_, ch) = judge(
+        &mut d,
+        &[Ev::new("auto-1", CI, "127.50.0.9")
+            .binding(
+                "update",
+                None,
+                "sync",
+                ("ClusterRole", "cluster-admin"),
+                users(&["x"]),
+            )
+            .metadata_only()],
+    );
+    let ex = &ch.automation_blind[0].example;
+    assert_eq!(ex["audit_id"], "auto-1");
+    assert_eq!(ex["verb"], "update");
+    assert_eq!(ex["username"], CI);
+    assert_eq!(ex["source_ip"], "127.50.0.9");
+    assert_eq!(ex["level"], "Metadata");
+    assert_eq!(ch.automation_blind[0].resource, "clusterrolebindings");
+}
+
+#[test]
+fn a_binding_named_only_in_its_object_is_judged_under_that_name() {
+    let mut d = detector();
+    let mut e = Ev::new("n1", "bob", NODE_IP).binding(
+        "create",
+        None,
+        "from-body",
+        ("ClusterRole", "cluster-admin"),
+        users(&["x"]),
+    );
+    e.name = None; // a create: the URI and objectRef name no object yet
+    let (a, ch) = judge(&mut d, &[e]);
+    assert_eq!(rules_of(&a), ["CT1579-001"]);
+    assert_eq!(ch.bindings[0].name, "from-body");
+    assert!(
+        a[0].reason.contains("ClusterRoleBinding from-body"),
+        "{}",
+        a[0].reason
+    );
+    // The same for a role: learned under the name in its body.
+    let mut r = Ev::new("n2", "bob", NODE_IP).role(None, "exec-body", rules(EXEC_RULES));
+    r.name = None;
+    let (_, ch) = judge(&mut d, &[r]);
+    assert_eq!(ch.roles[0].name, "exec-body");
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("n3", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "b",
+            ("ClusterRole", "exec-body"),
+            users(&["y"]),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-001"]);
+}
+
+#[test]
+fn a_namespaced_role_named_like_a_built_in_cluster_role_is_not_it() {
+    let mut d = detector();
+    let (a, ch) = judge(
+        &mut d,
+        &[Ev::new("ns1", "bob", NODE_IP).binding(
+            "create",
+            Some("dev"),
+            "rb",
+            ("Role", "cluster-admin"),
+            users(&["x"]),
+        )],
+    );
+    assert!(a.is_empty(), "{a:#?}");
+    assert!(!ch.bindings[0].high_privilege);
+    // Through a RoleBinding, the built-in ClusterRole is what it is.
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("ns2", "bob", NODE_IP).binding(
+            "create",
+            Some("dev"),
+            "rb2",
+            ("ClusterRole", "cluster-admin"),
+            users(&["x"]),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-001"]);
+    assert!(
+        a[0].reason.contains("built-in ClusterRole cluster-admin"),
+        "{}",
+        a[0].reason
+    );
+}
+
+#[test]
+fn the_built_in_cluster_admin_binding_is_known_before_any_event() {
+    let mut d = detector();
+    // Re-applying the bootstrap binding as it is grants nothing new.
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("bi1", "bob", NODE_IP).binding(
+            "update",
+            None,
+            "cluster-admin",
+            ("ClusterRole", "cluster-admin"),
+            group("system:masters"),
+        )],
+    );
+    assert!(a.is_empty(), "{a:#?}");
+    // Adding a user to it names that user only.
+    let mut subjects = group("system:masters");
+    subjects
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"apiGroup": G, "kind": "User", "name": "intruder"}));
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("bi2", "bob", NODE_IP).binding(
+            "update",
+            None,
+            "cluster-admin",
+            ("ClusterRole", "cluster-admin"),
+            subjects,
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-001"]);
+    assert_eq!(a[0].details["added_subjects"].as_array().unwrap().len(), 1);
+    assert_eq!(a[0].details["added_subjects"][0]["name"], "intruder");
+}
+
+#[test]
+fn a_metadata_level_role_write_keeps_what_was_known() {
+    let mut d = detector();
+    judge(
+        &mut d,
+        &[Ev::new("k1", "bob", NODE_IP).role(None, "exec-all", rules(EXEC_RULES))],
+    );
+    let mut blind = Ev::new("k2", "bob", NODE_IP)
+        .role(None, "exec-all", rules(VIEW_RULES))
+        .metadata_only();
+    blind.verb = "update".into();
+    blind.code = 200;
+    let (_, ch) = judge(&mut d, &[blind]);
+    assert!(ch.roles.is_empty(), "nothing seen, nothing learned");
+    assert_eq!(ch.rbac_levels[0].level, "Metadata");
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("k3", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "b",
+            ("ClusterRole", "exec-all"),
+            users(&["x"]),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-001"], "still high: {a:#?}");
+}
+
+#[test]
+fn approved_automation_adding_subjects_to_an_unseen_binding_is_not_blind() {
+    let mut d = detector();
+    let patch = |id: &str, user: &str, ip: &str, who: &str| {
+        let mut p = Ev::new(id, user, ip);
+        p.verb = "patch".into();
+        p.code = 200;
+        p.name = Some("unseen".into());
+        p.level = "Request";
+        p.request = Some(json!({"subjects": [{"apiGroup": G, "kind": "User", "name": who}]}));
+        p
+    };
+    let (a, _) = judge(&mut d, &[patch("ap1", CI, "127.50.0.9", "zed")]);
+    assert!(a.is_empty(), "{a:#?}");
+    let (a, _) = judge(&mut d, &[patch("ap2", "bob", FAR_IP, "yan")]);
+    assert_eq!(rules_of(&a), ["CT1579-004"]);
+    assert_eq!(a[0].severity, Severity::High, "from an unknown address");
+}
