@@ -258,7 +258,26 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         }
         cmd.arg("--").args(harness_args);
         println!("mutants: {pkg}: running {cmd:?}");
-        let st = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+        // Outcomes of an earlier run must not be counted as this one's.
+        let _ = std::fs::remove_dir_all(out_dir.join("mutants.out"));
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            println!("mutants: {pkg}: TIME CAP reached before it started: not tested");
+            cut_short = true;
+            continue;
+        }
+        tested_any = true;
+        let (st, interrupted) = run_until(&mut cmd, deadline)?;
+        if interrupted {
+            cut_short = true;
+            let t = read_outcomes(&out_dir.join("mutants.out"))?;
+            println!(
+                "mutants: {pkg}: TIME CAP of {}s reached: incomplete, {}",
+                opts.budget_secs.unwrap_or_default(),
+                t.line()
+            );
+            total.extend(t);
+            continue;
+        }
         // 0 = all caught, 2 = missed, 3 = timeout: the outcome files say which.
         // 1 = bad arguments, 4 = the unmutated tree fails its tests.
         match st.code() {
