@@ -254,12 +254,14 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         }
         let (cargo_args, harness_args) = test_args(pkg);
         for a in cargo_args {
-            cmd.arg(format!("--cargo-test-arg={a}"));
+            // Every phase (the build too, else it builds the `it` suite and the binary).
+            cmd.arg(format!("--cargo-arg={a}"));
         }
         cmd.arg("--").args(harness_args);
         println!("mutants: {pkg}: running {cmd:?}");
-        // Outcomes of an earlier run must not be counted as this one's.
-        let _ = std::fs::remove_dir_all(out_dir.join("mutants.out"));
+        // cargo-mutants moves an earlier run's mutants.out aside (to
+        // mutants.out.old) and locks the new one: a second run on the same
+        // output refuses to start instead of mixing outcomes.
         if deadline.is_some_and(|d| Instant::now() >= d) {
             println!("mutants: {pkg}: TIME CAP reached before it started: not tested");
             cut_short = true;
