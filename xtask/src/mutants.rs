@@ -267,6 +267,12 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             cut_short = true;
             continue;
         }
+        if output_locked(&out_dir.join("mutants.out/lock.json")) {
+            bail!(
+                "another cargo mutants run is writing {}: wait for it (two runs would mix their outcomes, and two in-place runs each other's mutations)",
+                out_dir.display()
+            );
+        }
         tested_any = true;
         let (st, interrupted) = run_until(&mut cmd, deadline)?;
         if interrupted {
@@ -359,11 +365,22 @@ fn run_until(
     }
 }
 
-/// Paths `git diff REF` changes.
+/// Whether a running cargo-mutants holds the lock of this output directory.
+fn output_locked(lock: &Path) -> bool {
+    use std::os::fd::AsRawFd as _;
+    let Ok(f) = std::fs::File::open(lock) else {
+        return false;
+    };
+    // SAFETY: flock on a file descriptor we own; released when `f` closes.
+    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    r != 0
+}
+
+/// Paths `git diff REF HEAD` changes.
 fn changed_files(root: &Path, reference: &str) -> anyhow::Result<Vec<String>> {
     let out = Command::new("git")
         .current_dir(root)
-        .args(["diff", "--name-only", reference, "--"])
+        .args(["diff", "--name-only", reference, "HEAD", "--"])
         .output()
         .context("running git diff --name-only")?;
     if !out.status.success() {
@@ -420,11 +437,12 @@ fn count(root: &Path, pkg: &str, globs: &[String], diff: Option<&Path>) -> anyho
         .count())
 }
 
-/// `git diff REF` (the working tree against REF) into a file for `--in-diff`.
+/// `git diff REF HEAD` into a file for `--in-diff`: the committed change only
+/// (never the working tree, which an in-place run may be mutating).
 fn write_diff(root: &Path, reference: &str, out_root: &Path) -> anyhow::Result<PathBuf> {
     let out = Command::new("git")
         .current_dir(root)
-        .args(["diff", "--no-color", "--no-ext-diff", reference, "--"])
+        .args(["diff", "--no-color", "--no-ext-diff", reference, "HEAD", "--"])
         .output()
         .context("running git diff")?;
     if !out.status.success() {
