@@ -1181,3 +1181,94 @@ fn approved_automation_adding_subjects_to_an_unseen_binding_is_not_blind() {
     assert_eq!(rules_of(&a), ["CT1579-004"]);
     assert_eq!(a[0].severity, Severity::High, "from an unknown address");
 }
+
+/// A Request-level JSON patch of a role (no response object logged).
+fn role_json_patch(id: &str, ns: Option<&str>, name: &str, ops: Value) -> Ev {
+    let mut p = Ev::new(id, "bob", NODE_IP);
+    p.verb = "patch".into();
+    p.code = 200;
+    p.resource = if ns.is_some() {
+        "roles"
+    } else {
+        "clusterroles"
+    }
+    .into();
+    p.ns = ns.map(str::to_owned);
+    p.name = Some(name.into());
+    p.level = "Request";
+    p.request = Some(ops);
+    p
+}
+
+#[test]
+fn a_patch_of_a_built_in_cluster_role_applies_to_its_built_in_rules() {
+    let mut d = detector();
+    let add_exec = json!([{"op": "add", "path": "/rules/-",
+        "value": {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}}]);
+    let (_, ch) = judge(&mut d, &[role_json_patch("bp1", None, "view", add_exec)]);
+    let rules = &ch.roles[0].rules;
+    assert!(
+        rules.len() > 1,
+        "view's own rules are kept, the patch adds one: {rules:?}"
+    );
+    assert!(
+        rules.iter().any(|r| r.resources == ["pods/exec"]),
+        "{rules:?}"
+    );
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("bp2", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "v",
+            ("ClusterRole", "view"),
+            users(&["x"]),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-001"], "view can exec now: {a:#?}");
+    // A namespaced Role that shares a built-in ClusterRole's name starts from
+    // nothing: patching a read-only rule into it grants nothing high.
+    let add_view = json!([{"op": "add", "path": "/rules/-",
+        "value": {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}}]);
+    let (_, ch) = judge(
+        &mut d,
+        &[role_json_patch(
+            "bp3",
+            Some("dev"),
+            "cluster-admin",
+            add_view,
+        )],
+    );
+    assert!(
+        ch.roles.iter().all(|r| r.reasons.is_empty()),
+        "{:?}",
+        ch.roles
+    );
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("bp4", "bob", NODE_IP).binding(
+            "create",
+            Some("dev"),
+            "rb",
+            ("Role", "cluster-admin"),
+            users(&["x"]),
+        )],
+    );
+    assert!(a.is_empty(), "{a:#?}");
+}
+
+#[test]
+fn unreadable_rule_fields_of_a_role_write_are_counted() {
+    let mut d = detector();
+    let bad = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": [7]}]);
+    let (_, ch) = judge(
+        &mut d,
+        &[Ev::new("u1", "bob", NODE_IP).role(None, "odd", bad)],
+    );
+    assert!(ch.unreadable_fields >= 1, "{}", ch.unreadable_fields);
+    let (_, ch) = judge(
+        &mut d,
+        &[Ev::new("u2", "bob", NODE_IP).role(None, "fine", rules(VIEW_RULES))],
+    );
+    assert_eq!(ch.unreadable_fields, 0);
+}
