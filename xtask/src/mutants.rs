@@ -442,7 +442,14 @@ fn count(root: &Path, pkg: &str, globs: &[String], diff: Option<&Path>) -> anyho
 fn write_diff(root: &Path, reference: &str, out_root: &Path) -> anyhow::Result<PathBuf> {
     let out = Command::new("git")
         .current_dir(root)
-        .args(["diff", "--no-color", "--no-ext-diff", reference, "HEAD", "--"])
+        .args([
+            "diff",
+            "--no-color",
+            "--no-ext-diff",
+            reference,
+            "HEAD",
+            "--",
+        ])
         .output()
         .context("running git diff")?;
     if !out.status.success() {
