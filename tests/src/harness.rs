@@ -276,3 +276,25 @@ pub fn batch_msg(
         })),
     }
 }
+
+/// Awaits `fut` for at most `limit`; panics naming `what` otherwise: a test
+/// waiting for a message, an ack or a connection fails in seconds saying what
+/// never came, instead of hanging.
+#[track_caller]
+pub fn within<F: std::future::Future>(
+    what: &str,
+    limit: Duration,
+    fut: F,
+) -> impl std::future::Future<Output = F::Output> {
+    let caller = std::panic::Location::caller();
+    let what = what.to_owned();
+    async move {
+        match tokio::time::timeout(limit, fut).await {
+            Ok(v) => v,
+            Err(_) => panic!("{caller}: waited {limit:?} for {what}: it never came"),
+        }
+    }
+}
+
+/// The usual bound of [`within`].
+pub const SOON: Duration = Duration::from_secs(5);

@@ -8,6 +8,7 @@ mod deploy_check;
 mod eval;
 mod fuzz;
 mod image;
+mod mutants;
 mod scale;
 mod setup;
 mod soak;
@@ -45,6 +46,8 @@ enum Command {
     Fuzz(fuzz::Options),
     /// Build static (musl) FROM-scratch images with buildah, as OCI archives too; `--test` runs them with podman.
     Image(image::Options),
+    /// Mutation testing (cargo-mutants, installed if missing) of detection, parsing and identity code.
+    Mutants(mutants::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -59,5 +62,6 @@ fn main() -> anyhow::Result<()> {
         Command::Eval(o) => eval::run(o),
         Command::Fuzz(o) => fuzz::run(o),
         Command::Image(o) => image::run(o),
+        Command::Mutants(o) => mutants::run(o),
     }
 }

@@ -525,3 +525,7 @@ impl Detector {
         ));
     }
 }
+
+#[cfg(test)]
+#[path = "an1579_tests.rs"]
+mod tests;

@@ -369,3 +369,7 @@ mod tests {
         assert!(reasons_for_binding(&reasons, "RoleBinding").is_empty());
     }
 }
+
+#[cfg(test)]
+#[path = "rbac_tests.rs"]
+mod more_tests;

@@ -3,6 +3,7 @@
 //! how many alerts it missed.
 
 use crate::api_support;
+use crate::common::wait::{SOON, within};
 
 use api_support::{Api, base_time, grant_to_anonymous};
 use chrono::Duration as Minutes;
@@ -35,14 +36,19 @@ async fn a_reader_that_falls_behind_is_told_exactly_how_many_it_missed() {
     }
     assert_eq!(raised, total);
     // Nothing was read yet: the buffer (4096) kept the newest alerts.
-    let first = stream.next().await.unwrap();
+    let first = within("the live stream's first event", SOON, stream.next())
+        .await
+        .unwrap();
     let LiveEvent::Skipped(missed) = first else {
         panic!("expected a skipped notice first, got {first:?}")
     };
     let mut delivered = 0u64;
     let mut last_user = String::new();
     while delivered + missed < total as u64 {
-        match stream.next().await.unwrap() {
+        match within("the next live alert", SOON, stream.next())
+            .await
+            .unwrap()
+        {
             LiveEvent::Alert(a) => {
                 delivered += 1;
                 last_user = a.identity.username.clone();
@@ -86,7 +92,10 @@ async fn the_stream_applies_its_filter() {
     ])
     .await;
     for want_ip in ["127.0.55.2", "127.0.55.9"] {
-        match stream.next().await.unwrap() {
+        match within(&format!("eve's alert from {want_ip}"), SOON, stream.next())
+            .await
+            .unwrap()
+        {
             LiveEvent::Alert(a) => {
                 assert_eq!(a.identity.username, "eve");
                 assert_eq!(a.source_ip.unwrap().to_string(), want_ip);

@@ -425,14 +425,24 @@ async fn live_streams_outlive_the_header_timeout_and_end_at_shutdown() {
     .await
     .unwrap();
     let mut head = [0u8; 12];
-    live.read_exact(&mut head).await.unwrap();
+    crate::common::wait::within(
+        "the live stream's response head",
+        crate::common::wait::SOON,
+        live.read_exact(&mut head),
+    )
+    .await
+    .unwrap();
     assert_eq!(&head, b"HTTP/1.1 200");
     // Three header timeouts later, the stream is still open: the timeout
     // covers waiting for a request, not a response being streamed.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut buf = [0u8; 1024];
     let mut open = true;
-    while let Ok(r) = tokio::time::timeout(Duration::from_millis(200), live.read(&mut buf)).await {
+    // Drain what was sent (keep-alives), for at most 2 s.
+    let drain_until = tokio::time::Instant::now() + Duration::from_secs(2);
+    while tokio::time::Instant::now() < drain_until
+        && let Ok(r) = tokio::time::timeout(Duration::from_millis(200), live.read(&mut buf)).await
+    {
         if matches!(r, Ok(0) | Err(_)) {
             open = false;
             break;

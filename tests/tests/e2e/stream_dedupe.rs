@@ -5,8 +5,8 @@
 use credtrail_aggregator::metrics::NodeLabel;
 use credtrail_proto::pb::agent as pb;
 use credtrail_tests::harness::{
-    AgentListener, TestPki, batch_msg, channel, connect_observation, free_port, hello_msg,
-    state_on_disk, stored_observation_ids,
+    AgentListener, SOON, TestPki, batch_msg, channel, connect_observation, free_port, hello_msg,
+    state_on_disk, stored_observation_ids, within,
 };
 
 async fn open(
@@ -25,7 +25,11 @@ async fn open(
         .unwrap()
         .into_inner();
     let Some(pb::aggregator_message::Payload::Welcome(w)) =
-        inbound.message().await.unwrap().unwrap().payload
+        within("the welcome", SOON, inbound.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .payload
     else {
         panic!("expected a welcome");
     };
@@ -33,7 +37,12 @@ async fn open(
 }
 
 async fn ack(inbound: &mut tonic::Streaming<pb::AggregatorMessage>) -> u64 {
-    match inbound.message().await.unwrap().unwrap().payload {
+    match within("an ack", SOON, inbound.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .payload
+    {
         Some(pb::aggregator_message::Payload::Ack(a)) => a.seq,
         other => panic!("expected an ack, got {other:?}"),
     }

@@ -14,8 +14,8 @@ use credtrail_aggregator::state::AppState;
 use credtrail_proto::pb::agent as pb;
 use credtrail_tests::certs::{Ca, write_cert_key};
 use credtrail_tests::harness::{
-    AgentListener, TestPki, batch_msg, channel, connect_observation, free_port, hello, hello_msg,
-    state_on_disk, stored_observation_ids, stream_config,
+    AgentListener, SOON, TestPki, batch_msg, channel, connect_observation, free_port, hello,
+    hello_msg, state_on_disk, stored_observation_ids, stream_config, within,
 };
 use tonic::transport::Channel;
 
@@ -133,13 +133,16 @@ async fn garbage_is_refused_clearly_and_other_agents_carry_on() {
     let status = match resp {
         Ok(r) => {
             let mut s = r.into_inner();
-            loop {
-                match s.message().await {
-                    Ok(Some(_)) => continue,
-                    Ok(None) => panic!("stream ended without an error status"),
-                    Err(st) => break st,
+            within("the error status for garbage bytes", SOON, async {
+                loop {
+                    match s.message().await {
+                        Ok(Some(_)) => continue,
+                        Ok(None) => panic!("stream ended without an error status"),
+                        Err(st) => break st,
+                    }
                 }
-            }
+            })
+            .await
         }
         Err(st) => st,
     };
@@ -186,13 +189,20 @@ async fn garbage_is_refused_clearly_and_other_agents_carry_on() {
         .await
         .unwrap()
         .into_inner();
-    let welcome = inbound.message().await.unwrap().unwrap();
+    let welcome = within("the welcome", SOON, inbound.message())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(matches!(
         welcome.payload,
         Some(pb::aggregator_message::Payload::Welcome(_))
     ));
     let Some(pb::aggregator_message::Payload::Ack(ack)) =
-        inbound.message().await.unwrap().unwrap().payload
+        within("the ack of the mixed batch", SOON, inbound.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .payload
     else {
         panic!("expected an ack");
     };

@@ -3,6 +3,7 @@
 //! parsed by the production parsers.
 
 pub mod tls;
+pub mod wait;
 
 use chrono::{DateTime, Duration, Utc};
 use credtrail_aggregator::alert::Alert;

@@ -1,0 +1,1274 @@
+//! AN1579 verdicts, pinned rule by rule: the detector fed real-format audit
+//! events (parsed by the production parser) and judged by the alerts it
+//! raises and the state rows it reports. Written so that cargo-mutants'
+//! changes to `an1579.rs` (a deleted match arm, `||` for `&&`, a dropped `!`)
+//! change a verdict these tests check (`cargo xtask mutants --file
+//! aggregator/src/detect/an1579.rs`).
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::alert::{Alert, Severity};
+use crate::audit::{AuditEvent, parse_event};
+use crate::detect::{Changes, Detector};
+use crate::policy::Policy;
+
+const G: &str = "rbac.authorization.k8s.io";
+/// A node address (known: not an unknown IP).
+const NODE_IP: &str = "127.0.1.5";
+/// Outside every configured range.
+const FAR_IP: &str = "127.200.0.4";
+const CI: &str = "system:serviceaccount:ci:deployer";
+
+const POLICY: &str = r#"
+cluster:
+  node_cidrs: [127.0.1.0/24]
+  pod_cidrs: [127.1.0.0/16]
+automation:
+  - name: ci-deployer
+    username: system:serviceaccount:ci:deployer
+    credential_ids: ["*"]
+    cidrs: [127.50.0.0/24]
+"#;
+
+fn detector() -> Detector {
+    Detector::new(Arc::new(Policy::from_yaml("test", POLICY).unwrap()))
+}
+
+/// One audit event, `audit.k8s.io/v1`, ResponseComplete.
+struct Ev {
+    id: String,
+    user: String,
+    ip: String,
+    verb: String,
+    resource: String,
+    group: Option<String>,
+    ns: Option<String>,
+    name: Option<String>,
+    sub: Option<String>,
+    code: i32,
+    level: &'static str,
+    request: Option<Value>,
+    response: Option<Value>,
+}
+
+impl Ev {
+    fn new(id: &str, user: &str, ip: &str) -> Self {
+        Self {
+            id: id.into(),
+            user: user.into(),
+            ip: ip.into(),
+            verb: "create".into(),
+            resource: "clusterrolebindings".into(),
+            group: Some(G.into()),
+            ns: None,
+            name: None,
+            sub: None,
+            code: 201,
+            level: "RequestResponse",
+            request: None,
+            response: None,
+        }
+    }
+
+    /// A (Cluster)RoleBinding write that logged its object.
+    fn binding(
+        mut self,
+        verb: &str,
+        ns: Option<&str>,
+        name: &str,
+        role: (&str, &str),
+        subjects: Value,
+    ) -> Self {
+        let kind = if ns.is_some() {
+            "RoleBinding"
+        } else {
+            "ClusterRoleBinding"
+        };
+        let body = json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind,
+            "metadata": {"name": name, "namespace": ns},
+            "roleRef": {"apiGroup": G, "kind": role.0, "name": role.1},
+            "subjects": subjects,
+        });
+        self.verb = verb.into();
+        self.resource = if ns.is_some() {
+            "rolebindings"
+        } else {
+            "clusterrolebindings"
+        }
+        .into();
+        self.ns = ns.map(str::to_owned);
+        self.name = Some(name.into());
+        self.code = if verb == "create" { 201 } else { 200 };
+        self.request = Some(body.clone());
+        self.response = Some(body);
+        self
+    }
+
+    /// A (Cluster)Role write with these rules.
+    fn role(mut self, ns: Option<&str>, name: &str, rules: Value) -> Self {
+        let kind = if ns.is_some() { "Role" } else { "ClusterRole" };
+        let body = json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind,
+            "metadata": {"name": name, "namespace": ns}, "rules": rules,
+        });
+        self.resource = if ns.is_some() {
+            "roles"
+        } else {
+            "clusterroles"
+        }
+        .into();
+        self.ns = ns.map(str::to_owned);
+        self.name = Some(name.into());
+        self.request = Some(body.clone());
+        self.response = Some(body);
+        self
+    }
+
+    fn refused(mut self) -> Self {
+        self.code = 403;
+        self.response =
+            Some(json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403}));
+        self
+    }
+
+    fn metadata_only(mut self) -> Self {
+        self.level = "Metadata";
+        self.request = None;
+        self.response = None;
+        self
+    }
+
+    fn event(&self) -> AuditEvent {
+        let mut path = match (&self.group, &self.ns) {
+            (Some(g), Some(ns)) => format!("/apis/{g}/v1/namespaces/{ns}/{}", self.resource),
+            (Some(g), None) => format!("/apis/{g}/v1/{}", self.resource),
+            (None, Some(ns)) => format!("/api/v1/namespaces/{ns}/{}", self.resource),
+            (None, None) => format!("/api/v1/{}", self.resource),
+        };
+        if let Some(n) = &self.name {
+            path = format!("{path}/{n}");
+        }
+        let mut v = json!({
+            "kind": "Event", "apiVersion": "audit.k8s.io/v1",
+            "level": self.level, "auditID": self.id, "stage": "ResponseComplete",
+            "requestURI": path, "verb": self.verb,
+            "user": {"username": self.user, "groups": ["system:authenticated"]},
+            "sourceIPs": [self.ip],
+            "userAgent": "kubectl/v1.32.0",
+            "objectRef": {"resource": self.resource, "namespace": self.ns, "name": self.name,
+                          "apiGroup": self.group, "apiVersion": "v1", "subresource": self.sub},
+            "responseStatus": {"metadata": {}, "code": self.code},
+            "requestReceivedTimestamp": "2026-03-01T10:00:00.000000Z",
+            "stageTimestamp": "2026-03-01T10:00:00.100000Z",
+        });
+        if let Some(o) = &self.request {
+            v["requestObject"] = o.clone();
+        }
+        if let Some(o) = &self.response {
+            v["responseObject"] = o.clone();
+        }
+        parse_event(v.to_string().as_bytes()).unwrap()
+    }
+}
+
+fn users(names: &[&str]) -> Value {
+    json!(
+        names
+            .iter()
+            .map(|n| json!({"apiGroup": G, "kind": "User", "name": n}))
+            .collect::<Vec<_>>()
+    )
+}
+
+fn group(name: &str) -> Value {
+    json!([{"apiGroup": G, "kind": "Group", "name": name}])
+}
+
+fn sa(ns: &str, name: &str) -> Value {
+    json!([{"kind": "ServiceAccount", "namespace": ns, "name": name}])
+}
+
+/// Judges each event in order; returns the AN1579 alerts and the last
+/// changes (AN1547 judges the same events by where they came from: not here).
+fn judge(d: &mut Detector, evs: &[Ev]) -> (Vec<Alert>, Changes) {
+    let mut all = Vec::new();
+    let mut ch = Changes::default();
+    for e in evs {
+        ch = Changes::default();
+        all.extend(
+            d.judge(&e.event(), &mut ch)
+                .into_iter()
+                .filter(|a| a.analytic == "AN1579"),
+        );
+    }
+    (all, ch)
+}
+
+fn rules_of(a: &[Alert]) -> Vec<&str> {
+    a.iter().map(|a| a.rule.as_str()).collect()
+}
+
+const EXEC_RULES: &str =
+    r#"[{"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}]"#;
+const VIEW_RULES: &str =
+    r#"[{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]"#;
+
+fn rules(s: &str) -> Value {
+    serde_json::from_str(s).unwrap()
+}
+
+#[test]
+fn cluster_admin_to_a_user_is_high_or_critical_by_source() {
+    let mut d = detector();
+    let (a, ch) = judge(
+        &mut d,
+        &[Ev::new("a1", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "bob-admin",
+            ("ClusterRole", "cluster-admin"),
+            users(&["bob"]),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-001"], "{a:#?}");
+    assert_eq!(a[0].severity, Severity::High);
+    assert!(a[0].reason.contains("User bob"), "{}", a[0].reason);
+    assert!(!a[0].reason.contains("unknown address"), "{}", a[0].reason);
+    assert_eq!(ch.bindings.len(), 1);
+    assert!(ch.bindings[0].high_privilege);
+    assert_eq!(ch.rbac_levels.len(), 1);
+
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("a2", "eve", FAR_IP).binding(
+            "create",
+            None,
+            "eve-admin",
+            ("ClusterRole", "cluster-admin"),
+            users(&["eve"]),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-001"]);
+    assert_eq!(a[0].severity, Severity::Critical);
+    assert!(
+        a[0].reason.contains("an unknown address"),
+        "{}",
+        a[0].reason
+    );
+}
+
+#[test]
+fn a_namespaced_role_learned_from_the_stream_decides_its_bindings() {
+    let mut d = detector();
+    let (a, ch) = judge(
+        &mut d,
+        &[Ev::new("r1", "bob", NODE_IP).role(Some("dev"), "execer", rules(EXEC_RULES))],
+    );
+    assert!(a.is_empty(), "a role alone grants nothing: {a:#?}");
+    assert_eq!(ch.roles.len(), 1);
+    assert_eq!(ch.roles[0].kind, "Role");
+    assert_eq!(ch.roles[0].namespace, "dev");
+    assert_eq!(ch.roles[0].name, "execer");
+    assert!(!ch.roles[0].reasons.is_empty());
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("b1", "bob", NODE_IP).binding(
+            "create",
+            Some("dev"),
+            "exec-bob",
+            ("Role", "execer"),
+            users(&["mallory"]),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-001"], "{a:#?}");
+    assert!(a[0].reason.contains("pods/exec"), "{}", a[0].reason);
+    assert!(
+        a[0].reason.contains("RoleBinding dev/exec-bob"),
+        "{}",
+        a[0].reason
+    );
+    // The same role name in another namespace is not that role.
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("b2", "bob", NODE_IP).binding(
+            "create",
+            Some("prod"),
+            "exec-bob",
+            ("Role", "execer"),
+            users(&["mallory"]),
+        )],
+    );
+    assert!(a.is_empty(), "{a:#?}");
+}
+
+#[test]
+fn a_learned_cluster_role_decides_and_a_deleted_one_is_forgotten() {
+    let mut d = detector();
+    judge(
+        &mut d,
+        &[Ev::new("r1", "bob", NODE_IP).role(None, "exec-all", rules(EXEC_RULES))],
+    );
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("b1", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "x",
+            ("ClusterRole", "exec-all"),
+            users(&["carol"]),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-001"]);
+    // A low role is low.
+    judge(
+        &mut d,
+        &[Ev::new("r2", "bob", NODE_IP).role(None, "viewer", rules(VIEW_RULES))],
+    );
+    let (a, ch) = judge(
+        &mut d,
+        &[Ev::new("b2", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "y",
+            ("ClusterRole", "viewer"),
+            users(&["carol"]),
+        )],
+    );
+    assert!(a.is_empty(), "{a:#?}");
+    assert!(!ch.bindings[0].high_privilege);
+    // Deleted: the role is unknown again, so a binding to it is not called high.
+    let mut del = Ev::new("r3", "bob", NODE_IP).role(None, "exec-all", rules(EXEC_RULES));
+    del.verb = "delete".into();
+    del.code = 200;
+    let (_, ch) = judge(&mut d, &[del]);
+    assert_eq!(ch.roles.len(), 1);
+    assert!(ch.roles[0].deleted);
+    let (a, ch) = judge(
+        &mut d,
+        &[Ev::new("b3", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "z",
+            ("ClusterRole", "exec-all"),
+            users(&["dave"]),
+        )],
+    );
+    assert!(a.is_empty(), "{a:#?}");
+    assert!(!ch.bindings[0].high_privilege);
+}
+
+#[test]
+fn a_refused_role_write_teaches_nothing() {
+    let mut d = detector();
+    let (_, ch) = judge(
+        &mut d,
+        &[Ev::new("r1", "bob", NODE_IP)
+            .role(None, "exec-all", rules(EXEC_RULES))
+            .refused()],
+    );
+    assert!(ch.roles.is_empty());
+    assert_eq!(ch.rbac_levels.len(), 1, "the level is counted all the same");
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("b1", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "x",
+            ("ClusterRole", "exec-all"),
+            users(&["carol"]),
+        )],
+    );
+    assert!(a.is_empty(), "{a:#?}");
+}
+
+#[test]
+fn other_groups_subresources_reads_and_other_resources_are_not_rbac() {
+    let mut d = detector();
+    let admin = || {
+        Ev::new("x", "bob", FAR_IP).binding(
+            "create",
+            None,
+            "b",
+            ("ClusterRole", "cluster-admin"),
+            users(&["bob"]),
+        )
+    };
+    let mut other_group = admin();
+    other_group.group = Some("example.com".into());
+    let mut sub = admin();
+    sub.sub = Some("status".into());
+    let mut read = admin();
+    read.verb = "get".into();
+    read.code = 200;
+    let mut other_res = admin();
+    other_res.resource = "configmaps".into();
+    for (what, e) in [
+        ("other group", other_group),
+        ("subresource", sub),
+        ("get", read),
+        ("configmaps", other_res),
+    ] {
+        let (a, ch) = judge(&mut d, &[e]);
+        assert!(a.is_empty(), "{what}: {a:#?}");
+        assert!(
+            ch.bindings.is_empty() && ch.rbac_levels.is_empty(),
+            "{what}"
+        );
+    }
+    // update, patch and delete are writes.
+    for verb in ["update", "patch"] {
+        let (a, _) = judge(
+            &mut d,
+            &[Ev::new(verb, "bob", NODE_IP).binding(
+                verb,
+                None,
+                &format!("b-{verb}"),
+                ("ClusterRole", "cluster-admin"),
+                users(&[verb]),
+            )],
+        );
+        assert_eq!(rules_of(&a), ["CT1579-001"], "{verb}");
+    }
+}
+
+#[test]
+fn granting_anything_to_everyone_is_critical_but_a_known_low_role_is_not() {
+    let mut d = detector();
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("g1", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "all-admin",
+            ("ClusterRole", "cluster-admin"),
+            group("system:authenticated"),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-002"]);
+    assert_eq!(a[0].severity, Severity::Critical);
+    assert!(
+        a[0].reason.contains("Group system:authenticated"),
+        "{}",
+        a[0].reason
+    );
+    // A role never seen, to everyone: still critical.
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("g2", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "all-x",
+            ("ClusterRole", "never-seen"),
+            group("system:unauthenticated"),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-002"]);
+    // A known low role (built-in view... system:discovery is low) to everyone: no alert.
+    judge(
+        &mut d,
+        &[Ev::new("r", "bob", NODE_IP).role(None, "viewer", rules(VIEW_RULES))],
+    );
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("g3", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "all-view",
+            ("ClusterRole", "viewer"),
+            group("system:authenticated"),
+        )],
+    );
+    assert!(a.is_empty(), "{a:#?}");
+}
+
+#[test]
+fn system_masters_is_cluster_admin_whatever_the_role() {
+    let mut d = detector();
+    judge(
+        &mut d,
+        &[Ev::new("r", "bob", NODE_IP).role(None, "viewer", rules(VIEW_RULES))],
+    );
+    let (a, ch) = judge(
+        &mut d,
+        &[Ev::new("m1", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "m",
+            ("ClusterRole", "viewer"),
+            group("system:masters"),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-001"], "{a:#?}");
+    assert!(
+        a[0].reason
+            .contains("Group system:masters is cluster-admin"),
+        "{}",
+        a[0].reason
+    );
+    assert!(ch.bindings[0].high_privilege);
+    // With a high role, the masters reason is added to the role's.
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("m2", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "m2",
+            ("ClusterRole", "cluster-admin"),
+            group("system:masters"),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-001"]);
+    let why = a[0].details["why_high_privilege"].as_array().unwrap();
+    assert!(why.len() >= 2, "{why:?}");
+    assert!(
+        why.last()
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .contains("system:masters"),
+        "{why:?}"
+    );
+}
+
+#[test]
+fn approved_automation_grants_quietly_but_not_from_elsewhere() {
+    let mut d = detector();
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("c1", CI, "127.50.0.9").binding(
+            "create",
+            None,
+            "deploy",
+            ("ClusterRole", "cluster-admin"),
+            users(&["release"]),
+        )],
+    );
+    assert!(a.is_empty(), "{a:#?}");
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("c2", CI, FAR_IP).binding(
+            "create",
+            None,
+            "deploy2",
+            ("ClusterRole", "cluster-admin"),
+            users(&["release"]),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-001"]);
+    assert_eq!(a[0].severity, Severity::Critical);
+    // Even approved automation granting to everyone is critical.
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("c3", CI, "127.50.0.9").binding(
+            "create",
+            None,
+            "deploy3",
+            ("ClusterRole", "cluster-admin"),
+            group("system:authenticated"),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-002"]);
+}
+
+#[test]
+fn only_newly_added_subjects_are_alerted() {
+    let mut d = detector();
+    let first = Ev::new("u1", "bob", NODE_IP).binding(
+        "create",
+        None,
+        "admins",
+        ("ClusterRole", "cluster-admin"),
+        users(&["alice"]),
+    );
+    let (a, _) = judge(&mut d, &[first]);
+    assert_eq!(rules_of(&a), ["CT1579-001"]);
+    // The same subjects again (a label change): nothing new granted.
+    let (a, ch) = judge(
+        &mut d,
+        &[Ev::new("u2", "bob", NODE_IP).binding(
+            "update",
+            None,
+            "admins",
+            ("ClusterRole", "cluster-admin"),
+            users(&["alice"]),
+        )],
+    );
+    assert!(a.is_empty(), "{a:#?}");
+    assert_eq!(ch.bindings.len(), 1, "the state is still written");
+    // One more subject: only that one is named.
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("u3", "bob", NODE_IP).binding(
+            "update",
+            None,
+            "admins",
+            ("ClusterRole", "cluster-admin"),
+            users(&["alice", "trent"]),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-001"]);
+    let added = a[0].details["added_subjects"].as_array().unwrap();
+    assert_eq!(added.len(), 1, "{added:?}");
+    assert_eq!(added[0]["name"], "trent");
+    assert!(
+        a[0].reason.contains("User trent") && !a[0].reason.contains("User alice"),
+        "{}",
+        a[0].reason
+    );
+    // The same subjects under another role are all new.
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("u4", "bob", NODE_IP).binding(
+            "update",
+            None,
+            "admins",
+            ("ClusterRole", "admin"),
+            users(&["alice", "trent"]),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-001"]);
+    assert_eq!(a[0].details["added_subjects"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_patch_that_only_adds_subjects_is_judged_against_the_known_role() {
+    let mut d = detector();
+    judge(
+        &mut d,
+        &[Ev::new("p0", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "ops",
+            ("ClusterRole", "cluster-admin"),
+            users(&["alice"]),
+        )],
+    );
+    let mut p = Ev::new("p1", "bob", NODE_IP);
+    p.verb = "patch".into();
+    p.code = 200;
+    p.name = Some("ops".into());
+    p.request = Some(
+        json!({"subjects": [{"apiGroup": G, "kind": "User", "name": "alice"}, {"apiGroup": G, "kind": "User", "name": "zed"}]}),
+    );
+    p.level = "Request";
+    let (a, ch) = judge(&mut d, &[p]);
+    assert_eq!(rules_of(&a), ["CT1579-001"], "{a:#?}");
+    assert_eq!(a[0].details["added_subjects"].as_array().unwrap().len(), 1);
+    assert_eq!(ch.bindings[0].role_name.as_deref(), Some("cluster-admin"));
+    // A patch adding a subject to a binding never seen: the role is not known.
+    let mut q = Ev::new("p2", "bob", NODE_IP);
+    q.verb = "patch".into();
+    q.code = 200;
+    q.name = Some("mystery".into());
+    q.request = Some(json!({"subjects": [{"apiGroup": G, "kind": "User", "name": "zed"}]}));
+    q.level = "Request";
+    let (a, _) = judge(&mut d, &[q]);
+    assert_eq!(rules_of(&a), ["CT1579-004"], "{a:#?}");
+    assert_eq!(a[0].severity, Severity::Medium);
+    assert_eq!(a[0].details["could_not_see"], json!(["roleRef"]));
+}
+
+#[test]
+fn a_metadata_level_binding_write_is_blind_unless_approved_automation() {
+    let mut d = detector();
+    let (a, ch) = judge(
+        &mut d,
+        &[Ev::new("m1", "bob", NODE_IP)
+            .binding(
+                "create",
+                None,
+                "hidden",
+                ("ClusterRole", "cluster-admin"),
+                users(&["x"]),
+            )
+            .metadata_only()],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-004"], "{a:#?}");
+    assert_eq!(a[0].severity, Severity::Medium);
+    assert!(a[0].reason.contains("Metadata level"), "{}", a[0].reason);
+    assert_eq!(ch.bindings.len(), 1);
+    assert!(!ch.bindings[0].high_privilege);
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("m2", "bob", FAR_IP)
+            .binding(
+                "create",
+                None,
+                "hidden2",
+                ("ClusterRole", "cluster-admin"),
+                users(&["x"]),
+            )
+            .metadata_only()],
+    );
+    assert_eq!(a[0].severity, Severity::High);
+    let (a, ch) = judge(
+        &mut d,
+        &[Ev::new("m3", CI, "127.50.0.9")
+            .binding(
+                "create",
+                None,
+                "hidden3",
+                ("ClusterRole", "cluster-admin"),
+                users(&["x"]),
+            )
+            .metadata_only()],
+    );
+    assert!(a.is_empty(), "{a:#?}");
+    assert_eq!(ch.automation_blind.len(), 1);
+    assert_eq!(ch.automation_blind[0].automation, "ci-deployer");
+    // The previous state of a known binding is shown.
+    judge(
+        &mut d,
+        &[Ev::new("m4", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "seen",
+            ("ClusterRole", "view"),
+            users(&["y"]),
+        )],
+    );
+    let (a, ch) = judge(
+        &mut d,
+        &[Ev::new("m5", "bob", NODE_IP)
+            .binding(
+                "update",
+                None,
+                "seen",
+                ("ClusterRole", "view"),
+                users(&["y"]),
+            )
+            .metadata_only()],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-004"]);
+    assert_eq!(a[0].details["previous"]["role_ref"]["name"], "view");
+    assert_eq!(ch.bindings[0].role_name.as_deref(), Some("view"));
+}
+
+#[test]
+fn refused_grants_alert_unless_low_and_narrow_or_approved() {
+    let mut d = detector();
+    let refused = |id: &str, user: &str, ip: &str, role: &str, subjects: Value| {
+        Ev::new(id, user, ip)
+            .binding("create", None, id, ("ClusterRole", role), subjects)
+            .refused()
+    };
+    // High role, known source: medium.
+    let (a, ch) = judge(
+        &mut d,
+        &[refused(
+            "f1",
+            "bob",
+            NODE_IP,
+            "cluster-admin",
+            users(&["bob"]),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-003"], "{a:#?}");
+    assert_eq!(a[0].severity, Severity::Medium);
+    assert!(
+        a[0].reason.contains("refused (HTTP 403)"),
+        "{}",
+        a[0].reason
+    );
+    assert!(ch.bindings.is_empty(), "a refused write changes no binding");
+    // From an unknown address: high.
+    let (a, _) = judge(
+        &mut d,
+        &[refused(
+            "f2",
+            "bob",
+            FAR_IP,
+            "cluster-admin",
+            users(&["bob"]),
+        )],
+    );
+    assert_eq!(a[0].severity, Severity::High);
+    // A known low role to a named user: not worth an alert.
+    judge(
+        &mut d,
+        &[Ev::new("r", "bob", NODE_IP).role(None, "viewer", rules(VIEW_RULES))],
+    );
+    let (a, _) = judge(
+        &mut d,
+        &[refused("f3", "bob", FAR_IP, "viewer", users(&["bob"]))],
+    );
+    assert!(a.is_empty(), "{a:#?}");
+    // ... but to everyone, or to system:masters, it is.
+    let (a, _) = judge(
+        &mut d,
+        &[refused(
+            "f4",
+            "bob",
+            NODE_IP,
+            "viewer",
+            group("system:authenticated"),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-003"]);
+    assert_eq!(a[0].severity, Severity::High, "broad subjects are high");
+    let (a, _) = judge(
+        &mut d,
+        &[refused(
+            "f5",
+            "bob",
+            NODE_IP,
+            "viewer",
+            group("system:masters"),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-003"]);
+    assert_eq!(a[0].severity, Severity::Medium);
+    // An unknown role refused: alerted.
+    let (a, _) = judge(
+        &mut d,
+        &[refused("f6", "bob", NODE_IP, "never-seen", users(&["bob"]))],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-003"]);
+    // Approved automation's refusals are its own business.
+    let (a, _) = judge(
+        &mut d,
+        &[refused(
+            "f7",
+            CI,
+            "127.50.0.9",
+            "cluster-admin",
+            group("system:authenticated"),
+        )],
+    );
+    assert!(a.is_empty(), "{a:#?}");
+}
+
+#[test]
+fn a_deleted_binding_is_forgotten_and_its_subjects_are_new_again() {
+    let mut d = detector();
+    judge(
+        &mut d,
+        &[Ev::new("d0", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "tmp",
+            ("ClusterRole", "cluster-admin"),
+            users(&["alice"]),
+        )],
+    );
+    let mut del = Ev::new("d1", "bob", NODE_IP);
+    del.verb = "delete".into();
+    del.code = 200;
+    del.name = Some("tmp".into());
+    del.level = "Metadata";
+    let (a, ch) = judge(&mut d, &[del]);
+    assert!(a.is_empty(), "{a:#?}");
+    assert_eq!(ch.bindings.len(), 1);
+    assert!(ch.bindings[0].deleted);
+    assert_eq!(ch.bindings[0].role_name.as_deref(), Some("cluster-admin"));
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("d2", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "tmp",
+            ("ClusterRole", "cluster-admin"),
+            users(&["alice"]),
+        )],
+    );
+    assert_eq!(
+        rules_of(&a),
+        ["CT1579-001"],
+        "re-granted after delete: {a:#?}"
+    );
+    // A refused delete keeps the binding.
+    let mut del = Ev::new("d3", "bob", NODE_IP);
+    del.verb = "delete".into();
+    del.code = 403;
+    del.name = Some("tmp".into());
+    del.level = "Metadata";
+    let (_, ch) = judge(&mut d, &[del]);
+    assert!(ch.bindings.is_empty());
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("d4", "bob", NODE_IP).binding(
+            "update",
+            None,
+            "tmp",
+            ("ClusterRole", "cluster-admin"),
+            users(&["alice"]),
+        )],
+    );
+    assert!(a.is_empty(), "{a:#?}");
+}
+
+#[test]
+fn subjects_are_named_with_their_namespace_only_when_they_have_one() {
+    let mut d = detector();
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("s1", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "sa-admin",
+            ("ClusterRole", "cluster-admin"),
+            sa("kube-system", "builder"),
+        )],
+    );
+    assert!(
+        a[0].reason
+            .contains("to ServiceAccount kube-system/builder through ClusterRoleBinding sa-admin"),
+        "{}",
+        a[0].reason
+    );
+    let mut subjects = users(&["ann"]);
+    subjects[0]["namespace"] = json!("");
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("s2", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "ann-admin",
+            ("ClusterRole", "cluster-admin"),
+            subjects,
+        )],
+    );
+    assert!(
+        a[0].reason.contains("to User ann through"),
+        "{}",
+        a[0].reason
+    );
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("s3", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "two",
+            ("ClusterRole", "cluster-admin"),
+            users(&["u1", "u2"]),
+        )],
+    );
+    assert!(a[0].reason.contains("User u1, User u2"), "{}", a[0].reason);
+}
+
+#[test]
+fn reading_secrets_is_high_only_through_a_cluster_role_binding() {
+    let mut d = detector();
+    let secrets = r#"[{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]"#;
+    judge(
+        &mut d,
+        &[Ev::new("r", "bob", NODE_IP).role(None, "secret-reader", rules(secrets))],
+    );
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("s1", "bob", NODE_IP).binding(
+            "create",
+            Some("dev"),
+            "rb",
+            ("ClusterRole", "secret-reader"),
+            users(&["x"]),
+        )],
+    );
+    assert!(a.is_empty(), "one namespace's secrets: {a:#?}");
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("s2", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "crb",
+            ("ClusterRole", "secret-reader"),
+            users(&["x"]),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-001"]);
+    assert!(a[0].reason.contains("reads secrets"), "{}", a[0].reason);
+}
+
+#[test]
+fn a_role_listed_in_the_policy_is_high() {
+    let policy = format!("{POLICY}high_privilege_roles: [ClusterRole/deployer]\n");
+    let mut d = Detector::new(Arc::new(Policy::from_yaml("test", &policy).unwrap()));
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("l1", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "dep",
+            ("ClusterRole", "deployer"),
+            users(&["x"]),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-001"], "{a:#?}");
+    assert!(
+        a[0].reason.contains("listed as high privilege"),
+        "{}",
+        a[0].reason
+    );
+}
+
+#[test]
+fn the_blind_automation_row_carries_the_event_as_its_example() {
+    let mut d = detector();
+    let (_, ch) = judge(
+        &mut d,
+        &[Ev::new("auto-1", CI, "127.50.0.9")
+            .binding(
+                "update",
+                None,
+                "sync",
+                ("ClusterRole", "cluster-admin"),
+                users(&["x"]),
+            )
+            .metadata_only()],
+    );
+    let ex = &ch.automation_blind[0].example;
+    assert_eq!(ex["audit_id"], "auto-1");
+    assert_eq!(ex["verb"], "update");
+    assert_eq!(ex["username"], CI);
+    assert_eq!(ex["source_ip"], "127.50.0.9");
+    assert_eq!(ex["level"], "Metadata");
+    assert_eq!(ch.automation_blind[0].resource, "clusterrolebindings");
+}
+
+#[test]
+fn a_binding_named_only_in_its_object_is_judged_under_that_name() {
+    let mut d = detector();
+    let mut e = Ev::new("n1", "bob", NODE_IP).binding(
+        "create",
+        None,
+        "from-body",
+        ("ClusterRole", "cluster-admin"),
+        users(&["x"]),
+    );
+    e.name = None; // a create: the URI and objectRef name no object yet
+    let (a, ch) = judge(&mut d, &[e]);
+    assert_eq!(rules_of(&a), ["CT1579-001"]);
+    assert_eq!(ch.bindings[0].name, "from-body");
+    assert!(
+        a[0].reason.contains("ClusterRoleBinding from-body"),
+        "{}",
+        a[0].reason
+    );
+    // The same for a role: learned under the name in its body.
+    let mut r = Ev::new("n2", "bob", NODE_IP).role(None, "exec-body", rules(EXEC_RULES));
+    r.name = None;
+    let (_, ch) = judge(&mut d, &[r]);
+    assert_eq!(ch.roles[0].name, "exec-body");
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("n3", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "b",
+            ("ClusterRole", "exec-body"),
+            users(&["y"]),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-001"]);
+}
+
+#[test]
+fn a_namespaced_role_named_like_a_built_in_cluster_role_is_not_it() {
+    let mut d = detector();
+    let (a, ch) = judge(
+        &mut d,
+        &[Ev::new("ns1", "bob", NODE_IP).binding(
+            "create",
+            Some("dev"),
+            "rb",
+            ("Role", "cluster-admin"),
+            users(&["x"]),
+        )],
+    );
+    assert!(a.is_empty(), "{a:#?}");
+    assert!(!ch.bindings[0].high_privilege);
+    // Through a RoleBinding, the built-in ClusterRole is what it is.
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("ns2", "bob", NODE_IP).binding(
+            "create",
+            Some("dev"),
+            "rb2",
+            ("ClusterRole", "cluster-admin"),
+            users(&["x"]),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-001"]);
+    assert!(
+        a[0].reason.contains("built-in ClusterRole cluster-admin"),
+        "{}",
+        a[0].reason
+    );
+}
+
+#[test]
+fn the_built_in_cluster_admin_binding_is_known_before_any_event() {
+    let mut d = detector();
+    // Re-applying the bootstrap binding as it is grants nothing new.
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("bi1", "bob", NODE_IP).binding(
+            "update",
+            None,
+            "cluster-admin",
+            ("ClusterRole", "cluster-admin"),
+            group("system:masters"),
+        )],
+    );
+    assert!(a.is_empty(), "{a:#?}");
+    // Adding a user to it names that user only.
+    let mut subjects = group("system:masters");
+    subjects
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"apiGroup": G, "kind": "User", "name": "intruder"}));
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("bi2", "bob", NODE_IP).binding(
+            "update",
+            None,
+            "cluster-admin",
+            ("ClusterRole", "cluster-admin"),
+            subjects,
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-001"]);
+    assert_eq!(a[0].details["added_subjects"].as_array().unwrap().len(), 1);
+    assert_eq!(a[0].details["added_subjects"][0]["name"], "intruder");
+}
+
+#[test]
+fn a_metadata_level_role_write_keeps_what_was_known() {
+    let mut d = detector();
+    judge(
+        &mut d,
+        &[Ev::new("k1", "bob", NODE_IP).role(None, "exec-all", rules(EXEC_RULES))],
+    );
+    let mut blind = Ev::new("k2", "bob", NODE_IP)
+        .role(None, "exec-all", rules(VIEW_RULES))
+        .metadata_only();
+    blind.verb = "update".into();
+    blind.code = 200;
+    let (_, ch) = judge(&mut d, &[blind]);
+    assert!(ch.roles.is_empty(), "nothing seen, nothing learned");
+    assert_eq!(ch.rbac_levels[0].level, "Metadata");
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("k3", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "b",
+            ("ClusterRole", "exec-all"),
+            users(&["x"]),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-001"], "still high: {a:#?}");
+}
+
+#[test]
+fn approved_automation_adding_subjects_to_an_unseen_binding_is_not_blind() {
+    let mut d = detector();
+    let patch = |id: &str, user: &str, ip: &str, who: &str| {
+        let mut p = Ev::new(id, user, ip);
+        p.verb = "patch".into();
+        p.code = 200;
+        p.name = Some("unseen".into());
+        p.level = "Request";
+        p.request = Some(json!({"subjects": [{"apiGroup": G, "kind": "User", "name": who}]}));
+        p
+    };
+    let (a, _) = judge(&mut d, &[patch("ap1", CI, "127.50.0.9", "zed")]);
+    assert!(a.is_empty(), "{a:#?}");
+    let (a, _) = judge(&mut d, &[patch("ap2", "bob", FAR_IP, "yan")]);
+    assert_eq!(rules_of(&a), ["CT1579-004"]);
+    assert_eq!(a[0].severity, Severity::High, "from an unknown address");
+}
+
+/// A Request-level JSON patch of a role (no response object logged).
+fn role_json_patch(id: &str, ns: Option<&str>, name: &str, ops: Value) -> Ev {
+    let mut p = Ev::new(id, "bob", NODE_IP);
+    p.verb = "patch".into();
+    p.code = 200;
+    p.resource = if ns.is_some() {
+        "roles"
+    } else {
+        "clusterroles"
+    }
+    .into();
+    p.ns = ns.map(str::to_owned);
+    p.name = Some(name.into());
+    p.level = "Request";
+    p.request = Some(ops);
+    p
+}
+
+#[test]
+fn a_patch_of_a_built_in_cluster_role_applies_to_its_built_in_rules() {
+    let mut d = detector();
+    let add_exec = json!([{"op": "add", "path": "/rules/-",
+        "value": {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create"]}}]);
+    let (_, ch) = judge(&mut d, &[role_json_patch("bp1", None, "view", add_exec)]);
+    let rules = &ch.roles[0].rules;
+    assert!(
+        rules.len() > 1,
+        "view's own rules are kept, the patch adds one: {rules:?}"
+    );
+    assert!(
+        rules.iter().any(|r| r.resources == ["pods/exec"]),
+        "{rules:?}"
+    );
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("bp2", "bob", NODE_IP).binding(
+            "create",
+            None,
+            "v",
+            ("ClusterRole", "view"),
+            users(&["x"]),
+        )],
+    );
+    assert_eq!(rules_of(&a), ["CT1579-001"], "view can exec now: {a:#?}");
+    // A namespaced Role that shares a built-in ClusterRole's name starts from
+    // nothing: patching a read-only rule into it grants nothing high.
+    let add_view = json!([{"op": "add", "path": "/rules/-",
+        "value": {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}}]);
+    let (_, ch) = judge(
+        &mut d,
+        &[role_json_patch(
+            "bp3",
+            Some("dev"),
+            "cluster-admin",
+            add_view,
+        )],
+    );
+    assert!(
+        ch.roles.iter().all(|r| r.reasons.is_empty()),
+        "{:?}",
+        ch.roles
+    );
+    let (a, _) = judge(
+        &mut d,
+        &[Ev::new("bp4", "bob", NODE_IP).binding(
+            "create",
+            Some("dev"),
+            "rb",
+            ("Role", "cluster-admin"),
+            users(&["x"]),
+        )],
+    );
+    assert!(a.is_empty(), "{a:#?}");
+}
+
+#[test]
+fn unreadable_rule_fields_of_a_role_write_are_counted() {
+    let mut d = detector();
+    let bad = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": [7]}]);
+    let (_, ch) = judge(
+        &mut d,
+        &[Ev::new("u1", "bob", NODE_IP).role(None, "odd", bad)],
+    );
+    assert!(ch.unreadable_fields >= 1, "{}", ch.unreadable_fields);
+    let (_, ch) = judge(
+        &mut d,
+        &[Ev::new("u2", "bob", NODE_IP).role(None, "fine", rules(VIEW_RULES))],
+    );
+    assert_eq!(ch.unreadable_fields, 0);
+}
