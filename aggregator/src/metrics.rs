@@ -466,10 +466,9 @@ impl prometheus_client::collector::Collector for TlsCollector {
         mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
     ) -> Result<(), std::fmt::Error> {
         use prometheus_client::encoding::EncodeMetric as _;
+        // Described even before a listener loaded its files, so that the
+        // families (and alert rules on them) always exist.
         let figures = crate::ingest::tls_watch::figures();
-        if figures.is_empty() {
-            return Ok(());
-        }
         let expiry = Family::<ListenerLabel, Gauge>::default();
         let failures = Family::<ListenerLabel, Counter>::default();
         let reloads = Family::<ListenerLabel, Counter>::default();

@@ -55,6 +55,12 @@ pub const TECHNIQUES: &[Technique] = &[
         tactics: &[CREDENTIAL_ACCESS],
     },
     Technique {
+        id: "T1562",
+        name: "Impair Defenses",
+        parent: None,
+        tactics: &[DEFENSE_EVASION],
+    },
+    Technique {
         id: "T1078",
         name: "Valid Accounts",
         parent: None,

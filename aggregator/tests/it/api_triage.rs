@@ -625,10 +625,15 @@ async fn concurrent_changes_are_all_recorded_and_the_history_stays_bounded() {
     let ids = raise(&api, &[("mallory", "127.0.66.71")]).await;
     let id = ids[0].clone();
     let total = 210usize;
+    // 16 writers at a time: one client address may hold at most 64
+    // connections (`--max-connections-per-ip`), and the client's pool can
+    // open a few more connections than requests in flight.
+    let writers = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..total {
-        let (api, id) = (api.clone(), id.clone());
+        let (api, id, writers) = (api.clone(), id.clone(), writers.clone());
         tasks.spawn(async move {
+            let _w = writers.acquire_owned().await.unwrap();
             let (s, v) = triage(&api, RESPONDER_TOKEN, &id, json!({"note": format!("n{i}")})).await;
             assert_eq!(s, StatusCode::OK, "{v}");
         });
