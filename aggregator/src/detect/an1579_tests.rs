@@ -22,6 +22,7 @@ const FAR_IP: &str = "127.200.0.4";
 /// The approved automation's own address.
 const CI_IP: &str = "127.50.0.9";
 const CI: &str = "system:serviceaccount:ci:deployer";
+const ADMIN: &str = "cluster-admin";
 
 const POLICY: &str = r#"
 cluster:
@@ -76,52 +77,35 @@ impl Ev {
 
     /// A (Cluster)RoleBinding write that logged its object.
     fn binding(
-        mut self,
+        self,
         verb: &str,
         ns: Option<&str>,
         name: &str,
         role: (&str, &str),
         subjects: Value,
     ) -> Self {
-        let kind = if ns.is_some() {
-            "RoleBinding"
-        } else {
-            "ClusterRoleBinding"
-        };
-        let body = json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind,
-            "metadata": {"name": name, "namespace": ns},
-            "roleRef": {"apiGroup": G, "kind": role.0, "name": role.1},
-            "subjects": subjects,
-        });
-        self.verb = verb.into();
-        self.resource = if ns.is_some() {
-            "rolebindings"
-        } else {
-            "clusterrolebindings"
-        }
-        .into();
-        self.ns = ns.map(str::to_owned);
-        self.name = Some(name.into());
-        self.code = if verb == "create" { 201 } else { 200 };
-        self.request = Some(body.clone());
-        self.response = Some(body);
-        self
+        let role_ref = json!({"apiGroup": G, "kind": role.0, "name": role.1});
+        let body = json!({"roleRef": role_ref, "subjects": subjects});
+        self.verb(verb).object("RoleBinding", ns, name, body)
     }
 
     /// A (Cluster)Role write with these rules.
-    fn role(mut self, ns: Option<&str>, name: &str, rules: Value) -> Self {
-        let kind = if ns.is_some() { "Role" } else { "ClusterRole" };
-        let body = json!({
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind,
-            "metadata": {"name": name, "namespace": ns}, "rules": rules,
-        });
-        self.resource = if ns.is_some() {
-            "roles"
+    fn role(self, ns: Option<&str>, name: &str, rules: Value) -> Self {
+        self.object("Role", ns, name, json!({ "rules": rules }))
+    }
+
+    /// Names the written `kind` (Cluster`kind` without `ns`) object `name`,
+    /// logged with `body` as both request and response.
+    fn object(mut self, kind: &str, ns: Option<&str>, name: &str, mut body: Value) -> Self {
+        let kind = if ns.is_some() {
+            kind.to_owned()
         } else {
-            "clusterroles"
-        }
-        .into();
+            format!("Cluster{kind}")
+        };
+        body["apiVersion"] = json!("rbac.authorization.k8s.io/v1");
+        body["metadata"] = json!({"name": name, "namespace": ns});
+        self.resource = format!("{}s", kind.to_lowercase());
+        body["kind"] = json!(kind);
         self.ns = ns.map(str::to_owned);
         self.name = Some(name.into());
         self.request = Some(body.clone());
@@ -274,10 +258,7 @@ fn rules(s: &str) -> Value {
 #[test]
 fn cluster_admin_to_a_user_is_high_or_critical_by_source() {
     let mut d = detector();
-    let (a, ch) = judge(
-        &mut d,
-        grant("a1", "bob-admin", "cluster-admin", users(&["bob"])),
-    );
+    let (a, ch) = judge(&mut d, grant("a1", "bob-admin", ADMIN, users(&["bob"])));
     assert_eq!(rules_of(&a), ["CT1579-001"], "{a:#?}");
     assert_eq!(a[0].severity, Severity::High);
     assert_reason(&a[0], "User bob");
@@ -286,7 +267,7 @@ fn cluster_admin_to_a_user_is_high_or_critical_by_source() {
     assert!(ch.bindings[0].high_privilege);
     assert_eq!(ch.rbac_levels.len(), 1);
 
-    let eve = grant("a2", "eve-admin", "cluster-admin", users(&["eve"])).by("eve", FAR_IP);
+    let eve = grant("a2", "eve-admin", ADMIN, users(&["eve"])).by("eve", FAR_IP);
     let (a, _) = judge(&mut d, eve);
     assert_eq!(rules_of(&a), ["CT1579-001"]);
     assert_eq!(a[0].severity, Severity::Critical);
@@ -351,7 +332,7 @@ fn a_refused_role_write_teaches_nothing() {
 #[test]
 fn other_groups_subresources_reads_and_other_resources_are_not_rbac() {
     let mut d = detector();
-    let admin = || grant("x", "b", "cluster-admin", users(&["bob"])).by("bob", FAR_IP);
+    let admin = || grant("x", "b", ADMIN, users(&["bob"])).by("bob", FAR_IP);
     let mut other_group = admin();
     other_group.group = Some("example.com".into());
     let mut sub = admin();
@@ -374,7 +355,7 @@ fn other_groups_subresources_reads_and_other_resources_are_not_rbac() {
     }
     // update, patch and delete are writes.
     for verb in ["update", "patch"] {
-        let e = grant(verb, &format!("b-{verb}"), "cluster-admin", users(&[verb])).verb(verb);
+        let e = grant(verb, &format!("b-{verb}"), ADMIN, users(&[verb])).verb(verb);
         let (a, _) = judge(&mut d, e);
         assert_eq!(rules_of(&a), ["CT1579-001"], "{verb}");
     }
@@ -384,10 +365,7 @@ fn other_groups_subresources_reads_and_other_resources_are_not_rbac() {
 fn granting_anything_to_everyone_is_critical_but_a_known_low_role_is_not() {
     let mut d = detector();
     let everyone = group("system:authenticated");
-    let (a, _) = judge(
-        &mut d,
-        grant("g1", "all-admin", "cluster-admin", everyone.clone()),
-    );
+    let (a, _) = judge(&mut d, grant("g1", "all-admin", ADMIN, everyone.clone()));
     assert_eq!(rules_of(&a), ["CT1579-002"]);
     assert_eq!(a[0].severity, Severity::Critical);
     assert_reason(&a[0], "Group system:authenticated");
@@ -410,10 +388,7 @@ fn system_masters_is_cluster_admin_whatever_the_role() {
     assert_reason(&a[0], "Group system:masters is cluster-admin");
     assert!(ch.bindings[0].high_privilege);
     // With a high role, the masters reason is added to the role's.
-    let (a, _) = judge(
-        &mut d,
-        grant("m2", "m2", "cluster-admin", group("system:masters")),
-    );
+    let (a, _) = judge(&mut d, grant("m2", "m2", ADMIN, group("system:masters")));
     assert_eq!(rules_of(&a), ["CT1579-001"]);
     let why = a[0].details["why_high_privilege"].as_array().unwrap();
     assert!(why.len() >= 2, "{why:?}");
@@ -430,7 +405,7 @@ fn system_masters_is_cluster_admin_whatever_the_role() {
 #[test]
 fn approved_automation_grants_quietly_but_not_from_elsewhere() {
     let mut d = detector();
-    let release = |id, name, ip| grant(id, name, "cluster-admin", users(&["release"])).by(CI, ip);
+    let release = |id, name, ip| grant(id, name, ADMIN, users(&["release"])).by(CI, ip);
     let (a, _) = judge(&mut d, release("c1", "deploy", CI_IP));
     assert!(a.is_empty(), "{a:#?}");
     let (a, _) = judge(&mut d, release("c2", "deploy2", FAR_IP));
@@ -440,7 +415,7 @@ fn approved_automation_grants_quietly_but_not_from_elsewhere() {
     let everyone = group("system:authenticated");
     let (a, _) = judge(
         &mut d,
-        grant("c3", "deploy3", "cluster-admin", everyone).by(CI, CI_IP),
+        grant("c3", "deploy3", ADMIN, everyone).by(CI, CI_IP),
     );
     assert_eq!(rules_of(&a), ["CT1579-002"]);
 }
@@ -448,18 +423,15 @@ fn approved_automation_grants_quietly_but_not_from_elsewhere() {
 #[test]
 fn only_newly_added_subjects_are_alerted() {
     let mut d = detector();
-    let (a, _) = judge(
-        &mut d,
-        grant("u1", "admins", "cluster-admin", users(&["alice"])),
-    );
+    let (a, _) = judge(&mut d, grant("u1", "admins", ADMIN, users(&["alice"])));
     assert_eq!(rules_of(&a), ["CT1579-001"]);
     let update = |id, role, subjects| grant(id, "admins", role, users(subjects)).verb("update");
     // The same subjects again (a label change): nothing new granted.
-    let (a, ch) = judge(&mut d, update("u2", "cluster-admin", &["alice"]));
+    let (a, ch) = judge(&mut d, update("u2", ADMIN, &["alice"]));
     assert!(a.is_empty(), "{a:#?}");
     assert_eq!(ch.bindings.len(), 1, "the state is still written");
     // One more subject: only that one is named.
-    let (a, _) = judge(&mut d, update("u3", "cluster-admin", &["alice", "trent"]));
+    let (a, _) = judge(&mut d, update("u3", ADMIN, &["alice", "trent"]));
     assert_eq!(rules_of(&a), ["CT1579-001"]);
     let added = a[0].details["added_subjects"].as_array().unwrap();
     assert_eq!(added.len(), 1, "{added:?}");
@@ -478,10 +450,7 @@ fn only_newly_added_subjects_are_alerted() {
 #[test]
 fn a_patch_that_only_adds_subjects_is_judged_against_the_known_role() {
     let mut d = detector();
-    judge(
-        &mut d,
-        grant("p0", "ops", "cluster-admin", users(&["alice"])),
-    );
+    judge(&mut d, grant("p0", "ops", ADMIN, users(&["alice"])));
     let p = patch("p1", "ops", json!({"subjects": users(&["alice", "zed"])}));
     let (a, ch) = judge(&mut d, p);
     assert_eq!(rules_of(&a), ["CT1579-001"], "{a:#?}");
@@ -499,7 +468,7 @@ fn a_patch_that_only_adds_subjects_is_judged_against_the_known_role() {
 fn a_metadata_level_binding_write_is_blind_unless_approved_automation() {
     let mut d = detector();
     let hidden = |id, name, user, ip| {
-        grant(id, name, "cluster-admin", users(&["x"]))
+        grant(id, name, ADMIN, users(&["x"]))
             .by(user, ip)
             .metadata_only()
     };
@@ -533,17 +502,14 @@ fn refused_grants_alert_unless_low_and_narrow_or_approved() {
     // High role, known source: medium.
     let (a, ch) = judge(
         &mut d,
-        refused("f1", "bob", NODE_IP, "cluster-admin", users(&["bob"])),
+        refused("f1", "bob", NODE_IP, ADMIN, users(&["bob"])),
     );
     assert_eq!(rules_of(&a), ["CT1579-003"], "{a:#?}");
     assert_eq!(a[0].severity, Severity::Medium);
     assert_reason(&a[0], "refused (HTTP 403)");
     assert!(ch.bindings.is_empty(), "a refused write changes no binding");
     // From an unknown address: high.
-    let (a, _) = judge(
-        &mut d,
-        refused("f2", "bob", FAR_IP, "cluster-admin", users(&["bob"])),
-    );
+    let (a, _) = judge(&mut d, refused("f2", "bob", FAR_IP, ADMIN, users(&["bob"])));
     assert_eq!(a[0].severity, Severity::High);
     // A known low role to a named user: not worth an alert.
     judge(&mut d, cluster_role("r", "viewer", rules(VIEW_RULES)));
@@ -571,14 +537,14 @@ fn refused_grants_alert_unless_low_and_narrow_or_approved() {
     );
     assert_eq!(rules_of(&a), ["CT1579-003"]);
     // Approved automation's refusals are its own business.
-    let (a, _) = judge(&mut d, refused("f7", CI, CI_IP, "cluster-admin", everyone));
+    let (a, _) = judge(&mut d, refused("f7", CI, CI_IP, ADMIN, everyone));
     assert!(a.is_empty(), "{a:#?}");
 }
 
 #[test]
 fn a_deleted_binding_is_forgotten_and_its_subjects_are_new_again() {
     let mut d = detector();
-    let to_alice = |id| grant(id, "tmp", "cluster-admin", users(&["alice"]));
+    let to_alice = |id| grant(id, "tmp", ADMIN, users(&["alice"]));
     judge(&mut d, to_alice("d0"));
     let (a, ch) = judge(&mut d, binding_delete("d1", "tmp", 200));
     assert!(a.is_empty(), "{a:#?}");
@@ -602,19 +568,16 @@ fn a_deleted_binding_is_forgotten_and_its_subjects_are_new_again() {
 fn subjects_are_named_with_their_namespace_only_when_they_have_one() {
     let mut d = detector();
     let builder = sa("kube-system", "builder");
-    let (a, _) = judge(&mut d, grant("s1", "sa-admin", "cluster-admin", builder));
+    let (a, _) = judge(&mut d, grant("s1", "sa-admin", ADMIN, builder));
     assert_reason(
         &a[0],
         "to ServiceAccount kube-system/builder through ClusterRoleBinding sa-admin",
     );
     let mut subjects = users(&["ann"]);
     subjects[0]["namespace"] = json!("");
-    let (a, _) = judge(&mut d, grant("s2", "ann-admin", "cluster-admin", subjects));
+    let (a, _) = judge(&mut d, grant("s2", "ann-admin", ADMIN, subjects));
     assert_reason(&a[0], "to User ann through");
-    let (a, _) = judge(
-        &mut d,
-        grant("s3", "two", "cluster-admin", users(&["u1", "u2"])),
-    );
+    let (a, _) = judge(&mut d, grant("s3", "two", ADMIN, users(&["u1", "u2"])));
     assert_reason(&a[0], "User u1, User u2");
 }
 
@@ -643,7 +606,7 @@ fn a_role_listed_in_the_policy_is_high() {
 #[test]
 fn the_blind_automation_row_carries_the_event_as_its_example() {
     let mut d = detector();
-    let e = grant("auto-1", "sync", "cluster-admin", users(&["x"]))
+    let e = grant("auto-1", "sync", ADMIN, users(&["x"]))
         .by(CI, CI_IP)
         .verb("update")
         .metadata_only();
@@ -660,7 +623,7 @@ fn the_blind_automation_row_carries_the_event_as_its_example() {
 #[test]
 fn a_binding_named_only_in_its_object_is_judged_under_that_name() {
     let mut d = detector();
-    let mut e = grant("n1", "from-body", "cluster-admin", users(&["x"]));
+    let mut e = grant("n1", "from-body", ADMIN, users(&["x"]));
     e.name = None; // a create: the URI and objectRef name no object yet
     let (a, ch) = judge(&mut d, e);
     assert_eq!(rules_of(&a), ["CT1579-001"]);
@@ -678,12 +641,12 @@ fn a_binding_named_only_in_its_object_is_judged_under_that_name() {
 #[test]
 fn a_namespaced_role_named_like_a_built_in_cluster_role_is_not_it() {
     let mut d = detector();
-    let role = ("Role", "cluster-admin");
+    let role = ("Role", ADMIN);
     let (a, ch) = judge(&mut d, grant_in("ns1", "dev", "rb", role, users(&["x"])));
     assert!(a.is_empty(), "{a:#?}");
     assert!(!ch.bindings[0].high_privilege);
     // Through a RoleBinding, the built-in ClusterRole is what it is.
-    let cluster_role = ("ClusterRole", "cluster-admin");
+    let cluster_role = ("ClusterRole", ADMIN);
     let (a, _) = judge(
         &mut d,
         grant_in("ns2", "dev", "rb2", cluster_role, users(&["x"])),
@@ -695,8 +658,7 @@ fn a_namespaced_role_named_like_a_built_in_cluster_role_is_not_it() {
 #[test]
 fn the_built_in_cluster_admin_binding_is_known_before_any_event() {
     let mut d = detector();
-    let update =
-        |id, subjects| grant(id, "cluster-admin", "cluster-admin", subjects).verb("update");
+    let update = |id, subjects| grant(id, ADMIN, ADMIN, subjects).verb("update");
     // Re-applying the bootstrap binding as it is grants nothing new.
     let (a, _) = judge(&mut d, update("bi1", group("system:masters")));
     assert!(a.is_empty(), "{a:#?}");
@@ -781,7 +743,7 @@ fn a_patch_of_a_built_in_cluster_role_applies_to_its_built_in_rules() {
         "{:?}",
         ch.roles
     );
-    let role = ("Role", "cluster-admin");
+    let role = ("Role", ADMIN);
     let (a, _) = judge(&mut d, grant_in("bp4", "dev", "rb", role, users(&["x"])));
     assert!(a.is_empty(), "{a:#?}");
 }
