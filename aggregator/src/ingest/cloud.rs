@@ -136,6 +136,37 @@ impl Stored {
 }
 
 /// Parses on the blocking pool (a large document is CPU work).
+/// Why [`parse_counted`] gave no document.
+pub(crate) enum ParseRefused {
+    /// The request itself is malformed (counted as `malformed_request`).
+    Malformed(String),
+    /// The parser failed (counted as `parser_failed`); nothing was stored.
+    ParserFailed,
+}
+
+/// Runs `parse` off the async threads and counts a refused request under
+/// `source`: a malformed one in the store, a failed parser in the metrics.
+pub(crate) async fn parse_counted(
+    app: &AppState,
+    source: &'static str,
+    parse: impl FnOnce() -> Result<Parsed, String> + Send + 'static,
+) -> Result<Parsed, ParseRefused> {
+    match tokio::task::spawn_blocking(parse).await {
+        Ok(Ok(p)) => Ok(p),
+        Ok(Err(why)) => {
+            let _ = app
+                .pipeline
+                .record_rejected(source, "malformed_request", 1)
+                .await;
+            Err(ParseRefused::Malformed(why))
+        }
+        Err(_) => {
+            app.metrics.reject(source, "parser_failed");
+            Err(ParseRefused::ParserFailed)
+        }
+    }
+}
+
 pub(crate) async fn parse_blocking(
     bytes: axum::body::Bytes,
     format: InputFormat,
@@ -177,12 +208,7 @@ async fn handle_format(
             .into_response();
     };
     match store_parsed(&st.app, source, parsed).await {
-        Ok(s) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            s.json().to_string(),
-        )
-            .into_response(),
+        Ok(s) => json_reply(StatusCode::OK, s.json().to_string()),
         Err(NotStored::Unreadable(why)) => (
             StatusCode::BAD_REQUEST,
             format!("nothing readable as {}: {why}\n", format.option_name()),
@@ -207,32 +233,26 @@ pub(crate) fn body_error(e: &BodyError, limit: usize) -> Response {
     r
 }
 
-pub(crate) async fn handle_gke(
-    State(st): State<WebhookState>,
-    Extension(ClientCertVerified(cn)): Extension<ClientCertVerified>,
-    method: Method,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle_format(st, cn, method, headers, body, InputFormat::GkeCloudLogging).await
+/// `body` (a JSON document) with `status`, typed as JSON.
+pub(crate) fn json_reply(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-pub(crate) async fn handle_eks(
-    State(st): State<WebhookState>,
-    Extension(ClientCertVerified(cn)): Extension<ClientCertVerified>,
-    method: Method,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle_format(st, cn, method, headers, body, InputFormat::EksCloudwatch).await
+/// An axum handler taking one provider's document format.
+macro_rules! format_handler {
+    ($name:ident, $format:expr) => {
+        pub(crate) async fn $name(
+            State(st): State<WebhookState>,
+            Extension(ClientCertVerified(cn)): Extension<ClientCertVerified>,
+            method: Method,
+            headers: HeaderMap,
+            body: Body,
+        ) -> Response {
+            handle_format(st, cn, method, headers, body, $format).await
+        }
+    };
 }
 
-pub(crate) async fn handle_aks(
-    State(st): State<WebhookState>,
-    Extension(ClientCertVerified(cn)): Extension<ClientCertVerified>,
-    method: Method,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    handle_format(st, cn, method, headers, body, InputFormat::AksEventHubs).await
-}
+format_handler!(handle_gke, InputFormat::GkeCloudLogging);
+format_handler!(handle_eks, InputFormat::EksCloudwatch);
+format_handler!(handle_aks, InputFormat::AksEventHubs);

@@ -29,14 +29,14 @@
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine;
 use serde::Deserialize;
 
 use crate::audit::inflate::{MAX_INFLATED_BYTES, gunzip, is_gzip};
 use crate::audit::{ParseError, Parsed};
 
-use super::cloud::{NotStored, store_parsed};
+use super::cloud::{NotStored, ParseRefused, json_reply, parse_counted, store_parsed};
 use super::webhook::{WebhookState, read_body};
 
 pub const PATH: &str = "/v1/firehose/eks";
@@ -65,12 +65,7 @@ fn reply(request_id: &str, status: StatusCode, error: Option<String>) -> Respons
         None => serde_json::json!({"requestId": request_id, "timestamp": ts}),
         Some(e) => serde_json::json!({"requestId": request_id, "timestamp": ts, "errorMessage": e}),
     };
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
+    json_reply(status, body.to_string())
 }
 
 /// The request id to echo: printable ASCII, at most 128 bytes.
@@ -187,19 +182,13 @@ pub(crate) async fn handle(
         Ok(b) => b,
         Err(e) => return reply(&rid, e.status(), Some(e.message(st.limit))),
     };
-    let parsed = tokio::task::spawn_blocking(move || parse_request(&bytes, gzipped)).await;
-    let parsed = match parsed {
-        Ok(Ok(p)) => p,
-        Ok(Err(why)) => {
-            let _ = st
-                .app
-                .pipeline
-                .record_rejected(SOURCE, "malformed_request", 1)
-                .await;
+    let parsed = match parse_counted(&st.app, SOURCE, move || parse_request(&bytes, gzipped)).await
+    {
+        Ok(p) => p,
+        Err(ParseRefused::Malformed(why)) => {
             return reply(&rid, StatusCode::BAD_REQUEST, Some(why));
         }
-        Err(_) => {
-            m.reject(SOURCE, "parser_failed");
+        Err(ParseRefused::ParserFailed) => {
             return reply(
                 &rid,
                 StatusCode::INTERNAL_SERVER_ERROR,

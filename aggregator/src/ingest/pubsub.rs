@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use crate::audit::{InputFormat, ParseError, Parsed, parse_document};
 
-use super::cloud::{NotStored, body_error, store_parsed};
+use super::cloud::{NotStored, ParseRefused, body_error, json_reply, parse_counted, store_parsed};
 use super::oidc::OidcError;
 use super::webhook::{WebhookState, read_body};
 
@@ -108,18 +108,10 @@ pub(crate) async fn handle(
         Ok(b) => b,
         Err(e) => return body_error(&e, st.limit),
     };
-    let parsed = match tokio::task::spawn_blocking(move || parse_push(&bytes)).await {
-        Ok(Ok(p)) => p,
-        Ok(Err(why)) => {
-            let _ = st
-                .app
-                .pipeline
-                .record_rejected(SOURCE, "malformed_request", 1)
-                .await;
-            return text(StatusCode::BAD_REQUEST, why);
-        }
-        Err(_) => {
-            m.reject(SOURCE, "parser_failed");
+    let parsed = match parse_counted(&st.app, SOURCE, move || parse_push(&bytes)).await {
+        Ok(p) => p,
+        Err(ParseRefused::Malformed(why)) => return text(StatusCode::BAD_REQUEST, why),
+        Err(ParseRefused::ParserFailed) => {
             return text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the parser failed on this message; nothing was stored",
@@ -127,20 +119,13 @@ pub(crate) async fn handle(
         }
     };
     match store_parsed(&st.app, SOURCE, parsed).await {
-        Ok(s) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            s.json().to_string(),
-        )
-            .into_response(),
+        Ok(s) => json_reply(StatusCode::OK, s.json().to_string()),
         // One entry per message: acknowledge a refused one (counted), a
         // redelivery would be refused the same way.
-        Err(NotStored::Unreadable(why)) => (
+        Err(NotStored::Unreadable(why)) => json_reply(
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
             serde_json::json!({"accepted": 0, "refused": 1, "first_refusal": why}).to_string(),
-        )
-            .into_response(),
+        ),
         Err(NotStored::Store) => text(StatusCode::SERVICE_UNAVAILABLE, "not stored, retry later"),
     }
 }
