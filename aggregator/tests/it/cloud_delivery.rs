@@ -455,6 +455,19 @@ fn claims() -> serde_json::Value {
     })
 }
 
+/// An Authorization value: `Bearer` and a token signed with `key_file`
+/// under `kid`, its claims edited by `edit`.
+fn bearer(key_file: &str, kid: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Option<String> {
+    let mut c = claims();
+    edit(&mut c);
+    Some(format!("Bearer {}", jwt(key_file, kid, c)))
+}
+
+/// [`bearer`] with the published key "test-a".
+fn bearer_a(edit: impl FnOnce(&mut serde_json::Value)) -> Option<String> {
+    bearer("oidc-test-a.pem", "test-a", edit)
+}
+
 fn push(data: &str) -> Vec<u8> {
     serde_json::json!({
         "message": {
@@ -477,7 +490,7 @@ async fn pubsub_push_verifies_the_oidc_token_and_reads_the_entry() {
     let entries = std::fs::read_to_string(fixture("gke-cloud-logging.jsonl")).unwrap();
     let first = entries.lines().next().unwrap();
     let body = push(&b64(first.as_bytes()));
-    let ok = format!("Bearer {}", jwt("oidc-test-a.pem", "test-a", claims()));
+    let ok = bearer_a(|_| {}).unwrap();
     let attacks: Vec<(&str, Option<String>, u16)> = vec![
         ("no token", None, 401),
         (
@@ -487,79 +500,40 @@ async fn pubsub_push_verifies_the_oidc_token_and_reads_the_entry() {
         ),
         (
             "forged: another key under the published kid",
-            Some(format!(
-                "Bearer {}",
-                jwt("oidc-test-b.pem", "test-a", claims())
-            )),
+            bearer("oidc-test-b.pem", "test-a", |_| {}),
             403,
         ),
         (
             "unknown kid",
-            Some(format!(
-                "Bearer {}",
-                jwt("oidc-test-b.pem", "test-b", claims())
-            )),
+            bearer("oidc-test-b.pem", "test-b", |_| {}),
             403,
         ),
         (
             "expired",
-            Some(format!(
-                "Bearer {}",
-                jwt("oidc-test-a.pem", "test-a", {
-                    let mut c = claims();
-                    c["exp"] = (now() - 600).into();
-                    c["iat"] = (now() - 4200).into();
-                    c
-                })
-            )),
+            bearer_a(|c| {
+                c["exp"] = (now() - 600).into();
+                c["iat"] = (now() - 4200).into();
+            }),
             403,
         ),
         (
             "wrong audience",
-            Some(format!(
-                "Bearer {}",
-                jwt("oidc-test-a.pem", "test-a", {
-                    let mut c = claims();
-                    c["aud"] = "https://elsewhere.example.com/".into();
-                    c
-                })
-            )),
+            bearer_a(|c| c["aud"] = "https://elsewhere.example.com/".into()),
             403,
         ),
         (
             "wrong issuer",
-            Some(format!(
-                "Bearer {}",
-                jwt("oidc-test-a.pem", "test-a", {
-                    let mut c = claims();
-                    c["iss"] = "https://evil.example.com".into();
-                    c
-                })
-            )),
+            bearer_a(|c| c["iss"] = "https://evil.example.com".into()),
             403,
         ),
         (
             "another service account",
-            Some(format!(
-                "Bearer {}",
-                jwt("oidc-test-a.pem", "test-a", {
-                    let mut c = claims();
-                    c["email"] = "attacker@evil-project.iam.gserviceaccount.com".into();
-                    c
-                })
-            )),
+            bearer_a(|c| c["email"] = "attacker@evil-project.iam.gserviceaccount.com".into()),
             403,
         ),
         (
             "email not verified",
-            Some(format!(
-                "Bearer {}",
-                jwt("oidc-test-a.pem", "test-a", {
-                    let mut c = claims();
-                    c["email_verified"] = false.into();
-                    c
-                })
-            )),
+            bearer_a(|c| c["email_verified"] = false.into()),
             403,
         ),
         (

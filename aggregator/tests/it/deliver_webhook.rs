@@ -99,6 +99,16 @@ async fn until(what: &str, f: impl Fn() -> bool) {
     }
 }
 
+/// A receiver that never answers, and its address.
+async fn hanging_receiver() -> (Receiver, std::net::SocketAddr) {
+    let r = Receiver {
+        hang: true,
+        ..Default::default()
+    };
+    let addr = receiver(r.clone()).await;
+    (r, addr)
+}
+
 fn start(yaml: &str) -> (Arc<Metrics>, Deliveries, tokio::sync::watch::Sender<bool>) {
     let sinks = config::parse(Path::new("outputs.yaml"), yaml).unwrap();
     let m = Arc::new(Metrics::new());
@@ -184,11 +194,7 @@ async fn webhook_retries_5xx_and_gives_up_on_4xx() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_that_never_answers_times_out_and_attempts_are_bounded() {
-    let r = Receiver {
-        hang: true,
-        ..Default::default()
-    };
-    let addr = receiver(r.clone()).await;
+    let (r, addr) = hanging_receiver().await;
     let yaml = format!(
         "sinks:\n- {{name: slow, type: webhook, url: 'http://{addr}/x', timeout: 200ms, backoff_initial: 50ms, max_attempts: 3}}\n"
     );
@@ -204,11 +210,7 @@ async fn webhook_that_never_answers_times_out_and_attempts_are_bounded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_drops_the_oldest_alerts_and_counts_them() {
-    let r = Receiver {
-        hang: true,
-        ..Default::default()
-    };
-    let addr = receiver(r.clone()).await;
+    let (r, addr) = hanging_receiver().await;
     let yaml = format!(
         "sinks:\n- {{name: q, type: webhook, url: 'http://{addr}/x', queue: 3, timeout: 60s, max_attempts: 1}}\n"
     );
