@@ -21,7 +21,6 @@
 //! `openat ratio credtrail=… bpftrace=… auditd=…` and
 //! `connect ratio credtrail=… bpftrace=… auditd=…`.
 
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -163,10 +162,14 @@ impl Drop for Running {
 
 fn start_bpftrace(program: &str, log: &Path) -> anyhow::Result<Running> {
     let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    // stderr to a file too: an unread pipe would block bpftrace once full.
+    let err_path = log.with_extension("err");
+    let err = std::fs::File::create(&err_path)
+        .with_context(|| format!("creating {}", err_path.display()))?;
     let mut child = Command::new("bpftrace")
         .args(["-e", program])
         .stdout(out)
-        .stderr(Stdio::piped())
+        .stderr(err)
         .spawn()
         .context("starting bpftrace")?;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -176,14 +179,12 @@ fn start_bpftrace(program: &str, log: &Path) -> anyhow::Result<Running> {
             return Ok(Running::Bpftrace(child));
         }
         if let Some(st) = child.try_wait()? {
-            let mut err = String::new();
-            if let Some(e) = child.stderr.take() {
-                for l in BufReader::new(e).lines().map_while(Result::ok).take(20) {
-                    err.push_str(&l);
-                    err.push('\n');
-                }
-            }
-            bail!("bpftrace exited ({st}) before attaching:\n{err}");
+            let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+            let tail: Vec<&str> = err.lines().take(20).collect();
+            bail!(
+                "bpftrace exited ({st}) before attaching:\n{}",
+                tail.join("\n")
+            );
         }
         if Instant::now() > deadline {
             let _ = child.kill();
