@@ -295,15 +295,5 @@ fn ensure_nightly() -> anyhow::Result<()> {
 }
 
 fn ensure_cargo_fuzz() -> anyhow::Result<()> {
-    let present = Command::new("cargo")
-        .args(["fuzz", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if present {
-        return Ok(());
-    }
-    println!("fuzz: installing cargo-fuzz");
-    status(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))
+    crate::setup::ensure_cargo_tool("fuzz", "fuzz", "cargo-fuzz")
 }

@@ -490,17 +490,7 @@ fn parse_list(s: &str) -> Vec<String> {
 }
 
 fn ensure_cargo_mutants() -> anyhow::Result<()> {
-    let present = Command::new("cargo")
-        .args(["mutants", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if present {
-        return Ok(());
-    }
-    println!("mutants: installing cargo-mutants");
-    status(Command::new("cargo").args(["install", "--locked", "cargo-mutants"]))
+    crate::setup::ensure_cargo_tool("mutants", "mutants", "cargo-mutants")
 }
 
 #[cfg(test)]

@@ -44,15 +44,7 @@ pub fn run(o: &ScaleOptions) -> anyhow::Result<()> {
     crate::setup::run(crate::setup::Options { force: false })?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = workspace_root();
-    crate::setup::status(Command::new(&cargo).current_dir(&root).args([
-        "build",
-        "--release",
-        "-p",
-        "credtrail-aggregator",
-        "--bin",
-        "credtrail-aggregator",
-    ]))
-    .context("building the release aggregator")?;
+    crate::soak::build_release_aggregator(&cargo, &root)?;
     // The driver runs thousands of agent clients and builds JSON at the
     // target rate: release, so it does not take the aggregator's CPU.
     crate::setup::status(Command::new(&cargo).current_dir(&root).args([

@@ -82,6 +82,22 @@ pub fn on_path(tool: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Installs the cargo subcommand `sub` (crate `krate`, `--locked`) unless
+/// `cargo <sub> --version` already answers; `who` prefixes the message.
+pub fn ensure_cargo_tool(who: &str, sub: &str, krate: &str) -> anyhow::Result<()> {
+    let present = Command::new("cargo")
+        .args([sub, "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if present {
+        return Ok(());
+    }
+    println!("{who}: installing {krate}");
+    status(Command::new("cargo").args(["install", "--locked", krate]))
+}
+
 pub fn status(cmd: &mut Command) -> anyhow::Result<()> {
     let st = cmd.status().with_context(|| format!("running {cmd:?}"))?;
     if !st.success() {

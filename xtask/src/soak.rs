@@ -53,15 +53,7 @@ pub fn run(o: Options) -> anyhow::Result<()> {
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = workspace_root();
-    crate::setup::status(Command::new(&cargo).current_dir(&root).args([
-        "build",
-        "--release",
-        "-p",
-        "credtrail-aggregator",
-        "--bin",
-        "credtrail-aggregator",
-    ]))
-    .context("building the release aggregator")?;
+    build_release_aggregator(&cargo, &root)?;
     // The driver is light (it builds JSON and speaks TLS): the test profile,
     // already built by `cargo xtask test`, is enough.
     crate::setup::status(Command::new(&cargo).current_dir(&root).args([
@@ -113,4 +105,17 @@ pub fn run(o: Options) -> anyhow::Result<()> {
         cmd.arg("--keep");
     }
     crate::setup::status(&mut cmd).context("the soak failed")
+}
+
+/// `cargo build --release` of the aggregator binary (soak and scale benches).
+pub fn build_release_aggregator(cargo: &str, root: &std::path::Path) -> anyhow::Result<()> {
+    crate::setup::status(Command::new(cargo).current_dir(root).args([
+        "build",
+        "--release",
+        "-p",
+        "credtrail-aggregator",
+        "--bin",
+        "credtrail-aggregator",
+    ]))
+    .context("building the release aggregator")
 }
