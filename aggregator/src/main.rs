@@ -270,7 +270,8 @@ struct ServeArgs {
     /// so above the cluster's node count.
     #[arg(long, env = "CREDTRAIL_AGENT_MAX_CONNECTIONS", default_value_t = credtrail_aggregator::listen::DEFAULT_AGENT_MAX_CONNECTIONS)]
     agent_max_connections: usize,
-    /// Concurrent connections from one client address (IPv6: one /64) on each listener; 0: no cap.
+    /// Concurrent connections from one client address (IPv6: one /64) on each listener but the
+    /// agent stream (agents are pods; many nodes' pods can share a /64); 0: no cap.
     #[arg(long, env = "CREDTRAIL_MAX_CONNECTIONS_PER_IP", default_value_t = credtrail_aggregator::listen::DEFAULT_MAX_PER_IP)]
     max_connections_per_ip: usize,
     /// How long connections and live streams get to finish at shutdown.

@@ -131,10 +131,13 @@ impl ServeLimits {
     }
 
     /// The limits of the agent stream listener: [`Self::listener`] with the
-    /// agent connection cap.
+    /// agent connection cap and no per-source cap: agents are pods, and in an
+    /// IPv6 cluster many nodes' pods can share one /64 (the per-source key),
+    /// so a per-source cap would silently shut out whole nodes' agents.
     pub fn agent_listener(&self, body_limit: usize) -> Limits {
         Limits {
             max_connections: self.agent_max_connections,
+            max_per_ip: 0,
             ..self.listener(body_limit)
         }
     }
