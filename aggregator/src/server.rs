@@ -88,7 +88,7 @@ pub struct ServeLimits {
     /// Concurrent connections of the agent stream listener (one per node).
     pub agent_max_connections: usize,
     /// Concurrent connections from one source address (IPv6: one /64), on
-    /// every listener; `0`: no per-source cap.
+    /// every listener but the agent stream; `0`: no per-source cap.
     pub max_connections_per_ip: usize,
     /// How long connections and streams get to finish at shutdown.
     pub shutdown_grace: Duration,
