@@ -92,17 +92,25 @@ impl Aggregator {
 
     /// SIGTERM, then the time it took to exit.
     fn stop(&mut self) -> anyhow::Result<Duration> {
+        self.stop_within(Duration::from_secs(5))
+    }
+
+    /// SIGTERM, then waits up to `limit` for the exit.
+    fn stop_within(&mut self, limit: Duration) -> anyhow::Result<Duration> {
         let t = Instant::now();
         let pid = libc::pid_t::try_from(self.child.id()).context("pid")?;
         // SAFETY: signalling our own child process by its pid.
         unsafe { libc::kill(pid, libc::SIGTERM) };
-        for _ in 0..200 {
+        while t.elapsed() < limit {
             if self.child.try_wait()?.is_some() {
                 return Ok(t.elapsed());
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        bail!("the aggregator did not exit within 5 s of SIGTERM")
+        bail!(
+            "the aggregator did not exit within {} s of SIGTERM",
+            limit.as_secs()
+        )
     }
 }
 

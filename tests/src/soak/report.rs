@@ -66,6 +66,16 @@ impl Samples {
         self.errors += 1;
     }
 
+    /// How many batches were answered so far (a mark for [`Self::p99_since`]).
+    pub fn batches(&self) -> usize {
+        self.latencies_ms.len()
+    }
+
+    /// The p99 POST latency of the batches answered after `mark`.
+    pub fn p99_since(&self, mark: usize) -> f64 {
+        percentile(self.latencies_ms.get(mark..).unwrap_or(&[]), 0.99)
+    }
+
     /// The figures after `elapsed` of traffic.
     pub fn figures(&self, elapsed: Duration) -> Figures {
         let secs = elapsed.as_secs_f64().max(0.001);
