@@ -267,21 +267,24 @@ impl Client {
             self.spool.take_unreported_drops() + std::mem::take(&mut self.spool_drops_carried);
         if dropped > 0 {
             let seq = self.spool.next_seq();
-            let total = self.spool.dropped_total();
-            tracing::warn!(dropped, total, "spool full: oldest observations dropped");
-            let loss = Observation {
+            let loss = |count: u64, total: u64| Observation {
                 id: format!("{}/{:x}/spool-loss-{seq}", self.hello.node_name, self.epoch),
                 time: Utc::now(),
                 node: self.hello.node_name.clone(),
                 event: ObservationEvent::Loss(Loss {
                     stage: "spool".into(),
-                    count: dropped,
+                    count,
                     total,
                 }),
             };
-            self.spool.push(encode(loss));
-            // The Loss itself may push out more (a whole disk segment): those go in
-            // the next report.
+            // Room for the Loss first (its largest encoding), so that its total counts
+            // every drop, those making room for it included.
+            self.spool.make_room(encode(loss(u64::MAX, u64::MAX)).len());
+            let dropped = dropped + self.spool.take_unreported_drops();
+            let total = self.spool.dropped_total();
+            tracing::warn!(dropped, total, "spool full: oldest observations dropped");
+            self.spool.push(encode(loss(dropped, total)));
+            // Nothing more should have gone; if it did, the next report says so.
             self.spool_drops_carried = self.spool.take_unreported_drops();
         }
         self.spool.flush_disk();

@@ -270,6 +270,21 @@ impl DiskLog {
                 reason: format!("observation of {} bytes is too large to spool", body.len()),
             })?;
         let record = RECORD_HEADER + u64::from(len);
+        let lost = self.make_room(record)?;
+        let path = &self.current.path;
+        self.log.write_all(&seq.to_le_bytes()).map_err(io(path))?;
+        self.log.write_all(&len.to_le_bytes()).map_err(io(path))?;
+        self.log.write_all(body).map_err(io(path))?;
+        self.current.bytes += record;
+        self.current.last_seq = seq;
+        Ok(lost)
+    }
+
+    /// Makes room for a record of `record` bytes (header included): starts a
+    /// new segment when the current one is full, and deletes the oldest
+    /// segments while the bound would be passed. Returns `Some(s)` when
+    /// segments were deleted: every record up to `s` is gone from the disk.
+    pub fn make_room(&mut self, record: u64) -> Result<Option<u64>, DiskError> {
         if self.current.bytes > 0 && self.current.bytes + record > self.segment_bytes {
             self.roll()?;
         }
@@ -288,12 +303,6 @@ impl DiskLog {
             self.closed_bytes -= old.bytes;
             lost = lost.max(Some(old.last_seq));
         }
-        let path = &self.current.path;
-        self.log.write_all(&seq.to_le_bytes()).map_err(io(path))?;
-        self.log.write_all(&len.to_le_bytes()).map_err(io(path))?;
-        self.log.write_all(body).map_err(io(path))?;
-        self.current.bytes += record;
-        self.current.last_seq = seq;
         Ok(lost)
     }
 

@@ -123,25 +123,12 @@ impl Spool {
     /// Appends `obs`, returning its sequence number. Drops the oldest
     /// observation first when the spool is full.
     pub fn push(&mut self, obs: Bytes) -> u64 {
-        let cost = record_bytes(&obs);
-        let mut dropped = false;
-        while (self.items.len() >= self.capacity || self.bytes + cost > self.max_bytes)
-            && self.drop_oldest()
-        {
-            dropped = true;
-        }
+        self.make_room(obs.len());
         let seq = self.next_seq();
-        // Segments holding only dropped observations go at once.
-        if dropped
-            && let Some(d) = &mut self.disk
-            && let Err(e) = d.forget_through(self.first_seq - 1)
-        {
-            tracing::warn!("spool disk log: {e}; continuing in memory only");
-            self.disk = None;
-        }
         if let Some(d) = &mut self.disk {
             match d.append(seq, &obs) {
-                // Segments deleted to stay within the bound: what they held is gone.
+                // Room was made above; should the disk still have deleted a segment,
+                // what it held is gone.
                 Ok(Some(lost_through)) => {
                     while self.first_seq <= lost_through && self.drop_oldest() {}
                 }
@@ -152,9 +139,40 @@ impl Spool {
                 }
             }
         }
-        self.bytes += cost;
+        self.bytes += record_bytes(&obs);
         self.items.push_back(obs);
         seq
+    }
+
+    /// Drops the oldest observations (counted) until one of `len` encoded
+    /// bytes fits: in count, in bytes, and on disk (whose oldest segments go,
+    /// with the observations they held).
+    pub fn make_room(&mut self, len: usize) {
+        let cost = len as u64 + RECORD_HEADER;
+        let mut dropped = false;
+        while (self.items.len() >= self.capacity || self.bytes + cost > self.max_bytes)
+            && self.drop_oldest()
+        {
+            dropped = true;
+        }
+        let Some(d) = &mut self.disk else {
+            return;
+        };
+        // Segments holding only dropped observations go at once.
+        let result = if dropped {
+            d.forget_through(self.first_seq - 1)
+        } else {
+            Ok(())
+        }
+        .and_then(|()| d.make_room(cost));
+        match result {
+            Ok(Some(lost_through)) => while self.first_seq <= lost_through && self.drop_oldest() {},
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!("spool disk log: {e}; continuing in memory only");
+                self.disk = None;
+            }
+        }
     }
 
     /// Writes buffered disk records out (called after each chunk of input).

@@ -106,8 +106,14 @@ fn yaml_docs(text: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Every rendering to check: the plain manifests, then the chart with each values file.
+/// Every rendering to check: the plain manifests, then the chart with each values file
+/// (rendered once per test binary: each render runs Helm's engine).
 pub(crate) fn renderings() -> Vec<(String, Vec<Value>)> {
+    static ALL: OnceLock<Vec<(String, Vec<Value>)>> = OnceLock::new();
+    ALL.get_or_init(render_all).clone()
+}
+
+fn render_all() -> Vec<(String, Vec<Value>)> {
     let mut out = Vec::new();
     let mut plain = Vec::new();
     for entry in std::fs::read_dir(deploy().join("manifests")).unwrap() {
