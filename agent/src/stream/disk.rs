@@ -118,13 +118,21 @@ fn create_segment(path: &Path) -> Result<File, DiskError> {
         .create(true)
         .append(true)
         .mode(0o600)
+        // A link planted under a segment's name is refused, never followed.
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(io(path))
 }
 
 /// The segments already in `dir`, oldest first: `spool.log` (older agents),
-/// then `spool-<n>.log` by `n`.
+/// then `spool-<n>.log` by `n`; and the next free index (past every
+/// segment-like name, links included, so a new segment never takes one).
 fn existing_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, DiskError> {
+    Ok(scan_segments(dir)?.0)
+}
+
+fn scan_segments(dir: &Path) -> Result<(Vec<(u64, PathBuf)>, u64), DiskError> {
+    let mut next = 0;
     let mut out = Vec::new();
     for entry in fs::read_dir(dir).map_err(io(dir))? {
         let entry = entry.map_err(io(dir))?;
@@ -138,15 +146,15 @@ fn existing_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, DiskError> {
                 .and_then(|n| n.parse::<u64>().ok())
                 .and_then(|n| n.checked_add(1))
         };
+        let Some(i) = index else { continue };
+        next = next.max(i);
         // Only regular files: a link or a folder planted here is not ours to read.
-        if let Some(i) = index
-            && entry.file_type().is_ok_and(|t| t.is_file())
-        {
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
             out.push((i, entry.path()));
         }
     }
     out.sort();
-    Ok(out)
+    Ok((out, next))
 }
 
 impl DiskLog {
@@ -167,8 +175,8 @@ impl DiskLog {
         let max_bytes = max_bytes.max(MIN_MAX_BYTES);
         let mut closed = VecDeque::new();
         let mut closed_bytes = 0;
-        let mut next_index = 0;
-        for (i, path) in existing_segments(dir)? {
+        let (segments, next_index) = scan_segments(dir)?;
+        for (_, path) in segments {
             let bytes = fs::metadata(&path).map_err(io(&path))?.len();
             closed_bytes += bytes;
             closed.push_back(Segment {
@@ -176,7 +184,6 @@ impl DiskLog {
                 bytes,
                 last_seq: u64::MAX,
             });
-            next_index = i;
         }
         let path = dir.join(format!("spool-{next_index}.log"));
         let file = create_segment(&path)?;
@@ -459,5 +466,26 @@ mod tests {
         drop(d);
         let mut d = DiskLog::open(dir.path(), MIN_MAX_BYTES).unwrap();
         assert_eq!(d.load().unwrap(), (2_000, Vec::new()));
+    }
+
+    #[test]
+    fn planted_links_are_neither_read_nor_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(outside.path(), b"outside").unwrap();
+        // Links under segment names, the next free one included.
+        for name in ["spool-0.log", "spool-1.log", "spool.log"] {
+            std::os::unix::fs::symlink(outside.path(), dir.path().join(name)).unwrap();
+        }
+        let mut d = DiskLog::open(dir.path(), MIN_MAX_BYTES).unwrap();
+        assert_eq!(d.load().unwrap(), (0, Vec::new()));
+        d.append(1, &obs("a", 10)).unwrap();
+        d.flush().unwrap();
+        assert_eq!(std::fs::read(outside.path()).unwrap(), b"outside");
+        assert!(dir.path().join("spool-2.log").is_file());
+        drop(d);
+        let mut d = DiskLog::open(dir.path(), MIN_MAX_BYTES).unwrap();
+        let (_, records) = d.load().unwrap();
+        assert_eq!(records.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1]);
     }
 }
