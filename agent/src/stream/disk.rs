@@ -127,10 +127,6 @@ fn create_segment(path: &Path) -> Result<File, DiskError> {
 /// The segments already in `dir`, oldest first: `spool.log` (older agents),
 /// then `spool-<n>.log` by `n`; and the next free index (past every
 /// segment-like name, links included, so a new segment never takes one).
-fn existing_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, DiskError> {
-    Ok(scan_segments(dir)?.0)
-}
-
 fn scan_segments(dir: &Path) -> Result<(Vec<(u64, PathBuf)>, u64), DiskError> {
     let mut next = 0;
     let mut out = Vec::new();
@@ -430,8 +426,9 @@ mod tests {
         d.flush().unwrap();
         drop(d);
         // A record claiming 4 GiB at the end of a segment: ignored, nothing allocated.
-        let newest = existing_segments(dir.path())
+        let newest = scan_segments(dir.path())
             .unwrap()
+            .0
             .into_iter()
             .map(|(_, p)| p)
             .rev()
