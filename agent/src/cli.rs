@@ -119,9 +119,15 @@ pub struct Cli {
     #[arg(long, env = c::ENV_CHANNEL_CAPACITY, value_name = "N")]
     pub channel_capacity: Option<usize>,
 
-    /// Log format on standard error (level from RUST_LOG, default info).
+    /// Log format on standard error (filter from CREDTRAIL_LOG, else RUST_LOG;
+    /// default info).
     #[arg(long, env = c::ENV_LOG_FORMAT, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Serve `GET /healthz` and `/readyz` for the kubelet's probes on this
+    /// address (e.g. `0.0.0.0:9101` in the pod's own network namespace).
+    #[arg(long, env = c::ENV_HEALTH_LISTEN, value_name = "ADDR:PORT")]
+    pub health_listen: Option<SocketAddr>,
 
     #[command(flatten)]
     pub stream: StreamArgs,
@@ -165,6 +171,41 @@ pub struct StreamArgs {
     /// reported. [default: 100000]
     #[arg(long, env = c::ENV_SPOOL_CAPACITY, value_name = "N")]
     pub spool_capacity: Option<usize>,
+
+    /// Spool bound in bytes (`201326592`, `192Mi`, `1Gi`), in memory and in
+    /// the --spool-dir files, which never exceed it: keep it below the
+    /// volume's size limit. Beyond it the oldest are dropped and reported.
+    /// At least 1 MiB. [default: 192Mi]
+    #[arg(long, env = c::ENV_SPOOL_MAX_BYTES, value_name = "BYTES", value_parser = parse_bytes)]
+    pub spool_max_bytes: Option<u64>,
+}
+
+/// A byte count: digits, optionally followed by `Ki`, `Mi`, `Gi` (or `KiB`,
+/// `MiB`, `GiB`); at least [`crate::stream::disk::MIN_MAX_BYTES`].
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a byte count (e.g. 201326592, 192Mi, 1Gi)"))?;
+    let shift = match unit {
+        "" => 0,
+        "Ki" | "KiB" => 10,
+        "Mi" | "MiB" => 20,
+        "Gi" | "GiB" => 30,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (Ki, Mi or Gi)")),
+    };
+    let bytes = n
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))?;
+    let min = crate::stream::disk::MIN_MAX_BYTES;
+    if bytes < min {
+        return Err(format!(
+            "{s:?} is below the smallest spool bound, {min} bytes"
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Log formats.
@@ -325,6 +366,8 @@ mod tests {
             "--tls-key",
             "--spool-dir",
             "--spool-capacity",
+            "--spool-max-bytes",
+            "--health-listen",
             "--print-config",
             "--connect-hook",
         ] {
@@ -345,6 +388,30 @@ mod tests {
         ] {
             assert!(help.contains(env), "{env} missing from --help");
         }
+    }
+
+    #[test]
+    fn byte_counts_parse_and_bad_ones_are_refused() {
+        assert_eq!(parse_bytes("201326592"), Ok(201_326_592));
+        assert_eq!(parse_bytes("192Mi"), Ok(192 << 20));
+        assert_eq!(parse_bytes("192MiB"), Ok(192 << 20));
+        assert_eq!(parse_bytes("2Gi"), Ok(2 << 30));
+        for bad in [
+            "",
+            "Mi",
+            "12 MB",
+            "1.5Gi",
+            "-5Mi",
+            "99999999999Gi",
+            "1Ki",
+            "1B",
+        ] {
+            assert!(parse_bytes(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse_bytes("1Ki").unwrap_err().contains("smallest"));
+        let cli = Cli::try_parse_from(["a", "--spool-max-bytes", "64Mi"]).unwrap();
+        assert_eq!(cli.stream.spool_max_bytes, Some(64 << 20));
+        assert!(Cli::try_parse_from(["a", "--spool-max-bytes", "lots"]).is_err());
     }
 
     #[test]

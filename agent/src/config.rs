@@ -34,6 +34,10 @@ pub const ENV_TLS_CERT: &str = "CREDTRAIL_TLS_CERT";
 pub const ENV_TLS_KEY: &str = "CREDTRAIL_TLS_KEY";
 pub const ENV_SPOOL_DIR: &str = "CREDTRAIL_SPOOL_DIR";
 pub const ENV_SPOOL_CAPACITY: &str = "CREDTRAIL_SPOOL_CAPACITY";
+pub const ENV_SPOOL_MAX_BYTES: &str = "CREDTRAIL_SPOOL_MAX_BYTES";
+pub const ENV_HEALTH_LISTEN: &str = "CREDTRAIL_HEALTH_LISTEN";
+/// The log filter (tracing EnvFilter syntax); `RUST_LOG` is read when it is unset.
+pub const ENV_LOG: &str = "CREDTRAIL_LOG";
 
 /// Environment variable that forces the open-capture hook (`auto|lsm|fentry|raw-tracepoint|tracepoint`).
 pub const ENV_HOOK_MODE: &str = "CREDTRAIL_HOOK_MODE";

@@ -9,6 +9,7 @@ pub mod config;
 pub mod conntrack;
 pub mod dedupe;
 pub mod enrich;
+pub mod health;
 pub mod identity;
 pub mod loader;
 pub mod node;

@@ -34,8 +34,11 @@ fn main() -> anyhow::Result<()> {
     result
 }
 
+/// The filter from CREDTRAIL_LOG (the variable the chart sets, as for the
+/// aggregator), else RUST_LOG, else `info`.
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let filter = tracing_subscriber::EnvFilter::try_from_env(credtrail_agent::config::ENV_LOG)
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -56,10 +59,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(t) => Some(JsonlWriter::open(t).with_context(|| format!("opening output {t:?}"))?),
         None => None,
     };
+    // The probes' listener comes up first: alive while the programs load, ready once attached.
+    let health = credtrail_agent::health::Health::new();
+    let mut health_task = None;
+    if let Some(addr) = cli.health_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--health-listen {addr}"))?;
+        health_task = Some(tokio::spawn(credtrail_agent::health::serve(
+            listener,
+            health.clone(),
+        )));
+    }
     let mut agent = credtrail_agent::start(cfg)
         .await
         .context("starting the eBPF agent")?;
     tracing::info!(hooks = ?agent.hooks(), "agent running");
+    health.set_ready(true);
 
     let mut stream = None;
     let mut stream_tx = None;
@@ -93,6 +109,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         if let Some(n) = cli.stream.spool_capacity {
             scfg.spool_capacity = n;
         }
+        if let Some(n) = cli.stream.spool_max_bytes {
+            scfg.spool_max_bytes = n;
+        }
         let (tx, rx) = mpsc::channel::<Observation>(4096);
         stream = Some(
             stream::spawn(scfg, HelloInfo::from(info), rx, Duration::from_secs(10))
@@ -105,10 +124,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
+    // The liveness beat: the loop turns at least this often, idle or not.
+    let mut beat = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
+            _ = beat.tick() => health.beat(),
             obs = agent.observations.recv() => {
                 let Some(obs) = obs else { break };
                 write_local(&mut writer, &obs)?;
@@ -121,6 +143,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     tracing::info!("shutting down");
+    health.set_ready(false);
+    if let Some(t) = health_task {
+        t.abort();
+    }
     // The event loop stops at once; the enrichment thread and its I/O
     // workers are not waited for (one may be stuck on a hostile file).
     if tokio::time::timeout(Duration::from_secs(1), agent.shutdown())

@@ -10,6 +10,9 @@
   BuildKit's Go parser); every stage a COPY --from names must exist and the final stage must
   have an ENTRYPOINT. The parsed instructions are printed so the tests can compare them with
   the manifests.
+* values.schema.json: each of REFUSED_VALUES must be refused by Helm's schema validation,
+  naming its key; and the chart must refuse to render without createNamespace or a confirmed
+  privileged namespace (podSecurity.confirmPrivilegedNamespace).
 * --plain: the plain manifests must equal the chart rendered with plain-values.yaml
   (--write-plain regenerates them).
 
@@ -29,6 +32,26 @@ import yaml
 HERE = os.path.dirname(os.path.abspath(__file__))
 RELEASE = "credtrail"
 NAMESPACE = "credtrail"
+
+# Without createNamespace the chart stops unless the namespace's Pod Security label is confirmed
+# (it cannot look at a cluster here): the "defaults" render and the lint confirm it.
+CONFIRMED = {"podSecurity": {"confirmPrivilegedNamespace": True}}
+
+# Values the chart's values.schema.json must refuse (Helm validates values against it on
+# install, upgrade, template and lint): (label, values, text the error must contain).
+REFUSED_VALUES = [
+    ("wrong-type", {"agent": {"spoolSizeLimitMiB": "256Mi"}}, "/agent/spoolSizeLimitMiB"),
+    ("unknown-key", {"agent": {"spoolCapcity": 10}}, "spoolCapcity"),
+    ("bad-enum", {"agent": {"hookMode": "kprobe"}}, "/agent/hookMode"),
+    ("bad-digest", {"aggregator": {"image": {"digest": "sha256:1234"}}}, "/aggregator/image/digest"),
+    ("namespaces-not-a-list", {"networkPolicy": {"prometheus": {"namespaces": "monitoring"}}},
+     "/networkPolicy/prometheus/namespaces"),
+    ("apparmor-localhost-without-profile", {"agent": {"appArmorProfile": {"type": "Localhost"}}},
+     "/agent/appArmorProfile"),
+    ("sys-admin", {"agent": {"capabilities": ["BPF", "SYS_ADMIN"]}}, "/agent/capabilities/1"),
+    ("secret-in-args-type", {"aggregator": {"cloudInputs": {"firehose": {"accessKey": "x"}}}},
+     "accessKey"),
+]
 
 
 def load_schema(name):
@@ -146,6 +169,42 @@ def validate_text(text, source, versions):
             out.append(result(source, "?", "", "yaml", ["a document is not a mapping"]))
             continue
         out.extend(validate_doc(doc, source, versions))
+    return out
+
+
+def deep_merge(base, over):
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def refusal_checks(chart_dir):
+    """The schema refuses each of REFUSED_VALUES, naming the key; and without a confirmed
+    privileged namespace the chart refuses to render, saying how to fix it."""
+    import helm_python as helm
+
+    out = []
+    for label, bad, expected in REFUSED_VALUES:
+        errors = []
+        try:
+            render(chart_dir, deep_merge(CONFIRMED, bad))
+            errors.append("rendered: the schema accepted it")
+        except helm.HelmValuesError as e:
+            if expected not in str(e):
+                errors.append(f"refused without naming {expected!r}: {e}")
+        except Exception as e:  # noqa: BLE001 - any other refusal is not the schema's
+            errors.append(f"refused, but not by the schema: {type(e).__name__}: {e}")
+        out.append(result(f"helm:refuse:{label}", "Chart", "credtrail", "schema-refuses", errors))
+    errors = []
+    try:
+        render(chart_dir, {})
+        errors.append("rendered without createNamespace or a confirmed privileged namespace")
+    except helm.HelmRenderError as e:
+        for needed in ("pod-security.kubernetes.io/enforce=privileged", "confirmPrivilegedNamespace"):
+            if needed not in str(e):
+                errors.append(f"the error does not say {needed!r}: {e}")
+    out.append(result("helm:unconfirmed-namespace", "Chart", "credtrail", "pod-security-guard", errors))
     return out
 
 
@@ -286,14 +345,15 @@ def main():
     # 4. The chart: lint, then render with each values file and validate.
     import helm_python as helm
 
-    lint = helm.lint(chart_dir)
+    lint = helm.lint(chart_dir, CONFIRMED)
     errors = [str(e) for e in lint.get("errors") or []] + [
         f"{m.get('path')}: {m.get('error')}"
         for m in lint.get("messages") or []
         if m.get("severity", 0) >= 3
     ]
     results.append(result("deploy/helm/credtrail", "Chart", "credtrail", "helm-lint", errors))
-    value_sets = [("defaults", {})]
+    results.extend(refusal_checks(chart_dir))
+    value_sets = [("defaults", CONFIRMED)]
     for path in args.values:
         with open(path) as f:
             value_sets.append((os.path.basename(path), yaml.safe_load(f) or {}))

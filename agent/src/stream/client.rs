@@ -67,6 +67,8 @@ pub(crate) struct Client {
     stage_drops: BTreeMap<String, u64>,
     /// Observations replaced because they were too large to send.
     oversize: u64,
+    /// Spool drops caused by pushing the last spool Loss, for the next one.
+    spool_drops_carried: u64,
     status: StreamStatus,
     /// Hash of the TLS files the endpoint was built from (or last refused).
     tls_seen: [u8; 32],
@@ -117,11 +119,14 @@ impl Client {
         let endpoint = build_endpoint(&cfg, loaded.tls).map_err(url_err)?;
         let (spool, epoch) = match &cfg.spool_dir {
             Some(dir) => {
-                let disk = DiskLog::open(dir)?;
+                let disk = DiskLog::open(dir, cfg.spool_max_bytes)?;
                 let epoch = disk.epoch();
                 (Spool::with_disk(cfg.spool_capacity, disk)?, epoch)
             }
-            None => (Spool::new(cfg.spool_capacity), super::random_epoch()),
+            None => (
+                Spool::new(cfg.spool_capacity, cfg.spool_max_bytes),
+                super::random_epoch(),
+            ),
         };
         let mut c = Self {
             cfg,
@@ -132,6 +137,7 @@ impl Client {
             epoch,
             spool,
             stage_drops: BTreeMap::new(),
+            spool_drops_carried: 0,
             oversize: 0,
             status: StreamStatus::default(),
         };
@@ -257,29 +263,29 @@ impl Client {
             let bytes = encode_capped(obs, &mut self.oversize);
             self.spool.push(bytes);
         }
-        let mut dropped = self.spool.take_unreported_drops();
+        let dropped =
+            self.spool.take_unreported_drops() + std::mem::take(&mut self.spool_drops_carried);
         if dropped > 0 {
-            // The Loss itself may push out one more: count it in this report.
-            let extra = u64::from(self.spool.len() >= self.cfg.spool_capacity.max(2));
-            dropped += extra;
             let seq = self.spool.next_seq();
-            tracing::warn!(
-                dropped,
-                total = self.spool.dropped_total() + extra,
-                "spool full: oldest observations dropped"
-            );
-            let loss = Observation {
+            let loss = |count: u64, total: u64| Observation {
                 id: format!("{}/{:x}/spool-loss-{seq}", self.hello.node_name, self.epoch),
                 time: Utc::now(),
                 node: self.hello.node_name.clone(),
                 event: ObservationEvent::Loss(Loss {
                     stage: "spool".into(),
-                    count: dropped,
-                    total: self.spool.dropped_total() + extra,
+                    count,
+                    total,
                 }),
             };
-            self.spool.push(encode(loss));
-            self.spool.take_unreported_drops();
+            // Room for the Loss first (its largest encoding), so that its total counts
+            // every drop, those making room for it included.
+            self.spool.make_room(encode(loss(u64::MAX, u64::MAX)).len());
+            let dropped = dropped + self.spool.take_unreported_drops();
+            let total = self.spool.dropped_total();
+            tracing::warn!(dropped, total, "spool full: oldest observations dropped");
+            self.spool.push(encode(loss(dropped, total)));
+            // Nothing more should have gone; if it did, the next report says so.
+            self.spool_drops_carried = self.spool.take_unreported_drops();
         }
         self.spool.flush_disk();
         self.refresh_status();

@@ -45,6 +45,8 @@ pub struct StreamConfig {
     pub token_file: Option<PathBuf>,
     /// Spool bound, in observations.
     pub spool_capacity: usize,
+    /// Spool bound in bytes, in memory and on disk ([`DEFAULT_SPOOL_MAX_BYTES`]).
+    pub spool_max_bytes: u64,
     /// Mirror the spool to this directory (survives agent restarts).
     pub spool_dir: Option<PathBuf>,
     /// Largest batch sent (the aggregator may ask for less).
@@ -71,6 +73,7 @@ impl StreamConfig {
             key,
             token_file: None,
             spool_capacity: 100_000,
+            spool_max_bytes: DEFAULT_SPOOL_MAX_BYTES,
             spool_dir: None,
             max_batch: 1024,
             max_batch_bytes: MAX_BATCH_BYTES,
@@ -82,6 +85,11 @@ impl StreamConfig {
         }
     }
 }
+
+/// Default spool bound in bytes: 192 MiB, three quarters of the chart's
+/// 256 MiB spool volume, so the disk spool never reaches the volume's size
+/// limit (where the kubelet would evict the pod, and the spool with it).
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 192 << 20;
 
 /// Default bound of one batch's encoded observations: an eighth of the
 /// aggregator's 32 MiB request limit, leaving room for framing and for a

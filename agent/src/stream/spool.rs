@@ -1,9 +1,14 @@
 //! The bounded spool: every observation waits here, with its sequence
 //! number, until the aggregator acknowledges it.
 //!
-//! - Bounded: at `capacity` observations the **oldest** is dropped and
-//!   counted; the count goes out as a `Loss { stage: "spool" }` observation
-//!   and in every heartbeat. Never silent.
+//! - Bounded in count and in bytes: at `capacity` observations, or when the
+//!   next one would take the held observations past `max_bytes` (each counts
+//!   its encoded length plus a 12-byte record header, as on disk), the
+//!   **oldest** are dropped and counted; the count goes out as a
+//!   `Loss { stage: "spool" }` observation and in every heartbeat. Never
+//!   silent. The disk mirror has the same byte bound; when it deletes its
+//!   oldest segment to stay within it, the records it held are dropped here
+//!   too (counted the same way).
 //! - Sequence numbers are consecutive within the stream epoch; the spool is
 //!   always a consecutive run `first_seq..=last_seq`.
 //! - `sent` marks how far the current connection has sent; after a
@@ -18,7 +23,12 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use credtrail_proto::pb::agent as pb;
 
-use super::disk::{DiskError, DiskLog};
+use super::disk::{DiskError, DiskLog, MIN_MAX_BYTES, RECORD_HEADER};
+
+/// What one observation counts against the byte bound: as on disk.
+fn record_bytes(obs: &Bytes) -> u64 {
+    obs.len() as u64 + RECORD_HEADER
+}
 
 /// See the module documentation.
 #[derive(Debug)]
@@ -27,6 +37,9 @@ pub struct Spool {
     /// Sequence number of `items[0]` (or of the next push when empty).
     first_seq: u64,
     capacity: usize,
+    /// Bytes held (encoded lengths plus record headers) and their bound.
+    bytes: u64,
+    max_bytes: u64,
     /// Highest sequence number sent on the current connection.
     sent: u64,
     /// Highest sequence number acknowledged.
@@ -37,12 +50,16 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// An empty in-memory spool starting at sequence number 1.
-    pub fn new(capacity: usize) -> Self {
+    /// An empty in-memory spool starting at sequence number 1, holding at
+    /// most `capacity` observations and `max_bytes` bytes (at least
+    /// [`MIN_MAX_BYTES`]).
+    pub fn new(capacity: usize, max_bytes: u64) -> Self {
         Self {
             items: VecDeque::new(),
             first_seq: 1,
             capacity: capacity.max(2),
+            bytes: 0,
+            max_bytes: max_bytes.max(MIN_MAX_BYTES),
             sent: 0,
             acked: 0,
             dropped_total: 0,
@@ -52,49 +69,110 @@ impl Spool {
     }
 
     /// A spool mirrored to `disk`, starting with what the log still holds.
+    /// The byte bound is the disk's.
     pub fn with_disk(capacity: usize, mut disk: DiskLog) -> Result<Self, DiskError> {
-        let mut s = Self::new(capacity);
+        let mut s = Self::new(capacity, disk.max_bytes());
         let (acked, records) = disk.load()?;
         s.acked = acked;
         s.sent = acked;
         s.first_seq = acked + 1;
         for (seq, obs) in records {
+            if s.items.is_empty() && seq > s.first_seq {
+                // The oldest segments were deleted to stay within the byte bound before
+                // the restart: those observations were dropped (counted again here, so
+                // that a drop the previous run could not report is not silent).
+                let gap = seq - s.first_seq;
+                s.dropped_total += gap;
+                s.dropped_unreported += gap;
+                s.first_seq = seq;
+                s.sent = s.sent.max(seq - 1);
+            }
             if seq != s.first_seq + s.items.len() as u64 {
                 // A torn tail or a hole: keep only the consecutive run.
                 break;
             }
+            s.bytes += record_bytes(&obs);
             s.items.push_back(obs);
         }
-        while s.items.len() > s.capacity {
-            s.items.pop_front();
-            s.first_seq += 1;
-            s.dropped_total += 1;
-            s.dropped_unreported += 1;
+        while s.items.len() > s.capacity || s.bytes > s.max_bytes {
+            s.drop_oldest();
         }
         s.disk = Some(disk);
         Ok(s)
     }
 
+    /// Drops the oldest observation, counted; false when empty.
+    fn drop_oldest(&mut self) -> bool {
+        let Some(old) = self.items.pop_front() else {
+            return false;
+        };
+        self.bytes -= record_bytes(&old);
+        self.first_seq += 1;
+        self.dropped_total += 1;
+        self.dropped_unreported += 1;
+        // A dropped observation can no longer be sent or acknowledged.
+        self.sent = self.sent.max(self.first_seq - 1);
+        true
+    }
+
+    /// Bytes held, as counted against the bound.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
     /// Appends `obs`, returning its sequence number. Drops the oldest
     /// observation first when the spool is full.
     pub fn push(&mut self, obs: Bytes) -> u64 {
-        if self.items.len() >= self.capacity {
-            self.items.pop_front();
-            self.first_seq += 1;
-            self.dropped_total += 1;
-            self.dropped_unreported += 1;
-            // A dropped observation can no longer be sent or acknowledged.
-            self.sent = self.sent.max(self.first_seq - 1);
-        }
+        self.make_room(obs.len());
         let seq = self.next_seq();
-        if let Some(d) = &mut self.disk
-            && let Err(e) = d.append(seq, &obs)
-        {
-            tracing::warn!("spool disk log: {e}; continuing in memory only");
-            self.disk = None;
+        if let Some(d) = &mut self.disk {
+            match d.append(seq, &obs) {
+                // Room was made above; should the disk still have deleted a segment,
+                // what it held is gone.
+                Ok(Some(lost_through)) => {
+                    while self.first_seq <= lost_through && self.drop_oldest() {}
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!("spool disk log: {e}; continuing in memory only");
+                    self.disk = None;
+                }
+            }
         }
+        self.bytes += record_bytes(&obs);
         self.items.push_back(obs);
         seq
+    }
+
+    /// Drops the oldest observations (counted) until one of `len` encoded
+    /// bytes fits: in count, in bytes, and on disk (whose oldest segments go,
+    /// with the observations they held).
+    pub fn make_room(&mut self, len: usize) {
+        let cost = len as u64 + RECORD_HEADER;
+        let mut dropped = false;
+        while (self.items.len() >= self.capacity || self.bytes + cost > self.max_bytes)
+            && self.drop_oldest()
+        {
+            dropped = true;
+        }
+        let Some(d) = &mut self.disk else {
+            return;
+        };
+        // Segments holding only dropped observations go at once.
+        let result = if dropped {
+            d.forget_through(self.first_seq - 1)
+        } else {
+            Ok(())
+        }
+        .and_then(|()| d.make_room(cost));
+        match result {
+            Ok(Some(lost_through)) => while self.first_seq <= lost_through && self.drop_oldest() {},
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!("spool disk log: {e}; continuing in memory only");
+                self.disk = None;
+            }
+        }
     }
 
     /// Writes buffered disk records out (called after each chunk of input).
@@ -150,7 +228,11 @@ impl Spool {
         if seq <= self.acked {
             return;
         }
-        while self.first_seq <= seq && self.items.pop_front().is_some() {
+        while self.first_seq <= seq {
+            let Some(done) = self.items.pop_front() else {
+                break;
+            };
+            self.bytes -= record_bytes(&done);
             self.first_seq += 1;
         }
         self.acked = seq;
@@ -244,7 +326,7 @@ mod tests {
 
     #[test]
     fn batches_acks_and_rewinds() {
-        let mut s = Spool::new(100);
+        let mut s = Spool::new(100, u64::MAX);
         for i in 1..=5 {
             assert_eq!(s.push(obs(&i.to_string())), i);
         }
@@ -267,7 +349,7 @@ mod tests {
 
     #[test]
     fn full_spool_drops_oldest_and_counts() {
-        let mut s = Spool::new(3);
+        let mut s = Spool::new(3, u64::MAX);
         for i in 1..=5 {
             s.push(obs(&i.to_string()));
         }
@@ -291,28 +373,30 @@ mod tests {
     fn disk_spool_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut s = Spool::with_disk(10, DiskLog::open(dir.path()).unwrap()).unwrap();
+            let mut s =
+                Spool::with_disk(10, DiskLog::open(dir.path(), MIN_MAX_BYTES).unwrap()).unwrap();
             for i in 1..=4 {
                 s.push(obs(&i.to_string()));
             }
             s.next_batch(10, usize::MAX);
             s.ack(2);
         }
-        let mut s = Spool::with_disk(10, DiskLog::open(dir.path()).unwrap()).unwrap();
+        let mut s =
+            Spool::with_disk(10, DiskLog::open(dir.path(), MIN_MAX_BYTES).unwrap()).unwrap();
         assert_eq!((s.acked(), s.first_seq(), s.len()), (2, 3, 2));
         let b = s.next_batch(10, usize::MAX).unwrap();
         assert_eq!((b.first_seq, ids(&b)), (3, strs(&["3", "4"])));
         assert_eq!(s.push(obs("5")), 5);
         s.ack(5);
         drop(s);
-        let s = Spool::with_disk(10, DiskLog::open(dir.path()).unwrap()).unwrap();
+        let s = Spool::with_disk(10, DiskLog::open(dir.path(), MIN_MAX_BYTES).unwrap()).unwrap();
         assert!(s.is_empty());
         assert_eq!(s.next_seq(), 6);
     }
 
     #[test]
     fn batches_are_split_by_encoded_bytes() {
-        let mut s = Spool::new(100);
+        let mut s = Spool::new(100, u64::MAX);
         for i in 0..10 {
             s.push(Bytes::from(vec![b'x'; 1000 + i]));
         }
@@ -330,5 +414,74 @@ mod tests {
             left += b.observations.len();
         }
         assert_eq!(left, 6);
+    }
+
+    fn dir_bytes(dir: &std::path::Path) -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    }
+
+    /// The aggregator is away for long: the disk spool stays under its byte
+    /// bound (so the volume's size limit is never reached and the pod never
+    /// evicted), keeps the newest observations, and counts every one dropped.
+    #[test]
+    fn disk_spool_stays_under_its_byte_cap_and_counts_what_it_drops() {
+        let dir = tempfile::tempdir().unwrap();
+        let cap = MIN_MAX_BYTES;
+        let pushed = 20_000u64;
+        {
+            let mut s =
+                Spool::with_disk(1_000_000, DiskLog::open(dir.path(), cap).unwrap()).unwrap();
+            for i in 1..=pushed {
+                let o = obs(&format!("{i:05}{}", "x".repeat(300)));
+                assert_eq!(s.push(o), i);
+                assert!(s.bytes() <= cap, "memory: {} > {cap}", s.bytes());
+                if i % 250 == 0 {
+                    s.flush_disk();
+                    let on_disk = dir_bytes(dir.path());
+                    // Beside the segments: the epoch file (a few bytes).
+                    assert!(on_disk <= cap + 64, "disk: {on_disk} > {cap} after {i}");
+                }
+            }
+            assert!(
+                s.dropped_total() > 0,
+                "20,000 x 300 bytes cannot fit in {cap}"
+            );
+            assert_eq!(s.dropped_total() + s.len() as u64, pushed);
+            assert_eq!(s.take_unreported_drops(), s.dropped_total());
+            assert_eq!(s.last_seq(), pushed);
+            assert_eq!(s.first_seq(), pushed - s.len() as u64 + 1);
+            // What goes out next is the oldest kept, not something dropped.
+            let b = s.next_batch(1, usize::MAX).unwrap();
+            assert_eq!(b.first_seq, s.first_seq());
+        }
+        // Restarted: the newest are still there, within the bound.
+        let mut s = Spool::with_disk(1_000_000, DiskLog::open(dir.path(), cap).unwrap()).unwrap();
+        assert_eq!(s.last_seq(), pushed);
+        assert!(s.len() > 1000 && s.bytes() <= cap);
+        let b = s.next_batch(10, usize::MAX).unwrap();
+        assert_eq!(b.first_seq, s.first_seq());
+        assert!(ids(&b)[0].starts_with(&format!("{:05}", s.first_seq())));
+        // Acknowledged: the disk gives the space back.
+        s.ack(pushed);
+        assert!(dir_bytes(dir.path()) < cap / 4, "{}", dir_bytes(dir.path()));
+    }
+
+    #[test]
+    fn memory_spool_is_bounded_in_bytes_too() {
+        let mut s = Spool::new(1_000_000, MIN_MAX_BYTES);
+        for i in 1..=10_000u64 {
+            s.push(Bytes::from(vec![b'x'; 1000]));
+            assert!(s.bytes() <= MIN_MAX_BYTES);
+            assert_eq!(s.dropped_total() + s.len() as u64, i);
+        }
+        assert!(s.dropped_total() > 0);
+        assert_eq!(s.last_seq(), 10_000);
+        // A bound below the minimum is raised to it (room for the largest observation).
+        let mut s = Spool::new(10, 0);
+        s.push(Bytes::from(vec![b'x'; super::super::MAX_OBSERVATION_BYTES]));
+        assert_eq!((s.len(), s.dropped_total()), (1, 0));
     }
 }

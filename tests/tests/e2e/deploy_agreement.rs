@@ -106,8 +106,14 @@ fn yaml_docs(text: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Every rendering to check: the plain manifests, then the chart with each values file.
-fn renderings() -> Vec<(String, Vec<Value>)> {
+/// Every rendering to check: the plain manifests, then the chart with each values file
+/// (rendered once per test binary: each render runs Helm's engine).
+pub(crate) fn renderings() -> Vec<(String, Vec<Value>)> {
+    static ALL: OnceLock<Vec<(String, Vec<Value>)>> = OnceLock::new();
+    ALL.get_or_init(render_all).clone()
+}
+
+fn render_all() -> Vec<(String, Vec<Value>)> {
     let mut out = Vec::new();
     let mut plain = Vec::new();
     for entry in std::fs::read_dir(deploy().join("manifests")).unwrap() {
@@ -130,7 +136,7 @@ fn renderings() -> Vec<(String, Vec<Value>)> {
     out
 }
 
-fn find<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+pub(crate) fn find<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
     docs.iter()
         .find(|d| d["kind"] == kind)
         .unwrap_or_else(|| panic!("no {kind}"))
@@ -186,7 +192,10 @@ fn the_daemonset_passes_only_flags_the_agent_accepts_and_paths_it_can_read() {
     let help = run_help(agent, &[]);
     let known = help_flags(&help);
     assert!(help.contains("NODE_NAME"), "the agent reads NODE_NAME");
-    assert!(help.contains("RUST_LOG"), "the agent reads RUST_LOG");
+    assert!(
+        help.contains("CREDTRAIL_LOG"),
+        "the agent reads CREDTRAIL_LOG"
+    );
     for (label, docs) in renderings() {
         let ds = find(&docs, "DaemonSet");
         let pod = &ds["spec"]["template"]["spec"];
@@ -410,14 +419,16 @@ fn the_deployment_passes_only_flags_the_aggregator_accepts_on_its_ports_and_volu
             "{label}: --db on the PVC"
         );
         assert!(!rest.is_empty());
-        // The policy is the ConfigMap's policy.yaml.
-        let (volume, _, mount) = volume_for(pod, c, &value("--policy"));
+        // The policy is the ConfigMap's policy.yaml, in the ConfigMap mounted as a folder
+        // (no subPath: the kubelet's updates reach the pod).
+        let (volume, rest, mount) = volume_for(pod, c, &value("--policy"));
+        assert!(mount.get("subPath").is_none(), "{label}");
         let cm_name = volume["configMap"]["name"].as_str().unwrap();
         let cm = docs
             .iter()
             .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == cm_name)
             .unwrap();
-        assert!(cm["data"][mount["subPath"].as_str().unwrap()].is_string());
+        assert!(cm["data"][rest.as_str()].is_string(), "{label}: {rest}");
         // TLS files are the keys cert-manager (and make-certs.sh) write.
         for flag in ["--tls-cert", "--tls-key", "--webhook-client-ca"] {
             let (volume, rest, _) = volume_for(pod, c, &value(flag));

@@ -6,6 +6,7 @@
 mod deploy_check;
 
 mod deploy_agreement;
+mod deploy_chart;
 mod deploy_manifests;
 mod e2e_api_kube_auth;
 mod e2e_apisim;
