@@ -129,6 +129,12 @@ impl Detector {
             time_ms: ev.time().timestamp_millis(),
             audit_id: ev.audit_id.clone(),
         });
+        if ev.dry_run() {
+            // `kubectl diff`, `--dry-run=server`: nothing was persisted, so
+            // nothing is granted and the known state must not change (a
+            // dry-run role "downgrade" would hide the next real binding).
+            return;
+        }
         let cluster_scoped = kind.starts_with("Cluster");
         let ns = if cluster_scoped {
             ""
@@ -174,6 +180,10 @@ impl Detector {
             };
             ch.unreadable_fields += w.as_ref().map_or(0, |w| w.unreadable.len() as u64);
             let reasons = rbac::high_privilege_reasons(&rules);
+            if !deleted {
+                let before = self.role_powers_before(&key);
+                self.judge_role_widening(ev, &key, &before, &reasons, out);
+            }
             if deleted {
                 self.roles.remove(&key);
             } else {
