@@ -308,6 +308,12 @@ impl Detector {
             });
         let seen_subjects = w.object.subjects.clone();
         if !ev.succeeded() {
+            if ev.allowed() {
+                // Authorized but failed (409 conflict, 422 invalid, 404, 5xx):
+                // nothing was granted and nobody refused the actor; a retry
+                // that succeeds is judged as any write.
+                return;
+            }
             let subjects = seen_subjects.unwrap_or_default();
             let privilege = role.as_ref().map(|r| self.role_privilege(r, &ns, kind));
             if approved.is_some()

@@ -439,3 +439,44 @@ fn a_dry_run_grants_nothing_and_changes_no_state() {
     );
     assert_eq!(a.len(), 1, "{a:?}");
 }
+
+#[test]
+fn an_authorized_write_that_failed_is_not_a_refused_attempt() {
+    let b = crb("ops-admin", "cluster-admin", group("ops"));
+    let status = |code: i32| json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code});
+    for code in [409, 422, 404, 500] {
+        let mut t = T::new();
+        let a = t.send(
+            "alice@example.com",
+            &["system:authenticated"],
+            OUTSIDE,
+            "update",
+            "clusterrolebindings",
+            None,
+            "ops-admin",
+            "fieldManager=kubectl-client-side-apply",
+            b.clone(),
+            Some(status(code)),
+            code,
+        );
+        assert!(a.is_empty(), "{code}: {a:?}");
+    }
+    // Refused (403; `allowed()` also counts a webhook's 403 after an RBAC
+    // allow as refused): an attempt.
+    let mut t = T::new();
+    let a = t.send(
+        "mallory",
+        &["system:authenticated"],
+        OUTSIDE,
+        "create",
+        "clusterrolebindings",
+        None,
+        "ops-admin",
+        "",
+        b.clone(),
+        Some(status(403)),
+        403,
+    );
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0].rule, "CT1579-003");
+}
