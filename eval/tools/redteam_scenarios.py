@@ -206,6 +206,44 @@ def scenarios():
     update(s, ALICE, b2, manager="kubectl-client-side-apply")
     out.append(s)
 
+    # ---------------- AN1579: namespaced grants that reach the cluster; subjects ----------------
+    s = Scn("an1579-rolebinding-reads-kube-system-secrets",
+            "A Role in kube-system allowing get/list/watch on secrets is created and bound (RoleBinding, namespaced) to a workload ServiceAccount of another namespace: kube-system's Secrets hold bootstrap tokens and control-plane service-account tokens.",
+            "red team: namespaced RoleBinding in kube-system reaching the cluster's credentials", "attack", [("CT1579-001", 1)])
+    s.create_role(BOB, role("Role", "cfg-sync", [rule([""], ["configmaps", "secrets"], ["get", "list", "watch"])], ns="kube-system"), ip="10.8.2.17")
+    s.noise(2)
+    s.create_binding(BOB, binding("RoleBinding", "cfg-sync", "Role", "cfg-sync", [subj("ServiceAccount", "web", "shop")], ns="kube-system"),
+                     ip="10.8.2.17")
+    out.append(s)
+
+    s = Scn("an1579-grant-edit-to-namespace-serviceaccounts-group",
+            "A ClusterRoleBinding gives edit to the group system:serviceaccounts:dev: every pod of namespace dev can now create pods, exec and read secrets in every namespace.",
+            "red team: group subjects of service accounts", "attack", [("CT1579-001", 1)])
+    s.create_binding(MALLORY, binding("ClusterRoleBinding", "dev-sa-edit", "ClusterRole", "edit", [subj("Group", "system:serviceaccounts:dev")]),
+                     ip="10.244.1.40", ua=KUBECTL)
+    s.noise(2)
+    out.append(s)
+
+    s = Scn("an1579-grant-secrets-reader-to-system-nodes",
+            "A ClusterRoleBinding gives a custom secrets-reading ClusterRole to the group system:nodes: any kubelet credential (one stolen node) reads every Secret, past the Node authorizer's limits.",
+            "red team: system:nodes group subject", "attack", [("CT1579-001", 1)])
+    s.create_role(BOB, role("ClusterRole", "node-secrets", [rule([""], ["secrets"], ["get", "list"])]), ip="10.8.2.17")
+    s.create_binding(BOB, binding("ClusterRoleBinding", "node-secrets", "ClusterRole", "node-secrets", [subj("Group", "system:nodes")]),
+                     ip="10.8.2.17")
+    out.append(s)
+
+    s = Scn("benign-an1579-kube-system-configmap-reader",
+            "metrics-server's install binds the built-in Role extension-apiserver-authentication-reader in kube-system (reads one ConfigMap) and view to its ServiceAccount: nothing reaches kube-system's Secrets.",
+            "red team benign: ordinary RoleBindings in kube-system", "benign", [])
+    s.create_binding(ALICE, binding("RoleBinding", "metrics-server-auth-reader", "Role", "extension-apiserver-authentication-reader",
+                                    [subj("ServiceAccount", "metrics-server", "kube-system")], ns="kube-system"))
+    s.create_role(ALICE, role("Role", "extension-apiserver-authentication-reader",
+                              [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["extension-apiserver-authentication"],
+                                "verbs": ["get", "list", "watch"]}], ns="kube-system"))
+    s.create_binding(ALICE, binding("RoleBinding", "sre-view", "ClusterRole", "view", [subj("Group", "sre")], ns="kube-system"))
+    s.noise(3)
+    out.append(s)
+
     # ---------------- AN1547: IPv4-mapped IPv6 source addresses ----------------
     s = Scn("an1547-ipv4-mapped-pod-token-used-on-other-node",
             "A dual-stack API server logs IPv4 peers as IPv4-mapped IPv6 (::ffff:a.b.c.d). A pod token bound to node-a is used in its pod on node-a, then from a pod address in node-b's range, both logged IPv4-mapped (::ffff:10.244.1.23): off its node, and one JTI in two places.",

@@ -70,13 +70,17 @@ impl Detector {
             .get(&(r.kind.clone(), ns.to_owned(), r.name.clone()))
         {
             known = true;
-            reasons.extend(rbac::reasons_for_binding(&e.reasons, binding_kind));
+            reasons.extend(rbac::reasons_for_binding(
+                &e.reasons,
+                binding_kind,
+                namespace,
+            ));
         }
         if r.kind == "ClusterRole"
             && let Some(b) = builtin_role(&r.name)
         {
             known = true;
-            for x in rbac::reasons_for_binding(&b.reasons, binding_kind) {
+            for x in rbac::reasons_for_binding(&b.reasons, binding_kind, namespace) {
                 let x = format!("built-in ClusterRole {}: {x}", r.name);
                 if !reasons.contains(&x) {
                     reasons.push(x);

@@ -18,10 +18,15 @@ use super::rbac;
 use super::rules;
 use super::{Detector, ObjKey};
 
-/// The built-in user-facing roles, meant to be granted in namespaces through
-/// RoleBindings (the aggregator may have seen none of those bindings): a
-/// power added to one of them is granted, whether or not a binding is known.
-const USER_FACING: &[&str] = &["admin", "edit", "view"];
+/// The built-in user-facing role meant to be granted widely in namespaces
+/// through RoleBindings (the aggregator may have seen none of them) and that
+/// upstream keeps free of anything high-privilege (no Secrets, no exec): a
+/// power added to it, usually by the aggregation controller from a role
+/// labelled `aggregate-to-view`, is granted whether or not a binding is
+/// known. `edit` and `admin` are judged by their known holders only: later
+/// releases add powers to them (the embedded bootstrap snapshot predates
+/// them), which the aggregation controller writes on its first update.
+const USER_FACING: &[&str] = &["view"];
 
 /// The power a reason names: its text before the rule it cites
 /// (`reads secrets (rules[2]: ...)` is `reads secrets`).
@@ -75,7 +80,7 @@ impl Detector {
         };
         let mut out = Vec::new();
         let mut push = |b_kind: &str, b_ns: &str, b_name: &str, subjects: &[Subject]| {
-            let gains = rbac::reasons_for_binding(new_reasons, b_kind);
+            let gains = rbac::reasons_for_binding(new_reasons, b_kind, b_ns);
             if !gains.is_empty() && !subjects.is_empty() {
                 out.push(Holder {
                     kind: b_kind.to_owned(),

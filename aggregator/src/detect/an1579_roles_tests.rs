@@ -480,3 +480,75 @@ fn an_authorized_write_that_failed_is_not_a_refused_attempt() {
     assert_eq!(a.len(), 1, "{a:?}");
     assert_eq!(a[0].rule, "CT1579-003");
 }
+
+#[test]
+fn secrets_read_through_a_rolebinding_is_high_in_kube_system_only() {
+    let reader = |ns: &str| {
+        json!({"apiVersion": format!("{G}/v1"), "kind": "Role", "metadata": {"name": "secret-reader", "namespace": ns},
+               "rules": [rule(&["secrets"], &["get", "list", "watch"])]})
+    };
+    let rb = |ns: &str| {
+        json!({"apiVersion": format!("{G}/v1"), "kind": "RoleBinding", "metadata": {"name": "secret-reader", "namespace": ns},
+               "roleRef": {"apiGroup": G, "kind": "Role", "name": "secret-reader"},
+               "subjects": [{"kind": "ServiceAccount", "namespace": "shop", "name": "web"}]})
+    };
+    let mut t = T::new();
+    assert!(
+        t.alice(
+            VPN,
+            "create",
+            "roles",
+            Some("shop"),
+            "secret-reader",
+            reader("shop")
+        )
+        .is_empty()
+    );
+    assert!(
+        t.alice(
+            VPN,
+            "create",
+            "rolebindings",
+            Some("shop"),
+            "secret-reader",
+            rb("shop")
+        )
+        .is_empty()
+    );
+    assert!(
+        t.alice(
+            VPN,
+            "create",
+            "roles",
+            Some("kube-system"),
+            "secret-reader",
+            reader("kube-system")
+        )
+        .is_empty()
+    );
+    let a = t.alice(
+        VPN,
+        "create",
+        "rolebindings",
+        Some("kube-system"),
+        "secret-reader",
+        rb("kube-system"),
+    );
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0].rule, "CT1579-001");
+    assert!(a[0].reason.contains("in kube-system"), "{}", a[0].reason);
+    // The built-in view (no secrets) in kube-system stays low.
+    let v = json!({"apiVersion": format!("{G}/v1"), "kind": "RoleBinding", "metadata": {"name": "viewers", "namespace": "kube-system"},
+                   "roleRef": {"apiGroup": G, "kind": "ClusterRole", "name": "view"}, "subjects": group("sre")});
+    assert!(
+        t.alice(
+            VPN,
+            "create",
+            "rolebindings",
+            Some("kube-system"),
+            "viewers",
+            v
+        )
+        .is_empty()
+    );
+}
