@@ -9,7 +9,7 @@ Run from the repository root: python3 eval/tools/redteam_scenarios.py eval/scena
 Deterministic (seeded by scenario name, like an1579_scenarios.py, whose
 cluster, identities and helpers it uses); the output is committed.
 """
-import hashlib, json, os, random, sys
+import hashlib, json, os, random, sys, uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from an1579_scenarios import (  # noqa: E402
@@ -57,6 +57,39 @@ def update(s, user, obj, manager="kubectl-edit", ip="10.8.0.21", ua=KUBECTL, lev
                   "reason": {409: "Conflict", 422: "Invalid"}.get(code, "BadRequest"),
                   "message": f'Operation cannot be fulfilled on {res}.{RBAC} "{name}": the object has been modified; please apply your changes to the latest version and try again' if code == 409 else "invalid"}
     return s.ev(user, "update", uri, oref(res, name, ns), code=code, ip=ip, ua=ua, level=level, req=obj, resp=stored)
+
+
+def cred_read(s, node, pod_ns, pod_name, path, claims, comm="python3", exe="/usr/local/bin/python3.12", pid=4242):
+    """An agent's credential_read of a service-account token (docs/OBSERVATIONS.md)."""
+    uid = s.uid()
+    cid = hashlib.sha256((pod_name + path).encode()).hexdigest()
+    digest = hashlib.sha256(json.dumps(claims, sort_keys=True).encode()).hexdigest()
+    s.obs.append({"id": f"{node}/a1/{len(s.obs) + 100}", "time": s.step().strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "node": node,
+                  "type": "credential_read", "source": "lsm",
+                  "process": {"pid": pid, "tgid": pid, "ppid": pid - 3, "uid": 1000, "comm": comm, "exe": exe, "cmdline": [exe],
+                              "parent_comm": "containerd-shim", "mnt_ns": 4026532071},
+                  "workload": {"cgroup_id": int(cid[:8], 16),
+                               "cgroup_path": f"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid.replace('-', '_')}.slice/cri-containerd-{cid}.scope",
+                               "container_id": cid, "container_runtime": "containerd", "pod_uid": uid, "pod_namespace": pod_ns,
+                               "pod_name": pod_name, "qos_class": "burstable"},
+                  "path": path, "flags": 0, "inode": 5000 + len(s.obs), "reads": 2,
+                  "credential": {"kind": "service_account_token", "sha256": digest,
+                                 "token": {"sha256": digest, "claims": claims}, "kubeconfig": None, "certificate": None, "error": None}})
+
+
+def legacy_claims(ns, name, secret):
+    """A Secret-based (legacy) service-account token: no jti, no expiry, no node or pod."""
+    return {"iss": "kubernetes/serviceaccount", "sub": f"system:serviceaccount:{ns}:{name}", "aud": None, "jti": None,
+            "iat": None, "nbf": None, "exp": None, "namespace": ns, "service_account_name": name,
+            "service_account_uid": str(uuid.UUID(int=int(hashlib.sha256(f"{ns}/{name}".encode()).hexdigest()[:32], 16), version=4)),
+            "pod_name": None, "pod_uid": None, "node_name": None, "node_uid": None, "secret_name": secret}
+
+
+def legacy_user(ns, name):
+    """How the API server names a legacy-token user: no credential id, no bound claims."""
+    return {"username": f"system:serviceaccount:{ns}:{name}",
+            "uid": str(uuid.UUID(int=int(hashlib.sha256(f"{ns}/{name}".encode()).hexdigest()[:32], 16), version=4)),
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"]}
 
 
 def scenarios():
@@ -271,6 +304,45 @@ def scenarios():
          "update", "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-controller-manager?timeout=5s",
          {"resource": "leases", "namespace": "kube-system", "name": "kube-controller-manager", "apiGroup": "coordination.k8s.io", "apiVersion": "v1"},
          ip=f"::ffff:{CP}", ua=KCM, level="Metadata")
+    out.append(s)
+
+    # ---------------- AN1547: legacy tokens, refused uses, hostNetwork ----------------
+    s = Scn("an1547-legacy-token-read-on-one-node-used-from-another",
+            "A Secret-based (legacy) token of ci/builder, mounted in a pod on node-a (read there, as the agent saw), is used from node-b's address (a hostNetwork pod there): no jti, no node claim, only the agents' sighting places it.",
+            "red team: legacy Secret-based service-account tokens", "attack", [("CT1547-001", 1)])
+    cred_read(s, "node-a", "ci", "builder-7f8d9c6b5-k2p4q", "/var/run/secrets/kubernetes.io/serviceaccount/..2026_11_20_08_00_00.000000001/token",
+              legacy_claims("ci", "builder", "builder-token-x7k2p"))
+    lu = legacy_user("ci", "builder")
+    s.ev(lu, "list", "/api/v1/namespaces/ci/pods?limit=500", {"resource": "pods", "namespace": "ci", "apiVersion": "v1"},
+         ip="10.244.0.31", ua="builder/v0.0.0 (linux/amd64) kubernetes/$Format", level="Metadata")
+    s.events[-1]["annotations"]["authentication.k8s.io/legacy-token"] = "system:serviceaccount:ci:builder"
+    s.noise(3)
+    s.ev(lu, "get", "/api/v1/namespaces/kube-system/secrets?limit=500", {"resource": "secrets", "namespace": "kube-system", "apiVersion": "v1"},
+         ip="10.0.1.12", ua=KUBECTL, level="Metadata")
+    s.events[-1]["annotations"]["authentication.k8s.io/legacy-token"] = "system:serviceaccount:ci:builder"
+    out.append(s)
+
+    s = Scn("an1547-stolen-token-refused-from-outside",
+            "A pod token bound to node-a is replayed from an Internet address; RBAC refuses the request (403: the service account cannot list secrets cluster-wide). The refusal is still evidence of theft: the credential left its pod (outside, denied; and one JTI in two places).",
+            "red team: a stolen token used but refused", "attack", [("CT1547-002", 1), ("CT1547-003", 1)])
+    tok = sa("shop", "web", s.rng, node="node-a", pod="web-6c9d8b7f5d-q8x2z")
+    s.ev(tok, "get", "/api/v1/namespaces/shop/configmaps/web-config", {"resource": "configmaps", "namespace": "shop", "name": "web-config", "apiVersion": "v1"},
+         ip="10.244.0.17", ua="web/v0.0.0 (linux/amd64) kubernetes/$Format", level="Metadata")
+    s.noise(2)
+    s.ev(tok, "list", "/api/v1/secrets?limit=500", {"resource": "secrets", "apiVersion": "v1"}, code=403,
+         ip="198.51.100.23", ua=KUBECTL, level="Metadata",
+         reason="")
+    out.append(s)
+
+    s = Scn("benign-hostnetwork-pod-token-from-node-address",
+            "A hostNetwork DaemonSet pod (kube-proxy-like) on node-a uses its bound token; its source address is node-a's own address, as for every hostNetwork pod.",
+            "red team benign: hostNetwork pods (pod IP = node IP)", "benign", [])
+    tok = sa("kube-system", "kube-proxy", s.rng, node="node-a", pod="kube-proxy-8kq2w")
+    for _ in range(4):
+        s.ev(tok, "watch", "/apis/discovery.k8s.io/v1/endpointslices?allowWatchBookmarks=true&labelSelector=%21service.kubernetes.io%2Fheadless%2C%21service.kubernetes.io%2Fservice-proxy-name&resourceVersion=183211&timeout=9m12s&timeoutSeconds=552&watch=true",
+             {"resource": "endpointslices", "apiGroup": "discovery.k8s.io", "apiVersion": "v1"},
+             ip="10.0.1.11", ua="kube-proxy/v1.30.2 (linux/amd64) kubernetes/3968350", level="Metadata")
+        s.noise(1)
     out.append(s)
     return out
 
