@@ -42,7 +42,10 @@ impl T {
     }
 
     /// One ResponseComplete event at RequestResponse level.
-    #[allow(clippy::too_many_arguments)]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one audit event's fields, named at each call"
+    )]
     fn send(
         &mut self,
         user: &str,
