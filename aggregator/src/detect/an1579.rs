@@ -186,7 +186,7 @@ impl Detector {
             let reasons = rbac::high_privilege_reasons(&rules);
             if !deleted {
                 let before = self.role_powers_before(&key);
-                self.judge_role_widening(ev, &key, &before, &reasons, out);
+                self.judge_role_widening(ev, &key, before.as_deref(), &reasons, out);
             }
             if deleted {
                 self.roles.remove(&key);

@@ -56,17 +56,21 @@ impl Detector {
     /// The powers `key`'s role has before this write: what was learned of
     /// it, and what the bootstrap policy gives a built-in ClusterRole (the
     /// API server's reconcile re-adding those is no widening).
-    pub(super) fn role_powers_before(&self, key: &ObjKey) -> Vec<String> {
+    /// `None`: the role was never known (not learned, configured or built in).
+    pub(super) fn role_powers_before(&self, key: &ObjKey) -> Option<Vec<String>> {
         let mut out: Vec<String> = Vec::new();
+        let mut known = false;
         if let Some(e) = self.roles.get(key) {
+            known = true;
             out.extend(e.reasons.iter().map(|r| power(r).to_owned()));
         }
         if key.0 == "ClusterRole"
             && let Some(b) = builtin_role(&key.2)
         {
+            known = true;
             out.extend(b.reasons.iter().map(|r| power(r).to_owned()));
         }
-        out
+        known.then_some(out)
     }
 
     /// The bindings known to hold role `key` (learned ones, and built-in
@@ -118,10 +122,14 @@ impl Detector {
         &mut self,
         ev: &AuditEvent,
         key: &ObjKey,
-        before: &[String],
+        before: Option<&[String]>,
         reasons: &[String],
         out: &mut Vec<Alert>,
     ) {
+        // An update or patch of a role never seen: what it held before is
+        // unknown, so its powers are reported as first seen, not as added.
+        let first_seen = before.is_none() && ev.verb != "create";
+        let before = before.unwrap_or_default();
         let added: Vec<String> = reasons
             .iter()
             .filter(|r| !before.iter().any(|b| b == power(r)))
@@ -186,7 +194,8 @@ impl Detector {
             "widened_role": true,
             "added_privileges": added,
             "why_high_privilege": added,
-            "powers_before": before,
+            "powers_before": if first_seen { json!(null) } else { json!(before) },
+            "role_first_seen": first_seen,
             "held_through": holders.iter().map(|h| json!({
                 "binding": {"kind": h.kind, "namespace": h.namespace, "name": h.name},
                 "subjects": h.subjects,
@@ -208,9 +217,14 @@ impl Detector {
         } else {
             (rules::BROAD_GRANT, Severity::Critical)
         };
+        let powers = added.join("; ");
+        let head = if first_seen {
+            format!("{user} wrote {what} (first seen; it allows {powers})")
+        } else {
+            format!("{user} added {powers} to {what}")
+        };
         let reason = format!(
-            "{user} added {} to {what} from {from}{}, outside approved automation, without a binding write: everyone holding the role gets it: {}.",
-            added.join("; "),
+            "{head} from {from}{}, outside approved automation, without a binding write: everyone holding the role gets it: {}.",
             if unknown_ip {
                 ", an unknown address"
             } else {

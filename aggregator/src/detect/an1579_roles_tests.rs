@@ -555,3 +555,29 @@ fn secrets_read_through_a_rolebinding_is_high_in_kube_system_only() {
         .is_empty()
     );
 }
+
+#[test]
+fn a_role_never_seen_before_is_reported_as_first_seen_not_as_widened() {
+    let mut t = T::new();
+    let b = crb("legacy-ops", "legacy-ops", group("ops"));
+    assert!(
+        t.alice(VPN, "create", "clusterrolebindings", None, "legacy-ops", b)
+            .is_empty()
+    );
+    // The role existed before the aggregator ran; its first write seen is an update.
+    let r = cluster_role("legacy-ops", json!([rule(&["pods/exec"], &["create"])]));
+    let a = t.alice(VPN, "update", "clusterroles", None, "legacy-ops", r.clone());
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0].details["role_first_seen"], true);
+    assert_eq!(a[0].details["powers_before"], Value::Null);
+    assert!(
+        a[0].reason.contains("(first seen; it allows pods/exec"),
+        "{}",
+        a[0].reason
+    );
+    // Known from now on: the same rules again raise nothing.
+    assert!(
+        t.alice(VPN, "update", "clusterroles", None, "legacy-ops", r)
+            .is_empty()
+    );
+}
