@@ -179,6 +179,29 @@ def scenarios():
     update(s, ALICE, r, manager="kubectl-client-side-apply")
     out.append(s)
 
+    s = Scn("an1579-impersonated-widening-of-system-discovery",
+            "A user with impersonate rights (kubectl --as=alice@example.com --as-group=platform-admins) JSON-patches the built-in system:discovery role, bound to system:authenticated, adding create on pods/exec; the alert names the effective user and the impersonator.",
+            "red team: impersonation combined with role widening", "attack", [("CT1579-002", 1)])
+    s.patch(MALLORY, "clusterroles", "system:discovery",
+            [{"op": "add", "path": "/rules/-", "value": rule([""], ["pods/exec"], ["create"])}], ip="10.0.1.12")
+    s.events[-1]["impersonatedUser"] = {"username": "alice@example.com", "groups": ["platform-admins", "system:authenticated"]}
+    s.noise(2)
+    out.append(s)
+
+    s = Scn("an1579-server-side-apply-force-widens-role",
+            "Server-side apply with force=true (a client-go tool taking ownership of the rules) rewrites ClusterRole ci-status, bound to the ci-bots group, to add get/list on secrets; Request level, so only the applied configuration is logged.",
+            "red team: server-side apply force=true on a role held by a group", "attack", [("CT1579-001", 1)])
+    ci = sa("ci", "deployer", s.rng, jti=CI_JTI)
+    s.create_role(ci, role("ClusterRole", "ci-status", [rule(["batch"], ["jobs", "jobs/status"], ["get", "list", "watch"])]), ip="10.30.0.14")
+    s.create_binding(ci, binding("ClusterRoleBinding", "ci-status", "ClusterRole", "ci-status", [subj("Group", "ci-bots")]),
+                     ip="10.30.0.14", ua=CLIENTGO)
+    s.noise(2)
+    s.patch(ADMIN, "clusterroles", "ci-status",
+            role("ClusterRole", "ci-status", [rule(["batch"], ["jobs", "jobs/status"], ["get", "list", "watch"]),
+                                              rule([""], ["secrets"], ["get", "list"])]),
+            ua="ci-tool/v0.3.0 (linux/amd64) kubernetes/$Format", manager="ci-tool", extra_q="&force=true", ip="10.8.3.4")
+    out.append(s)
+
     # ---------------- AN1579: server-side dry runs ----------------
     s = Scn("benign-an1579-kubectl-diff-dry-run",
             "kubectl diff (server-side dry run, dryRun=All) of a manifest that would bind cluster-admin, run by a human and by Argo CD's diffing; nothing is persisted, nothing is granted.",
