@@ -14,9 +14,13 @@ use crate::audit::{AuditEvent, Subject};
 
 use super::alerts::{self, AlertParts};
 use super::builtin::{builtin_bindings, builtin_role};
+use super::effective::{MAX_HOLDERS, MAX_SUBJECTS};
 use super::rbac;
 use super::rules;
 use super::{Detector, ObjKey};
+
+/// Holders, and subjects of each, named in the alert's sentence.
+const REASON_HOLDERS: usize = 5;
 
 /// The built-in user-facing role meant to be granted widely in namespaces
 /// through RoleBindings (the aggregator may have seen none of them) and that
@@ -112,7 +116,15 @@ impl Detector {
                 push("ClusterRoleBinding", "", b_name, &b.subjects);
             }
         }
-        out.sort_by(|a, b| (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name)));
+        // Holders that are everyone first (they decide the rule), then by name.
+        out.sort_by_cached_key(|h| {
+            (
+                !h.subjects.iter().any(rbac::is_broad_subject),
+                h.kind.clone(),
+                h.namespace.clone(),
+                h.name.clone(),
+            )
+        });
         out
     }
 
@@ -170,22 +182,31 @@ impl Detector {
             .flat_map(|h| h.subjects.iter())
             .filter(|s| rbac::is_broad_subject(s))
             .collect();
+        // Bounded: a role may be held through thousands of bindings.
         let mut held_by: Vec<String> = holders
             .iter()
+            .take(REASON_HOLDERS)
             .map(|h| {
                 let b = if h.namespace.is_empty() {
                     format!("{} {}", h.kind, h.name)
                 } else {
                     format!("{} {}/{}", h.kind, h.namespace, h.name)
                 };
-                let s: Vec<String> = h
+                let mut s: Vec<String> = h
                     .subjects
                     .iter()
+                    .take(REASON_HOLDERS)
                     .map(|s| format!("{} {}", s.kind, s.name))
                     .collect();
+                if h.subjects.len() > REASON_HOLDERS {
+                    s.push(format!("{} more", h.subjects.len() - REASON_HOLDERS));
+                }
                 format!("{} ({b})", s.join(", "))
             })
             .collect();
+        if holders.len() > REASON_HOLDERS {
+            held_by.push(format!("{} more bindings", holders.len() - REASON_HOLDERS));
+        }
         if user_facing {
             held_by.push(format!("everyone granted {name} in a namespace"));
         }
@@ -196,11 +217,13 @@ impl Detector {
             "why_high_privilege": added,
             "powers_before": if first_seen { json!(null) } else { json!(before) },
             "role_first_seen": first_seen,
-            "held_through": holders.iter().map(|h| json!({
+            "held_through": holders.iter().take(MAX_HOLDERS).map(|h| json!({
                 "binding": {"kind": h.kind, "namespace": h.namespace, "name": h.name},
-                "subjects": h.subjects,
+                "subjects": h.subjects.iter().take(MAX_SUBJECTS).collect::<Vec<_>>(),
+                "subjects_truncated": h.subjects.len().saturating_sub(MAX_SUBJECTS),
                 "gains": h.gains,
             })).collect::<Vec<_>>(),
+            "held_through_truncated": holders.len().saturating_sub(MAX_HOLDERS),
             "held_by_user_facing_role": user_facing,
             "actor_source_class": actor_class,
             "level": ev.level.as_str(),

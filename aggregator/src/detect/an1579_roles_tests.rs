@@ -581,3 +581,54 @@ fn a_role_never_seen_before_is_reported_as_first_seen_not_as_widened() {
             .is_empty()
     );
 }
+
+#[test]
+fn the_holders_in_an_alert_are_bounded_and_everyone_comes_first() {
+    let mut t = T::new();
+    let r = cluster_role("shared", json!([rule(&["pods"], &["get"])]));
+    assert!(
+        t.alice(VPN, "create", "clusterroles", None, "shared", r)
+            .is_empty()
+    );
+    for i in 0..30 {
+        let subjects: Vec<Value> = (0..25)
+            .map(|j| json!({"apiGroup": G, "kind": "User", "name": format!("u{i}-{j}")}))
+            .collect();
+        let b = crb(&format!("a{i:02}"), "shared", json!(subjects));
+        assert!(
+            t.alice(
+                VPN,
+                "create",
+                "clusterrolebindings",
+                None,
+                &format!("a{i:02}"),
+                b
+            )
+            .is_empty()
+        );
+    }
+    let b = crb("z-everyone", "shared", group("system:authenticated"));
+    assert!(
+        t.alice(VPN, "create", "clusterrolebindings", None, "z-everyone", b)
+            .is_empty()
+    );
+    let r = cluster_role(
+        "shared",
+        json!([rule(&["pods"], &["get"]), rule(&["secrets"], &["list"])]),
+    );
+    let a = t.alice(VPN, "update", "clusterroles", None, "shared", r);
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0].rule, "CT1579-002");
+    let d = &a[0].details;
+    assert_eq!(d["held_through"].as_array().unwrap().len(), 20);
+    assert_eq!(d["held_through_truncated"], 11);
+    assert_eq!(d["held_through"][0]["binding"]["name"], "z-everyone");
+    assert_eq!(
+        d["held_through"][1]["subjects"].as_array().unwrap().len(),
+        20
+    );
+    assert_eq!(d["held_through"][1]["subjects_truncated"], 5);
+    assert!(a[0].reason.contains("26 more bindings"), "{}", a[0].reason);
+    assert!(a[0].reason.contains("20 more"), "{}", a[0].reason);
+    assert!(a[0].reason.len() < 2000, "{}", a[0].reason.len());
+}
