@@ -357,6 +357,32 @@ def scenarios():
          reason="")
     out.append(s)
 
+    s = Scn("an1547-admin-kubeconfig-certificate-used-from-outside",
+            "kubeadm's /etc/kubernetes/admin.conf (client certificate CN kubernetes-admin, O kubeadm:cluster-admins) is read on control-plane node node-a, as the agent saw; an operator uses it from the VPN (a trusted range), then the same certificate is used from an Internet address.",
+            "red team: x509 client-certificate users used from outside the cluster ranges", "attack", [("CT1547-002", 1)])
+    sha = ADMIN["extra"]["authentication.kubernetes.io/credential-id"][0].split("=", 1)[1]
+    s.obs.append({"id": f"node-a/a1/{len(s.obs) + 100}", "time": s.step().strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "node": "node-a",
+                  "type": "credential_read", "source": "lsm",
+                  "process": {"pid": 91822, "tgid": 91822, "ppid": 91790, "uid": 0, "comm": "kubectl", "exe": "/usr/bin/kubectl",
+                              "cmdline": ["kubectl", "--kubeconfig", "/etc/kubernetes/admin.conf", "get", "nodes"], "parent_comm": "bash",
+                              "mnt_ns": 4026531841},
+                  "workload": None, "path": "/etc/kubernetes/admin.conf", "flags": 0, "inode": 394221, "reads": 1,
+                  "credential": {"kind": "kubeconfig", "sha256": hashlib.sha256(b"admin.conf").hexdigest(), "token": None,
+                                 "kubeconfig": {"current_context": "kubernetes-admin@kubernetes", "servers": ["https://10.0.0.10:6443"],
+                                                "users": [{"name": "kubernetes-admin",
+                                                           "client_certificate": {"sha256": sha, "subject_cn": "kubernetes-admin",
+                                                                                  "subject_o": ["kubeadm:cluster-admins"], "issuer_cn": "kubernetes",
+                                                                                  "not_before": "2026-06-01T10:00:00Z", "not_after": "2027-06-01T10:00:00Z"},
+                                                           "token": None, "exec_command": None, "auth_provider": None, "username": None}]},
+                                 "certificate": None, "error": None}})
+    s.ev(ADMIN, "list", "/api/v1/nodes?limit=500", {"resource": "nodes", "apiVersion": "v1"}, ip="10.0.1.11", level="Metadata")
+    s.noise(2)
+    s.ev(ADMIN, "get", "/api/v1/namespaces/kube-system/pods?limit=500", {"resource": "pods", "namespace": "kube-system", "apiVersion": "v1"},
+         ip="10.8.3.4", level="Metadata")
+    s.noise(3)
+    s.ev(ADMIN, "list", "/api/v1/secrets?limit=500", {"resource": "secrets", "apiVersion": "v1"}, ip="198.51.100.77", level="Metadata")
+    out.append(s)
+
     s = Scn("benign-hostnetwork-pod-token-from-node-address",
             "A hostNetwork DaemonSet pod (kube-proxy-like) on node-a uses its bound token; its source address is node-a's own address, as for every hostNetwork pod.",
             "red team benign: hostNetwork pods (pod IP = node IP)", "benign", [])
