@@ -287,8 +287,26 @@ impl AuditEvent {
     }
 
     /// The last `sourceIPs` entry, the only one the client cannot forge.
+    /// An IPv4-mapped IPv6 address (`::ffff:10.0.1.11`, what a dual-stack
+    /// listener or proxy may log for an IPv4 peer) is the IPv4 address it
+    /// holds, so it matches the node and pod addresses agents report.
     pub fn source_ip(&self) -> Option<IpAddr> {
-        self.source_ips.last().and_then(|s| s.trim().parse().ok())
+        self.source_ips
+            .last()
+            .and_then(|s| s.trim().parse::<IpAddr>().ok())
+            .map(|ip| ip.to_canonical())
+    }
+
+    /// Whether the request is a server-side dry run (`dryRun=All` in the
+    /// query, as `kubectl --dry-run=server` and `kubectl diff` send): the API
+    /// server ran admission and validation but persisted nothing. The key and
+    /// value are matched exactly as the API server reads them; anything else
+    /// (`dryrun=All`, `dryRun=all`) is not a dry run (the server ignores the
+    /// first and refuses the second).
+    pub fn dry_run(&self) -> bool {
+        self.request_uri
+            .split_once('?')
+            .is_some_and(|(_, q)| q.split('&').any(|kv| kv == "dryRun=All"))
     }
 
     /// All but the last `sourceIPs` entry (client-set, X-Forwarded-For).
@@ -372,6 +390,42 @@ mod tests {
         assert_eq!(e.claimed_source_ips(), ["1.2.3.4"]);
         assert_eq!(ev("").source_ip(), None);
         assert_eq!(ev(r#","sourceIPs":["garbage"]"#).source_ip(), None);
+    }
+
+    #[test]
+    fn an_ipv4_mapped_source_is_its_ipv4_address() {
+        let e = ev(r#","sourceIPs":["::ffff:10.0.1.11"]"#);
+        assert_eq!(e.source_ip(), Some("10.0.1.11".parse().unwrap()));
+        // Only the mapped form (::ffff:0:0/96) is rewritten: a real IPv6
+        // address, or the deprecated IPv4-compatible form, stays as it is.
+        let e = ev(r#","sourceIPs":["2001:db8::a00:10b"]"#);
+        assert_eq!(e.source_ip(), Some("2001:db8::a00:10b".parse().unwrap()));
+        let e = ev(r#","sourceIPs":["::10.0.1.11"]"#);
+        assert_eq!(e.source_ip(), Some("::a00:10b".parse().unwrap()));
+    }
+
+    #[test]
+    fn only_the_exact_dry_run_parameter_is_a_dry_run() {
+        let uri = |u: &str| ev(&format!(r#","requestURI":"{u}""#));
+        let crb = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings";
+        assert!(uri(&format!("{crb}?dryRun=All&fieldManager=kubectl-create")).dry_run());
+        assert!(
+            uri(&format!(
+                "{crb}/x?fieldManager=kubectl-client-side-apply&dryRun=All"
+            ))
+            .dry_run()
+        );
+        for real in [
+            crb.to_owned(),
+            format!("{crb}?fieldManager=kubectl-create"),
+            format!("{crb}?dryrun=All"),
+            format!("{crb}?dryRun=all"),
+            format!("{crb}?xdryRun=All"),
+            format!("{crb}?dryRun=All2"),
+            format!("{crb}/dryRun=All"),
+        ] {
+            assert!(!uri(&real).dry_run(), "{real}");
+        }
     }
 
     #[test]

@@ -70,13 +70,17 @@ impl Detector {
             .get(&(r.kind.clone(), ns.to_owned(), r.name.clone()))
         {
             known = true;
-            reasons.extend(rbac::reasons_for_binding(&e.reasons, binding_kind));
+            reasons.extend(rbac::reasons_for_binding(
+                &e.reasons,
+                binding_kind,
+                namespace,
+            ));
         }
         if r.kind == "ClusterRole"
             && let Some(b) = builtin_role(&r.name)
         {
             known = true;
-            for x in rbac::reasons_for_binding(&b.reasons, binding_kind) {
+            for x in rbac::reasons_for_binding(&b.reasons, binding_kind, namespace) {
                 let x = format!("built-in ClusterRole {}: {x}", r.name);
                 if !reasons.contains(&x) {
                     reasons.push(x);
@@ -129,6 +133,12 @@ impl Detector {
             time_ms: ev.time().timestamp_millis(),
             audit_id: ev.audit_id.clone(),
         });
+        if ev.dry_run() {
+            // `kubectl diff`, `--dry-run=server`: nothing was persisted, so
+            // nothing is granted and the known state must not change (a
+            // dry-run role "downgrade" would hide the next real binding).
+            return;
+        }
         let cluster_scoped = kind.starts_with("Cluster");
         let ns = if cluster_scoped {
             ""
@@ -174,6 +184,10 @@ impl Detector {
             };
             ch.unreadable_fields += w.as_ref().map_or(0, |w| w.unreadable.len() as u64);
             let reasons = rbac::high_privilege_reasons(&rules);
+            if !deleted {
+                let before = self.role_powers_before(&key);
+                self.judge_role_widening(ev, &key, before.as_deref(), &reasons, out);
+            }
             if deleted {
                 self.roles.remove(&key);
             } else {
@@ -298,6 +312,12 @@ impl Detector {
             });
         let seen_subjects = w.object.subjects.clone();
         if !ev.succeeded() {
+            if ev.allowed() {
+                // Authorized but failed (409 conflict, 422 invalid, 404, 5xx):
+                // nothing was granted and nobody refused the actor; a retry
+                // that succeeds is judged as any write.
+                return;
+            }
             let subjects = seen_subjects.unwrap_or_default();
             let privilege = role.as_ref().map(|r| self.role_privilege(r, &ns, kind));
             if approved.is_some()

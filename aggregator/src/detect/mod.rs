@@ -10,6 +10,7 @@ pub mod activity;
 mod alerts;
 mod an1547;
 mod an1579;
+mod an1579_roles;
 pub mod bounded;
 mod builtin;
 pub mod changes;

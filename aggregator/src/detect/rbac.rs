@@ -171,14 +171,29 @@ pub fn high_privilege_reasons(rules: &[PolicyRule]) -> Vec<String> {
     out
 }
 
-/// The reasons that hold for a grant through a binding of `binding_kind`:
-/// reading secrets through a RoleBinding reaches one namespace's own secrets
-/// only, which is not high privilege by itself.
-pub fn reasons_for_binding(reasons: &[String], binding_kind: &str) -> Vec<String> {
+/// The namespace whose Secrets hand out the cluster: bootstrap tokens (join
+/// a node, get a node credential) and the control plane's own service-account
+/// tokens live there.
+pub const CONTROL_PLANE_NAMESPACE: &str = "kube-system";
+
+/// The reasons that hold for a grant through a binding of `binding_kind` in
+/// `namespace`: reading secrets through a RoleBinding reaches one
+/// namespace's own secrets only, which is not high privilege by itself,
+/// except in `kube-system`.
+pub fn reasons_for_binding(reasons: &[String], binding_kind: &str, namespace: &str) -> Vec<String> {
     reasons
         .iter()
-        .filter(|r| binding_kind != "RoleBinding" || !r.starts_with(SECRETS_READ))
-        .cloned()
+        .filter_map(|r| {
+            if binding_kind != "RoleBinding" || !r.starts_with(SECRETS_READ) {
+                Some(r.clone())
+            } else if namespace == CONTROL_PLANE_NAMESPACE {
+                Some(format!(
+                    "{r} in {CONTROL_PLANE_NAMESPACE} (bootstrap tokens and control-plane service-account tokens)"
+                ))
+            } else {
+                None
+            }
+        })
         .collect()
 }
 
@@ -365,8 +380,15 @@ mod tests {
     #[test]
     fn secrets_read_counts_only_beyond_one_namespace() {
         let reasons = high_privilege_reasons(&[rule(&["get"], &[""], &["secrets"])]);
-        assert_eq!(reasons_for_binding(&reasons, "ClusterRoleBinding").len(), 1);
-        assert!(reasons_for_binding(&reasons, "RoleBinding").is_empty());
+        assert_eq!(
+            reasons_for_binding(&reasons, "ClusterRoleBinding", "").len(),
+            1
+        );
+        assert!(reasons_for_binding(&reasons, "RoleBinding", "shop").is_empty());
+        assert_eq!(
+            reasons_for_binding(&reasons, "RoleBinding", "kube-system").len(),
+            1
+        );
     }
 }
 
