@@ -94,7 +94,10 @@ pub enum Check {
     /// The content is changing under us (two reads differ): look again later.
     Unsettled,
     /// A new, valid policy.
-    Changed { policy: Policy, sha256: [u8; 32] },
+    Changed {
+        policy: Box<Policy>,
+        sha256: [u8; 32],
+    },
     /// New content that cannot be used (the previous policy stays).
     Invalid(PolicyError),
 }
@@ -144,7 +147,7 @@ impl PolicyWatch {
         self.seen = digest;
         match parse(&self.path, &first) {
             Ok(policy) => Check::Changed {
-                policy,
+                policy: Box::new(policy),
                 sha256: digest,
             },
             Err(e) => Check::Invalid(e),
@@ -200,7 +203,7 @@ pub async fn run(
                 );
             }
             Check::Changed { policy, sha256 } => {
-                match pipeline.set_policy(policy, Some(sha256)).await {
+                match pipeline.set_policy(*policy, Some(sha256)).await {
                     Ok(generation) => {
                         metrics.policy_reload("ok");
                         tracing::info!(
