@@ -16,6 +16,9 @@
 //!   token wait for the one review in flight (50 connections with one bad
 //!   token: one `TokenReview`); a review that failed (API server away) is
 //!   shared with its waiters but not kept;
+//! - **at most [`MAX_CONCURRENT_REVIEWS`] reviews in flight**: a flood of
+//!   distinct bad tokens (each its own review) queues, at most
+//!   [`QUEUE_WAIT`], instead of piling onto the API server;
 //! - **counted**: `credtrail_token_review_cache_total{result, answer}`
 //!   (`hit`, `miss` — one `TokenReview` sent —, `shared`; `valid`,
 //!   `refused`, `error`).
@@ -38,6 +41,10 @@ pub const POSITIVE_TTL: Duration = Duration::from_secs(60);
 pub const NEGATIVE_TTL: Duration = Duration::from_secs(10);
 /// Most cached answers of each kind.
 pub const CACHE_MAX: usize = 4096;
+/// Most TokenReviews in flight at once (per API-server client).
+pub const MAX_CONCURRENT_REVIEWS: usize = 32;
+/// Longest wait for a turn to send a review (then: unavailable, not cached).
+pub const QUEUE_WAIT: Duration = Duration::from_secs(5);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -151,6 +158,9 @@ pub struct ReviewCache {
     valid: Mutex<Cache<[u8; 32], KubeUser>>,
     refused: Mutex<Cache<[u8; 32], ()>>,
     inflight: Mutex<HashMap<[u8; 32], Cell>>,
+    /// Reviews sent at once: a flood of distinct bad tokens (each one its
+    /// own review) queues here instead of piling onto the API server.
+    sending: tokio::sync::Semaphore,
     positive_ttl: Duration,
     negative_ttl: Duration,
 }
@@ -185,6 +195,7 @@ impl ReviewCache {
             valid: Mutex::new(Cache::new()),
             refused: Mutex::new(Cache::new()),
             inflight: Mutex::new(HashMap::new()),
+            sending: tokio::sync::Semaphore::new(MAX_CONCURRENT_REVIEWS),
             positive_ttl,
             negative_ttl,
         }
@@ -242,7 +253,12 @@ impl ReviewCache {
             .cell
             .get_or_init(|| async {
                 ran.store(true, Ordering::Relaxed);
-                let a = review.await;
+                let a = match tokio::time::timeout(QUEUE_WAIT, self.sending.acquire()).await {
+                    Ok(Ok(_permit)) => review.await,
+                    _ => Err(format!(
+                        "{MAX_CONCURRENT_REVIEWS} TokenReviews already in flight for {QUEUE_WAIT:?}"
+                    )),
+                };
                 self.keep(k, token, &a);
                 a
             })
@@ -402,6 +418,32 @@ mod tests {
             "an expired token is not kept: {:?}",
             c.sizes()
         );
+    }
+
+    #[tokio::test]
+    async fn distinct_tokens_never_have_more_than_the_cap_of_reviews_in_flight() {
+        let c = Arc::new(ReviewCache::default());
+        let (now, peak) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let tasks: Vec<_> = (0..100)
+            .map(|i| {
+                let (c, now, peak) = (c.clone(), now.clone(), peak.clone());
+                tokio::spawn(async move {
+                    c.get_or_review(&format!("bad-{i}"), &[], async {
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(n, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        now.fetch_sub(1, Ordering::SeqCst);
+                        Ok(None)
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), Ok(None));
+        }
+        assert_eq!(peak.load(Ordering::SeqCst), MAX_CONCURRENT_REVIEWS as u64);
+        assert_eq!(c.sizes(), (0, 100, 0));
     }
 
     #[tokio::test]

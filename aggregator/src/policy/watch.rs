@@ -53,7 +53,22 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, PolicyError> {
         path: p.clone(),
         source,
     };
-    let f = std::fs::File::open(path).map_err(read_err)?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    // A FIFO or a device put where the file should be must not block the
+    // watch (opening a FIFO waits for a writer): never wait, regular files only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let f = opts.open(path).map_err(read_err)?;
+    if !f.metadata().map_err(read_err)?.is_file() {
+        return Err(PolicyError::Invalid {
+            path: p,
+            problems: vec!["not a regular file".into()],
+        });
+    }
     let mut out = Vec::new();
     f.take(MAX_POLICY_BYTES + 1)
         .read_to_end(&mut out)
@@ -304,5 +319,21 @@ mod tests {
         assert!(load(&path).unwrap_err().to_string().contains("larger than"));
         std::fs::write(&path, [0xff, 0xfe, 0x00]).unwrap();
         assert!(load(&path).unwrap_err().to_string().contains("UTF-8"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_or_a_device_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("policy.yaml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let started = std::time::Instant::now();
+        let e = load(&fifo).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(2), "it blocked");
+        let e = load(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
     }
 }
