@@ -320,5 +320,12 @@ mod tests {
             claims.kubernetes_io.serviceaccount
         );
         assert_ne!(again.jti, claims.jti);
+        // Not valid yet: refused until its `nbf`.
+        let mut early = claims.clone();
+        early.nbf += 60;
+        assert_eq!(
+            issuer.verify(&issuer.sign(&early)).unwrap_err(),
+            TokenError::NotYetValid
+        );
     }
 }
