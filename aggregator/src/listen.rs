@@ -20,6 +20,10 @@
 //!   gRPC (HTTP/2) via [`Guarded`], which ends a connection whose first
 //!   [`H2_PREFACE_LEN`] bytes do not arrive in time, then HTTP/2 keep-alive
 //!   pings end connections that stop answering.
+//! - **Idle timeout** (gRPC listeners, [`grpc`], [`idle`]): a connection with
+//!   no open stream for [`Limits::idle_timeout`] is closed (`GOAWAY`), even
+//!   when it answers pings; a running stream is never cut. (HTTP/1 idle
+//!   keep-alive connections end at the header timeout.)
 //! - **Body timeout**: [`body_deadline`] makes a request body fail once its
 //!   deadline passes; handlers answer 408.
 //! - **Shutdown**: [`serve_http`] stops accepting, asks every connection to
@@ -39,19 +43,20 @@ use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
 use bytes::Bytes;
-use futures::StreamExt as _;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::metrics::{ListenerLabel, Metrics};
 
+pub mod grpc;
+pub mod idle;
 pub mod per_ip;
 
 /// Default TLS handshake timeout.
@@ -80,6 +85,8 @@ pub const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent HTTP/2 streams per gRPC connection.
 pub const H2_MAX_CONCURRENT_STREAMS: u32 = 64;
+/// Default time a gRPC connection may stay open with no stream.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The body timeout for a size limit: the header timeout plus the limit at
 /// [`MIN_BODY_BYTES_PER_SECOND`].
@@ -98,6 +105,15 @@ pub struct Limits {
     /// Concurrent connections from one source; `0`: no per-source cap.
     pub max_per_ip: usize,
     pub shutdown_grace: Duration,
+    /// A gRPC connection with no open stream this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Limits {
+    /// The time a gRPC call has to produce its response headers.
+    pub fn call_timeout(&self) -> Duration {
+        self.body_timeout.max(Duration::from_secs(30))
+    }
 }
 
 impl Default for Limits {
@@ -109,6 +125,7 @@ impl Default for Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_per_ip: DEFAULT_MAX_PER_IP,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
@@ -265,7 +282,7 @@ pub async fn handshake(
 
 /// A connection with its slot and, until its first bytes arrived, a deadline
 /// for them (HTTP/2 preface). Implements tonic's `Connected` like the stream
-/// it wraps, so `peer_certs()` still works.
+/// it wraps.
 pub struct Guarded<IO> {
     io: IO,
     need: usize,
@@ -355,53 +372,6 @@ impl<IO: tonic::transport::server::Connected> tonic::transport::server::Connecte
     fn connect_info(&self) -> Self::ConnectInfo {
         self.io.connect_info()
     }
-}
-
-/// Connections for a tonic server (`serve_with_incoming_shutdown`): capped,
-/// TLS-handshaken with a deadline when `tls` is set, each with an HTTP/2
-/// preface deadline. Ends when `shutdown` resolves.
-pub fn grpc_incoming<IO: Send + 'static>(
-    mut acceptor: Acceptor,
-    wrap: impl Fn(TcpStream, SocketAddr) -> Pin<Box<dyn Future<Output = Option<IO>> + Send>>
-    + Send
-    + Sync
-    + 'static,
-    limits: Limits,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> impl futures::Stream<Item = Result<Guarded<IO>, std::io::Error>> + Send + 'static {
-    let (tx, rx) = mpsc::channel::<Guarded<IO>>(16);
-    let wrap = Arc::new(wrap);
-    tokio::spawn(async move {
-        tokio::pin!(shutdown);
-        loop {
-            let (tcp, peer, slot) = tokio::select! {
-                () = &mut shutdown => return,
-                c = acceptor.accept() => c,
-            };
-            let (tx, wrap) = (tx.clone(), wrap.clone());
-            tokio::spawn(async move {
-                if let Some(io) = wrap(tcp, peer).await {
-                    let g = Guarded::new(io, slot, H2_PREFACE_LEN, limits.header_timeout);
-                    let _ = tx.send(g).await;
-                }
-            });
-        }
-    });
-    tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok)
-}
-
-/// A tonic server with the HTTP/2 limits of every gRPC listener: keep-alive
-/// pings (a peer that stops answering is dropped), concurrent streams per
-/// connection, pending resets, header list size, and a deadline for each call
-/// to produce its response headers (streams then run on).
-pub fn grpc_server(limits: Limits) -> tonic::transport::Server {
-    tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(H2_KEEPALIVE_INTERVAL))
-        .http2_keepalive_timeout(Some(H2_KEEPALIVE_TIMEOUT))
-        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
-        .http2_max_pending_accept_reset_streams(Some(32))
-        .http2_max_header_list_size(16 * 1024)
-        .timeout(limits.body_timeout.max(Duration::from_secs(30)))
 }
 
 /// What an HTTP handler may know about its connection.

@@ -130,6 +130,10 @@ struct ServeArgs {
     /// for a renewal, in seconds; a change is loaded without a restart.
     #[arg(long, env = "CREDTRAIL_TLS_RELOAD_CHECK", default_value_t = 10)]
     tls_reload_check: u64,
+    /// How often the --policy file is looked at for a change, in seconds (a valid change is put
+    /// in force without a restart; an invalid one is logged and the previous policy stays); 0: never.
+    #[arg(long, env = "CREDTRAIL_POLICY_RELOAD_CHECK", default_value_t = 10)]
+    policy_reload_check: u64,
     /// Audit log file(s) to tail (--audit-log-path of the API server); repeat or comma-separate.
     #[arg(long, env = "CREDTRAIL_AUDIT_LOG_PATH", value_delimiter = ',')]
     audit_log_path: Vec<PathBuf>,
@@ -274,6 +278,10 @@ struct ServeArgs {
     /// agent stream (agents are pods; many nodes' pods can share a /64); 0: no cap.
     #[arg(long, env = "CREDTRAIL_MAX_CONNECTIONS_PER_IP", default_value_t = credtrail_aggregator::listen::DEFAULT_MAX_PER_IP)]
     max_connections_per_ip: usize,
+    /// A gRPC connection (query API, agent stream) with no open stream for this long is closed
+    /// (GOAWAY), even if it answers keep-alive pings; running streams are never cut.
+    #[arg(long, env = "CREDTRAIL_IDLE_TIMEOUT", default_value = "60s")]
+    idle_timeout: String,
     /// How long connections and live streams get to finish at shutdown.
     #[arg(long, env = "CREDTRAIL_SHUTDOWN_GRACE", default_value = "10s")]
     shutdown_grace: String,
@@ -327,6 +335,9 @@ fn listen(s: &str, flag: &str) -> anyhow::Result<Option<SocketAddr>> {
 fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
     credtrail_aggregator::ingest::tls_watch::set_check_interval(std::time::Duration::from_secs(
         a.tls_reload_check.max(1),
+    ));
+    credtrail_aggregator::policy::watch::set_check_interval(std::time::Duration::from_secs(
+        a.policy_reload_check,
     ));
     let retention = a
         .retention
@@ -396,6 +407,7 @@ fn serve_config(a: ServeArgs) -> anyhow::Result<ServeConfig> {
         agent_max_connections: a.agent_max_connections,
         max_connections_per_ip: a.max_connections_per_ip,
         shutdown_grace: dur("shutdown-grace", &a.shutdown_grace)?,
+        idle_timeout: dur("idle-timeout", &a.idle_timeout)?,
         query_readers: a.query_readers,
         query_timeout: dur("query-timeout", &a.query_timeout)?,
     };

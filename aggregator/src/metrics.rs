@@ -151,6 +151,24 @@ pub struct Metrics {
     pub delivery_retries: Family<SinkLabel, Counter>,
     /// Alerts waiting in the sink's queue.
     pub delivery_queue_depth: Family<SinkLabel, Gauge>,
+    /// Policy file reloads, by result (`ok`, `invalid`, `error`).
+    pub policy_reloads: Family<ResultLabel, Counter>,
+    /// Reloads applied since start (0: the policy loaded at start).
+    pub policy_generation: Gauge,
+    /// 1 for the SHA-256 of the policy file in force (`default`: no file).
+    pub policy_info: Family<PolicyInfoLabel, Gauge>,
+}
+
+/// Label: how something ended (`ok`, `invalid`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+/// Label: the SHA-256 (hex) of the policy file in force.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyInfoLabel {
+    pub sha256: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -341,8 +359,30 @@ impl Metrics {
             "Alerts waiting in a sink's queue",
             delivery_queue_depth.clone(),
         );
+        let policy_reloads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy file changes looked at, by result: ok (in force), invalid (the previous policy stayed), error (not stored; retried)",
+            policy_reloads.clone(),
+        );
+        let policy_generation = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        registry.register(
+            "policy_generation",
+            "Policy reloads applied since start (0: the policy loaded at start)",
+            policy_generation.clone(),
+        );
+        let policy_info = Family::<PolicyInfoLabel, Gauge>::default();
+        registry.register(
+            "policy_info",
+            "1 for the SHA-256 of the policy file in force (default: no policy file)",
+            policy_info.clone(),
+        );
         registry.register_collector(Box::new(TlsCollector));
+        registry.register_collector(Box::new(crate::auth::review_cache::ReviewCacheCollector));
         Self {
+            policy_reloads,
+            policy_generation,
+            policy_info,
             delivery_sent,
             delivery_failed,
             delivery_dropped,
@@ -423,6 +463,27 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// Counts one look at a changed policy file (`ok`, `invalid`, `error`).
+    pub fn policy_reload(&self, result: &str) {
+        self.policy_reloads
+            .get_or_create(&ResultLabel {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Publishes the policy in force.
+    pub fn policy_in_force(&self, sha256: &str, generation: u64) {
+        self.policy_info.clear();
+        self.policy_info
+            .get_or_create(&PolicyInfoLabel {
+                sha256: sha256.to_owned(),
+            })
+            .set(1);
+        self.policy_generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
     }
 
     /// Counts one query-API request.

@@ -21,7 +21,7 @@ use crate::alert::Alert;
 use crate::audit::AuditEvent;
 use crate::detect::{Changes, Detector};
 use crate::metrics::{AlertLabel, Metrics, NodeLabel, RejectLabel, SourceLabel};
-use crate::policy::Policy;
+use crate::policy::{LivePolicy, Policy};
 use crate::store::{self, Store, StoreError};
 
 /// Errors of the pipeline.
@@ -64,7 +64,8 @@ pub struct Pipeline {
 struct Inner {
     store: Store,
     metrics: Arc<Metrics>,
-    policy: Arc<Policy>,
+    /// The policy in force (the detector holds its own copy, swapped with it).
+    policy: Arc<LivePolicy>,
     detector: Arc<Mutex<Detector>>,
     alerts: broadcast::Sender<Alert>,
 }
@@ -79,6 +80,17 @@ impl Pipeline {
         policy: Arc<Policy>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, PipelineError> {
+        Self::with_live_policy(store, LivePolicy::new(policy, None), metrics)
+    }
+
+    /// [`Pipeline::new`] with the policy in force held by `live` (`serve`:
+    /// its file's hash; reloads swap it, [`Pipeline::set_policy`]).
+    pub fn with_live_policy(
+        store: Store,
+        live: Arc<LivePolicy>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, PipelineError> {
+        let policy = live.current();
         let mut detector = Detector::new(policy.clone());
         let loaded = store.write_blocking(|tx| {
             store::apply_policy(tx, &policy, chrono::Utc::now())?;
@@ -93,12 +105,13 @@ impl Pipeline {
         detector.restore_learned(learned);
         detector.restore_activity(activity);
         metrics.state(&detector.state_stats());
+        metrics.policy_in_force(&live.sha256(), live.generation());
         let (alerts, _) = broadcast::channel(ALERT_CHANNEL);
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
                 metrics,
-                policy,
+                policy: live,
                 detector: Arc::new(Mutex::new(detector)),
                 alerts,
             }),
@@ -114,8 +127,47 @@ impl Pipeline {
         self.inner.metrics.skipped(source, reason, n);
     }
 
-    pub fn policy(&self) -> &Arc<Policy> {
+    /// The policy in force now.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.inner.policy.current()
+    }
+
+    /// The swappable policy (what listeners read per batch or request).
+    pub fn live_policy(&self) -> &Arc<LivePolicy> {
         &self.inner.policy
+    }
+
+    /// Puts a reloaded policy in force (`policy/watch.rs`): in the store
+    /// (its roles and suppressions, as at start) and in the detector, in one
+    /// write, so every batch is judged wholly by the old or the new policy.
+    /// Detection state already held is kept. Returns the new generation.
+    pub async fn set_policy(
+        &self,
+        policy: Policy,
+        sha256: Option<[u8; 32]>,
+    ) -> Result<u64, PipelineError> {
+        let policy = Arc::new(policy);
+        let detector = self.inner.detector.clone();
+        let m = self.inner.metrics.clone();
+        let p = policy.clone();
+        self.inner
+            .store
+            .write(move |tx| {
+                store::apply_policy(tx, &p, chrono::Utc::now())?;
+                let suppressions = store::load_suppressions(tx)?;
+                let mut det = detector
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                det.set_policy(p, suppressions);
+                m.state(&det.state_stats());
+                Ok(())
+            })
+            .await?;
+        let generation = self.inner.policy.set(policy, sha256);
+        self.inner
+            .metrics
+            .policy_in_force(&self.inner.policy.sha256(), generation);
+        Ok(generation)
     }
 
     /// Live alerts (active ones), after they are stored.

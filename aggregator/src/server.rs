@@ -21,7 +21,7 @@ use crate::ingest::tls::{TlsPaths, server_config};
 use crate::ingest::webhook::{self, WebhookAuth};
 use crate::listen::{self, Limits};
 use crate::metrics::Metrics;
-use crate::policy::Policy;
+use crate::policy::{LivePolicy, Policy};
 use crate::state::AppState;
 use crate::store::{Store, StoreOptions, Synchronous};
 
@@ -92,6 +92,9 @@ pub struct ServeLimits {
     pub max_connections_per_ip: usize,
     /// How long connections and streams get to finish at shutdown.
     pub shutdown_grace: Duration,
+    /// A gRPC connection (query API, agent stream) with no open stream this
+    /// long is closed; running streams are never cut.
+    pub idle_timeout: Duration,
     /// Read-only connections serving queries.
     pub query_readers: usize,
     /// A query running longer is interrupted (503).
@@ -109,6 +112,7 @@ impl Default for ServeLimits {
             agent_max_connections: listen::DEFAULT_AGENT_MAX_CONNECTIONS,
             max_connections_per_ip: l.max_per_ip,
             shutdown_grace: l.shutdown_grace,
+            idle_timeout: l.idle_timeout,
             query_readers: crate::store::DEFAULT_READERS,
             query_timeout: crate::store::DEFAULT_QUERY_TIMEOUT,
         }
@@ -127,6 +131,7 @@ impl ServeLimits {
             max_connections: self.max_connections,
             max_per_ip: self.max_connections_per_ip,
             shutdown_grace: self.shutdown_grace,
+            idle_timeout: self.idle_timeout,
         }
     }
 
@@ -152,8 +157,11 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 /// Builds the shared state from the configuration (store + policy).
 pub fn open_state(cfg: &ServeConfig) -> anyhow::Result<AppState> {
     let policy = match &cfg.policy {
-        Some(p) => Policy::load(p)?,
-        None => Policy::default(),
+        Some(p) => {
+            let (policy, sha256) = crate::policy::watch::load(p)?;
+            LivePolicy::new(Arc::new(policy), Some(sha256))
+        }
+        None => LivePolicy::fixed(Policy::default()),
     };
     let store = Store::open_with(
         &cfg.db,
@@ -163,7 +171,11 @@ pub fn open_state(cfg: &ServeConfig) -> anyhow::Result<AppState> {
             query_timeout: cfg.limits.query_timeout,
         },
     )?;
-    Ok(AppState::new(store, policy, Arc::new(Metrics::new()))?)
+    Ok(AppState::with_live_policy(
+        store,
+        policy,
+        Arc::new(Metrics::new()),
+    )?)
 }
 
 /// What `serve` runs besides the listeners.
@@ -276,6 +288,28 @@ pub async fn serve_with(
                 .await
                 .context("audit webhook")
         });
+    }
+    if let Some(path) = &cfg.policy
+        && !crate::policy::watch::check_interval().is_zero()
+    {
+        // Reloaded in place when its content changes (ConfigMap edits);
+        // ends at shutdown, never ends `serve` by itself.
+        let sha256 = hex::decode(state.policy.sha256())
+            .ok()
+            .and_then(|v| <[u8; 32]>::try_from(v).ok())
+            .unwrap_or_default();
+        let watch = crate::policy::watch::PolicyWatch::new(path.clone(), sha256);
+        tokio::spawn(crate::policy::watch::run(
+            watch,
+            state.pipeline.clone(),
+            state.metrics.clone(),
+            stopped(),
+        ));
+        tracing::info!(
+            path = %path.display(),
+            every_seconds = crate::policy::watch::check_interval().as_secs_f64(),
+            "watching the policy file for changes"
+        );
     }
     for path in &cfg.audit_log_paths {
         let t =

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use crate::auth::ApiAuth;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineError};
-use crate::policy::Policy;
+use crate::policy::{LivePolicy, Policy};
 use crate::store::Store;
 
 /// What every listener (webhook, agent stream, query API) shares. Cheap to clone.
@@ -16,7 +16,8 @@ pub struct AppState {
     pub store: Store,
     pub pipeline: Pipeline,
     pub metrics: Arc<Metrics>,
-    pub policy: Arc<Policy>,
+    /// The policy in force (reloaded in place, `policy/watch.rs`).
+    pub policy: Arc<LivePolicy>,
     /// When this process started.
     pub started: DateTime<Utc>,
     /// Who may use the query API (default: nobody; `serve` sets it).
@@ -31,9 +32,17 @@ impl AppState {
     /// Builds the state: loads detection state from `store` and applies `policy`
     /// (configured roles and suppressions are written to the store).
     pub fn new(store: Store, policy: Policy, metrics: Arc<Metrics>) -> Result<Self, PipelineError> {
-        let policy = Arc::new(policy);
+        Self::with_live_policy(store, LivePolicy::fixed(policy), metrics)
+    }
+
+    /// [`AppState::new`] with the policy in force held by `policy` (`serve`).
+    pub fn with_live_policy(
+        store: Store,
+        policy: Arc<LivePolicy>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, PipelineError> {
         store.count_query_timeouts(metrics.query_timeouts.clone());
-        let pipeline = Pipeline::new(store.clone(), policy.clone(), metrics.clone())?;
+        let pipeline = Pipeline::with_live_policy(store.clone(), policy.clone(), metrics.clone())?;
         Ok(Self {
             store,
             pipeline,

@@ -28,7 +28,7 @@ pub use sink::ObservationSink;
 
 use crate::listen::{Acceptor, Limits};
 use crate::metrics::Metrics;
-use crate::policy::Policy;
+use crate::policy::{LivePolicy, Policy};
 use crate::store::Store;
 
 /// Largest encoded message accepted on the stream (a full batch fits easily).
@@ -96,7 +96,7 @@ pub async fn serve_with<S: ObservationSink>(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let policy = Arc::new(Policy::default());
+    let policy = LivePolicy::fixed(Policy::default());
     serve_limited(
         listener,
         tls,
@@ -123,7 +123,7 @@ pub async fn serve_limited<S: ObservationSink>(
     sink: S,
     store: Store,
     metrics: Arc<Metrics>,
-    policy: Arc<Policy>,
+    policy: Arc<LivePolicy>,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -140,7 +140,10 @@ pub async fn serve_limited<S: ObservationSink>(
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let tls = tokio_rustls::TlsAcceptor::from(tls.load()?);
     let acceptor = Acceptor::new(listener, "agent", &limits, metrics.clone());
-    let incoming = crate::listen::grpc_incoming(
+    tracing::info!(%addr, "agent stream listening (gRPC, mTLS)");
+    // Batches are large: without big windows, HTTP/2 flow control (64 KiB
+    // by default) would pace the stream by round trips.
+    crate::listen::grpc::serve(
         acceptor,
         move |tcp, peer| {
             let (tls, metrics) = (tls.clone(), metrics.clone());
@@ -156,22 +159,13 @@ pub async fn serve_limited<S: ObservationSink>(
                 .await
             })
         },
+        tonic::service::Routes::new(server),
         limits,
-        async move {
-            let mut rx = stopping;
-            let _ = rx.wait_for(|s| *s).await;
-        },
-    );
-    tracing::info!(%addr, "agent stream listening (gRPC, mTLS)");
-    crate::listen::grpc_server(limits)
-        // Batches are large: without big windows, HTTP/2 flow control
-        // (64 KiB by default) would pace the stream by round trips.
-        .initial_stream_window_size(WINDOW_BYTES)
-        .initial_connection_window_size(WINDOW_BYTES)
-        .add_service(server)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-        .with_context(|| format!("serving the agent stream on {addr}"))
+        Some(WINDOW_BYTES),
+        shutdown,
+    )
+    .await;
+    Ok(())
 }
 
 /// Serves the agent stream into the aggregator's pipeline (what `server.rs` runs).

@@ -25,7 +25,7 @@ use super::sink::ObservationSink;
 use super::validate::{Refusal, check_observation};
 use crate::metrics::{Metrics, NodeLabel, RefusalLabel};
 use crate::plausible;
-use crate::policy::Policy;
+use crate::policy::LivePolicy;
 use crate::store::{AgentHello, Store};
 
 /// Largest batch accepted (observations); told to agents in the Welcome.
@@ -47,8 +47,9 @@ pub struct AgentStreamService<S> {
     sink: S,
     store: Store,
     metrics: Arc<Metrics>,
-    /// Cluster ranges that bound what agents may claim (`validate.rs`).
-    policy: Arc<Policy>,
+    /// Cluster ranges that bound what agents may claim (`validate.rs`):
+    /// the policy in force when each batch arrives.
+    policy: Arc<LivePolicy>,
     nodes: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<NodeState>>>>>,
     /// Turns true when the aggregator shuts down: sessions end with `unavailable`.
     stopping: tokio::sync::watch::Receiver<bool>,
@@ -78,7 +79,7 @@ impl<S: ObservationSink> AgentStreamService<S> {
         sink: S,
         store: Store,
         metrics: Arc<Metrics>,
-        policy: Arc<Policy>,
+        policy: Arc<LivePolicy>,
         stopping: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         Self {
@@ -408,10 +409,11 @@ impl<S: ObservationSink> AgentStreamService<S> {
         let mut rejected = Vec::new();
         let mut refusals = Vec::new();
         let now = Utc::now();
+        let policy = self.policy.current();
         for (i, o) in batch.observations.into_iter().enumerate().skip(skip) {
             let seq = batch.first_seq + i as u64;
             match Observation::try_from(o) {
-                Ok(obs) => match check_observation(&s.node, obs, &self.policy) {
+                Ok(obs) => match check_observation(&s.node, obs, &policy) {
                     Ok((obs, dropped)) => {
                         refusals.extend(dropped);
                         match plausible::check_observation(&obs, now) {

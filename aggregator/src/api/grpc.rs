@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use super::live::{self, LiveEvent};
 use super::{ApiError, ops};
 use crate::auth::{Access, Principal};
-use crate::listen::{Acceptor, Guarded, Limits};
+use crate::listen::{Acceptor, Limits};
 use crate::state::AppState;
 use crate::store::query::inventory::{BindingQuery, CredentialQuery};
 use crate::store::query::suppressions::NewSuppression;
@@ -42,30 +42,22 @@ pub async fn serve(
 /// Serves the `QueryService` through the shared accept loop
 /// ([`crate::listen`]: connection cap, TLS handshake deadline when
 /// `--api-tls-cert` is set, preface timeout, `TCP_NODELAY`) with HTTP/2
-/// keep-alive, stream and per-call limits.
+/// keep-alive, stream, per-call and idle limits ([`crate::listen::grpc`]).
 pub async fn serve_limited(
     listener: tokio::net::TcpListener,
     limits: Limits,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let acceptor = Acceptor::new(listener, "grpc_api", &limits, state.metrics.clone());
-    let stopped = async move {
-        let mut rx = stop_rx;
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let shutdown = async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    };
+    let routes = tonic::service::Routes::new(service(state.clone()));
     match state.auth.tls.as_ref().map(|t| t.grpc.clone()) {
         // TLS (`--api-tls-cert`): handshakes with the loop's deadline; a
         // verified client certificate reaches `allow` via `peer_certs()`.
         Some(tls) => {
             let tls = tokio_rustls::TlsAcceptor::from(tls);
             let metrics = state.metrics.clone();
-            let incoming = crate::listen::grpc_incoming(
+            crate::listen::grpc::serve(
                 acceptor,
                 move |tcp, peer| {
                     let (tls, metrics) = (tls.clone(), metrics.clone());
@@ -81,41 +73,26 @@ pub async fn serve_limited(
                         .await
                     })
                 },
+                routes,
                 limits,
-                stopped,
-            );
-            run(incoming, limits, state, shutdown).await
+                None,
+                shutdown,
+            )
+            .await;
         }
         None => {
-            let incoming = crate::listen::grpc_incoming(
+            crate::listen::grpc::serve(
                 acceptor,
                 |tcp, _| Box::pin(async move { Some(tcp) }),
+                routes,
                 limits,
-                stopped,
-            );
-            run(incoming, limits, state, shutdown).await
+                None,
+                shutdown,
+            )
+            .await;
         }
     }
-}
-
-async fn run<IO>(
-    incoming: impl Stream<Item = Result<Guarded<IO>, std::io::Error>> + Send + 'static,
-    limits: Limits,
-    state: AppState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error>
-where
-    IO: tokio::io::AsyncRead
-        + tokio::io::AsyncWrite
-        + tonic::transport::server::Connected
-        + Unpin
-        + Send
-        + 'static,
-{
-    crate::listen::grpc_server(limits)
-        .add_service(service(state))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+    Ok(())
 }
 
 impl QueryApi {

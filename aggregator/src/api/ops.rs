@@ -119,7 +119,7 @@ pub async fn create_suppression(
     new: NewSuppression,
 ) -> Result<SuppressionEntry, ApiError> {
     let now = Utc::now();
-    new.validate(now, state.policy.max_suppression)?;
+    new.validate(now, state.policy.current().max_suppression)?;
     let entry = state
         .store
         .write(move |tx| Ok(suppressions::create_suppression(tx, now, &new)))

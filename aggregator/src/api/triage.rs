@@ -162,7 +162,7 @@ pub async fn triage_alert(
             &by,
             update.note.as_deref(),
             now,
-            state.policy.max_suppression,
+            state.policy.current().max_suppression,
         )
     });
     Ok(Outcome { alert, suggestion })

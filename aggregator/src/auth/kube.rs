@@ -3,17 +3,18 @@
 //! decided with a `SubjectAccessReview` on resource `alerts` of API group
 //! `credtrail.io` (verbs `get` = read, `update` = triage writes, `admin`).
 //! Answers are cached briefly (bounded in entries and time), keyed by the
-//! token's SHA-256 — never the token.
+//! token's SHA-256 — never the token; concurrent reviews of one token are
+//! one request ([`super::review_cache`]).
 //!
 //! The aggregator authenticates to the API server with its own
 //! ServiceAccount token (re-read from its file on every call, as projected
 //! tokens rotate) and needs `create` on `tokenreviews` and
 //! `subjectaccessreviews`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
@@ -21,6 +22,7 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::review_cache::{Cache, ReviewCache};
 use super::{Access, AuthError, Method, Principal};
 
 /// The resource SubjectAccessReviews ask about.
@@ -28,11 +30,9 @@ pub const GROUP: &str = "credtrail.io";
 pub const RESOURCE: &str = "alerts";
 
 /// How long an answer is kept.
-pub const CACHE_TTL: Duration = Duration::from_secs(60);
+pub const CACHE_TTL: Duration = super::review_cache::POSITIVE_TTL;
 /// How long a refusal is kept (shorter: a fixed binding takes effect soon).
-pub const NEGATIVE_TTL: Duration = Duration::from_secs(10);
-/// Most cached answers of each kind.
-pub const CACHE_MAX: usize = 4096;
+pub const NEGATIVE_TTL: Duration = super::review_cache::NEGATIVE_TTL;
 /// Longest wait for the API server.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest answer read from the API server.
@@ -91,48 +91,13 @@ pub struct KubeUser {
     pub extra: BTreeMap<String, Vec<String>>,
 }
 
-struct Cache<K, V> {
-    map: HashMap<K, (V, Instant)>,
-}
-
-impl<K: std::hash::Hash + Eq + Clone, V: Clone> Cache<K, V> {
-    fn new() -> Self {
-        Self {
-            map: HashMap::new(),
-        }
-    }
-
-    fn get(&mut self, k: &K) -> Option<V> {
-        match self.map.get(k) {
-            Some((v, until)) if *until > Instant::now() => Some(v.clone()),
-            Some(_) => {
-                self.map.remove(k);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn put(&mut self, k: K, v: V, ttl: Duration) {
-        let now = Instant::now();
-        if self.map.len() >= CACHE_MAX {
-            self.map.retain(|_, (_, until)| *until > now);
-        }
-        if self.map.len() >= CACHE_MAX {
-            // Still full of live answers: start over rather than grow.
-            self.map.clear();
-        }
-        self.map.insert(k, (v, now + ttl));
-    }
-}
-
 /// The TokenReview/SubjectAccessReview client and its caches.
 pub struct KubeAuth {
     cfg: KubeConfig,
     tls: tokio_rustls::TlsConnector,
     authority: String,
     server_name: rustls::pki_types::ServerName<'static>,
-    reviews: Mutex<Cache<[u8; 32], Option<KubeUser>>>,
+    reviews: ReviewCache,
     decisions: Mutex<Cache<(String, Access), bool>>,
 }
 
@@ -206,9 +171,16 @@ impl KubeAuth {
             tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
             authority,
             server_name,
-            reviews: Mutex::new(Cache::new()),
+            reviews: ReviewCache::default(),
             decisions: Mutex::new(Cache::new()),
         })
+    }
+
+    /// How long accepted tokens (never past their `exp`) and refusals are
+    /// kept (defaults [`CACHE_TTL`], [`NEGATIVE_TTL`]).
+    pub fn with_review_ttls(mut self, accepted: Duration, refused: Duration) -> Self {
+        self.reviews = ReviewCache::new(accepted, refused);
+        self
     }
 
     /// POSTs `body` to `path`; the status and the JSON answer.
@@ -256,10 +228,21 @@ impl KubeAuth {
             .map_err(|_| format!("{path}: no answer within {TIMEOUT:?}"))?
     }
 
-    /// `TokenReview` of `token` for `audiences` (not cached): the user when
-    /// the API server authenticates it *and* its answer names one of the
-    /// audiences; `Ok(None)` when it does not; `Err` when the review failed.
+    /// `TokenReview` of `token` for `audiences` (cached, one review per token
+    /// at a time): the user when the API server authenticates it *and* its
+    /// answer names one of the audiences; `Ok(None)` when it does not; `Err`
+    /// when the review failed.
     pub async fn review(
+        &self,
+        token: &str,
+        audiences: &[&str],
+    ) -> Result<Option<KubeUser>, String> {
+        self.reviews
+            .get_or_review(token, audiences, self.review_uncached(token, audiences))
+            .await
+    }
+
+    async fn review_uncached(
         &self,
         token: &str,
         audiences: &[&str],
@@ -293,55 +276,48 @@ impl KubeAuth {
             .filter(|u| !u.username.is_empty()))
     }
 
-    /// Who `token` is, per `TokenReview` (cached by its hash).
+    /// Who `token` is, per `TokenReview` for the API server's own audiences
+    /// (cached by its hash, one review per token at a time).
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
-        let key = super::tokens::hash(token);
-        let cached = lock(&self.reviews).get(&key);
-        let user = match cached {
-            Some(u) => u,
-            None => {
-                let body = json!({
-                    "apiVersion": "authentication.k8s.io/v1",
-                    "kind": "TokenReview",
-                    "spec": {"token": token},
-                });
-                let (status, v) = self
-                    .post("/apis/authentication.k8s.io/v1/tokenreviews", &body)
-                    .await
-                    .map_err(|e| {
-                        tracing::warn!(error = %e, "TokenReview failed");
-                        AuthError::Unavailable
-                    })?;
-                if !(200..300).contains(&status) {
-                    tracing::warn!(
-                        status,
-                        "TokenReview refused (does the aggregator's ServiceAccount have create on tokenreviews?)"
-                    );
-                    return Err(AuthError::Unavailable);
-                }
-                let st = &v["status"];
-                let user = if st["authenticated"].as_bool() == Some(true) {
-                    serde_json::from_value::<KubeUser>(st["user"].clone())
-                        .ok()
-                        .filter(|u| !u.username.is_empty())
-                } else {
-                    None
-                };
-                let ttl = if user.is_some() {
-                    CACHE_TTL
-                } else {
-                    NEGATIVE_TTL
-                };
-                lock(&self.reviews).put(key, user.clone(), ttl);
-                user
-            }
-        };
+        let user = self
+            .reviews
+            .get_or_review(token, &[], self.review_any_audience(token))
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "TokenReview failed");
+                AuthError::Unavailable
+            })?;
         let user = user.ok_or(AuthError::Unauthenticated("unknown token"))?;
         Ok(Principal {
             name: format!("kube:{}", user.username),
             role: None,
             method: Method::TokenReview,
             kube_user: Some(user),
+        })
+    }
+
+    /// `TokenReview` with no audience named (the API server's own).
+    async fn review_any_audience(&self, token: &str) -> Result<Option<KubeUser>, String> {
+        let body = json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token},
+        });
+        let (status, v) = self
+            .post("/apis/authentication.k8s.io/v1/tokenreviews", &body)
+            .await?;
+        if !(200..300).contains(&status) {
+            return Err(format!(
+                "TokenReview answered {status} (does the aggregator's ServiceAccount have create on tokenreviews?)"
+            ));
+        }
+        let st = &v["status"];
+        Ok(if st["authenticated"].as_bool() == Some(true) {
+            serde_json::from_value::<KubeUser>(st["user"].clone())
+                .ok()
+                .filter(|u| !u.username.is_empty())
+        } else {
+            None
         })
     }
 
@@ -397,21 +373,5 @@ impl KubeAuth {
         let ttl = if allowed { CACHE_TTL } else { NEGATIVE_TTL };
         lock(&self.decisions).put(key, allowed, ttl);
         Ok(allowed)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cache_is_bounded_and_expires() {
-        let mut c: Cache<u32, bool> = Cache::new();
-        for i in 0..(CACHE_MAX as u32 + 10) {
-            c.put(i, true, CACHE_TTL);
-        }
-        assert!(c.map.len() <= CACHE_MAX);
-        c.put(1, true, Duration::ZERO);
-        assert_eq!(c.get(&1), None);
     }
 }

@@ -27,6 +27,7 @@ pub mod config;
 pub mod http;
 pub mod jwks;
 pub mod kube;
+pub mod review_cache;
 pub mod tokens;
 
 use std::fmt;

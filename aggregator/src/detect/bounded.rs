@@ -87,6 +87,22 @@ impl<K: Hash + Eq, V> Bounded<K, V> {
         self.limits
     }
 
+    /// New bounds (a reloaded policy): entries past the new count go now
+    /// (least recently used first, counted under `cap`), entries past the new
+    /// age at the next [`Bounded::advance`].
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = Limits {
+            max_entries: limits.max_entries.max(1),
+            ..limits
+        };
+        while self.map.len() > self.limits.max_entries {
+            if self.map.pop_front().is_none() {
+                break;
+            }
+            self.dropped.cap += 1;
+        }
+    }
+
     /// Moves the clock forward to `t` (never back) and expires what is too old.
     pub fn advance(&mut self, t: DateTime<Utc>) {
         self.advance_ms(t.timestamp_millis());

@@ -24,6 +24,7 @@ mod mint;
 mod node_writes;
 pub mod patch;
 pub mod rbac;
+mod reload;
 pub mod rules;
 pub mod sightings;
 mod suppress;

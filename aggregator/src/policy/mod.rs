@@ -6,7 +6,9 @@
 //! problem is collected and reported together ([`PolicyError::Invalid`]).
 
 pub mod file;
+pub mod live;
 mod validate;
+pub mod watch;
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -16,6 +18,7 @@ use ipnet::IpNet;
 
 use crate::audit::PolicyRule;
 pub use file::{PolicyFile, StateSpec, SuppressionMatch};
+pub use live::LivePolicy;
 pub(crate) use validate::parse_cidr;
 pub use validate::{parse_duration, validate};
 

@@ -91,6 +91,8 @@ pub enum TokenError {
     Claims(String),
     #[error("token expired")]
     Expired,
+    #[error("token not valid yet")]
+    NotYetValid,
 }
 
 /// Mints and verifies tokens.
@@ -246,8 +248,15 @@ impl Issuer {
         let payload = URL_SAFE_NO_PAD.decode(p).map_err(|_| TokenError::NotJwt)?;
         let claims: Claims =
             serde_json::from_slice(&payload).map_err(|e| TokenError::Claims(e.to_string()))?;
-        if claims.exp < Utc::now().timestamp() {
+        let now = Utc::now().timestamp();
+        if claims.exp < now {
             return Err(TokenError::Expired);
+        }
+        // The API server checks `nbf` too (go-jose, with a minute of leeway);
+        // the simulator allows none, so a test can mint a token that becomes
+        // valid a moment later.
+        if claims.nbf > now {
+            return Err(TokenError::NotYetValid);
         }
         Ok(claims)
     }
@@ -311,5 +320,12 @@ mod tests {
             claims.kubernetes_io.serviceaccount
         );
         assert_ne!(again.jti, claims.jti);
+        // Not valid yet: refused until its `nbf`.
+        let mut early = claims.clone();
+        early.nbf += 60;
+        assert_eq!(
+            issuer.verify(&issuer.sign(&early)).unwrap_err(),
+            TokenError::NotYetValid
+        );
     }
 }

@@ -17,3 +17,4 @@ mod stream_refusals;
 mod stream_resume;
 mod stream_tls_rotation;
 mod stream_token_identity;
+mod token_review_cache;
