@@ -23,6 +23,7 @@ mod mint;
 mod node_writes;
 pub mod patch;
 pub mod rbac;
+mod read_lists;
 pub mod rules;
 pub mod sightings;
 mod suppress;
@@ -294,7 +295,14 @@ impl Detector {
         self.baselines.advance(t);
         self.identities.advance(t);
         self.jti_places.advance(t);
-        self.sight.advance(t);
+        // A token past its `exp` (and the grace) is refused by the API
+        // server: its reads and the places its JTI was used can go.
+        let jti = &mut self.jti_places;
+        self.sight.advance_with(t, |key| {
+            if jti.remove(key).is_some() {
+                jti.count_expired(1);
+            }
+        });
         self.activity.advance(t);
     }
 
@@ -309,6 +317,8 @@ impl Detector {
         ];
         self.sight.state_stats(&mut out);
         self.activity.stats(&mut out);
+        self.cluster.stats(&mut out);
+        self.lineage.stats(&mut out);
         out
     }
 
