@@ -384,7 +384,7 @@ fn every_map_costs_within_its_budget_per_entry() {
 
     // RBAC objects as the API server reports them: roles with two rules,
     // bindings with two subjects.
-    let evs = rbac_writes(N / 2, t0, "clusterroles");
+    let evs = rbac_writes(4000, t0, "clusterroles");
     rows.push(measure(
         "role (two rules)",
         &["roles"],
@@ -393,7 +393,7 @@ fn every_map_costs_within_its_budget_per_entry() {
         |d| judge_all(d, &evs),
     ));
     drop(evs);
-    let evs = rbac_writes(N / 2, t0, "clusterrolebindings");
+    let evs = rbac_writes(4000, t0, "clusterrolebindings");
     rows.push(measure(
         "binding (two subjects)",
         &["bindings"],

@@ -135,6 +135,20 @@ async fn every_map_is_driven_past_its_cap_and_stays_within_it() {
         );
     }
     assert!(gauge(&m, "node_ips") <= 3 * 8);
+    // Every map has its gauge, those with fixed caps too.
+    for map in [
+        "connect_sightings",
+        "activity_before",
+        "activity_open",
+        "learned_nodes",
+        "deleted_nodes",
+        "api_endpoints",
+        "minted",
+        "incident_keys",
+        "incidents",
+    ] {
+        assert!(gauge(&m, map) >= 0);
+    }
 }
 
 #[tokio::test]
