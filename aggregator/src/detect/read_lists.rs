@@ -210,6 +210,24 @@ mod tests {
     }
 
     #[test]
+    fn a_planted_token_claiming_a_victims_jti_cannot_expire_the_victims_read() {
+        // Claims are not verified on the node: a process may read a file it
+        // wrote with the victim's JTI and an `exp` long past (or absurd).
+        let mut l = lists(10);
+        advance(&mut l, 0);
+        l.add("JTI=victim", read(1, Some(86_400)));
+        l.add("JTI=victim", read(66, Some(-1_700_000_000)));
+        l.add("JTI=victim", read(67, Some(8_000_000_000_000))); // year ~255,000
+        assert!(advance(&mut l, 10).is_empty());
+        let left: Vec<u32> = l.get("JTI=victim").iter().map(|r| r.tgid).collect();
+        assert_eq!(left, [1, 67], "only the planted read past its exp goes");
+        // An `exp` chrono cannot represent is no expiry (the age limit).
+        let mut r = (*read(68, None)).clone();
+        r.expires = DateTime::from_timestamp(i64::MAX, 0);
+        assert!(r.expires.is_none() && !r.expired_at(i64::MAX));
+    }
+
+    #[test]
     fn the_queue_stays_bounded_and_evicted_keys_are_skipped() {
         let mut l = lists(4);
         advance(&mut l, 0);
