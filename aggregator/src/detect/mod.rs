@@ -296,10 +296,17 @@ impl Detector {
         self.identities.advance(t);
         self.jti_places.advance(t);
         // A token past its `exp` (and the grace) is refused by the API
-        // server: its reads and the places its JTI was used can go.
+        // server: its reads and the places its JTI was used can go. Only
+        // when no place was used after that: claims are not verified on the
+        // node, and a planted file naming a victim's JTI with an `exp` long
+        // past must not wipe the places of the real token (CT1547-003).
         let jti = &mut self.jti_places;
-        self.sight.advance_with(t, |key| {
-            if jti.remove(key).is_some() {
+        self.sight.advance_with(t, |key, at| {
+            if jti
+                .get(key)
+                .is_some_and(|p| p.iter().all(|p| p.last.timestamp_millis() <= at))
+            {
+                jti.remove(key);
                 jti.count_expired(1);
             }
         });

@@ -107,11 +107,12 @@ impl ReadLists {
     }
 
     /// Forgets reads of tokens expired by the map's clock; hands `gone` each
-    /// key left without reads (removed, counted as expired).
-    pub fn expire(&mut self, mut gone: impl FnMut(&str)) {
+    /// key left without reads (removed, counted as expired) with the time
+    /// (ms) its last reads stopped mattering (their `exp` plus the grace).
+    pub fn expire(&mut self, mut gone: impl FnMut(&str, i64)) {
         let Some(now) = self.now_ms() else { return };
         while self.queue.peek().is_some_and(|Reverse((at, _))| *at <= now) {
-            let Some(Reverse((_, key))) = self.queue.pop() else {
+            let Some(Reverse((at, key))) = self.queue.pop() else {
                 break;
             };
             let Some(v) = self.map.peek_mut(&*key) else {
@@ -124,7 +125,7 @@ impl ReadLists {
             if v.is_empty() {
                 self.map.remove(&*key);
                 self.map.count_expired(1);
-                gone(&key);
+                gone(&key, at);
             } else if n > 0 && v.capacity() > 2 * v.len() {
                 v.shrink_to_fit();
             }
@@ -170,7 +171,7 @@ mod tests {
     fn advance(l: &mut ReadLists, s: i64) -> Vec<String> {
         let mut gone = Vec::new();
         l.map.advance(t(s));
-        l.expire(|k| gone.push(k.to_owned()));
+        l.expire(|k, _| gone.push(k.to_owned()));
         gone
     }
 

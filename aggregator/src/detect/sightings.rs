@@ -200,17 +200,17 @@ impl Sightings {
 
     /// Moves every map's clock to `t` and expires what is too old.
     pub fn advance(&mut self, t: DateTime<Utc>) {
-        self.advance_with(t, |_| {});
+        self.advance_with(t, |_, _| {});
     }
 
     /// [`Sightings::advance`], handing `gone` each credential key whose
-    /// reads expired with their token.
-    pub fn advance_with(&mut self, t: DateTime<Utc>, gone: impl FnMut(&str)) {
+    /// reads expired with their token, and when (ms: `exp` plus the grace).
+    pub fn advance_with(&mut self, t: DateTime<Utc>, gone: impl FnMut(&str, i64)) {
         let t = super::limits::clock(t);
         self.by_key.map.advance(t);
         self.by_key.expire(gone);
         self.by_user.map.advance(t);
-        self.by_user.expire(|_| {});
+        self.by_user.expire(|_, _| {});
         let total = &mut self.connects_total;
         self.connects
             .advance_with(t, |_, q| *total -= q.len().min(*total));

@@ -387,3 +387,54 @@ async fn a_restart_does_not_reload_reads_of_expired_tokens() {
     .await;
     assert_eq!(rules(&alerts), ["CT1547-001"], "{alerts:#?}");
 }
+
+#[tokio::test]
+async fn a_planted_read_with_a_past_exp_does_not_wipe_a_jtis_places() {
+    // The real token of shop/web-1 was never seen read; its uses are. A
+    // process on node-b plants a file naming the same JTI with an `exp`
+    // long past and reads it: that read expires at once, but the JTI's
+    // places (used after that `exp`) stay, so the stolen token used from
+    // node-b still raises CT1547-003.
+    let app = app("detection:\n  jti_reuse_window: 1h\n");
+    let sa = "system:serviceaccount:shop:web";
+    let legit =
+        Req::new("legit", 0, sa, "127.1.1.5").bound("victim", "node-a", "web-1", "pod-uid-web");
+    let planted = token_read(
+        "node-b",
+        "node-b/b/1",
+        10,
+        666,
+        "sh",
+        None,
+        expiring("victim", "web", -7200),
+    );
+    let alerts = run(
+        &app,
+        vec![
+            cluster(),
+            Step::Audit(vec![legit]),
+            Step::Obs("node-b", vec![planted]),
+            Step::Audit(vec![Req::new(
+                "tick",
+                20,
+                "system:serviceaccount:x:y",
+                "127.0.1.1",
+            )]),
+            Step::Audit(vec![Req::new("stolen", 30, sa, "127.0.1.2").bound(
+                "victim",
+                "node-a",
+                "web-1",
+                "pod-uid-web",
+            )]),
+        ],
+    )
+    .await;
+    let m = app.metrics.encode();
+    assert_eq!(
+        dropped(&m, "reads_by_key", "expired"),
+        1,
+        "the planted read went"
+    );
+    assert_eq!(dropped(&m, "jti_places", "expired"), 0, "the places stayed");
+    assert!(rules(&alerts).contains(&"CT1547-003"), "{alerts:#?}");
+}
