@@ -326,7 +326,7 @@ impl Metrics {
         let state_dropped = Family::<DroppedLabel, Counter>::default();
         registry.register(
             "detector_state_dropped",
-            "Detection-state entries removed by a map's count (cap) or age (age) limit",
+            "Detection-state entries removed by a map's count (cap) or age (age) limit, or because they can no longer matter (expired: reads of tokens past their exp)",
             state_dropped.clone(),
         );
         let delivery_sent = Family::<SinkLabel, Counter>::default();
@@ -452,7 +452,11 @@ impl Metrics {
             self.state_entries
                 .get_or_create(&MapLabel { map: map.clone() })
                 .set(i64::try_from(st.entries).unwrap_or(i64::MAX));
-            for (reason, n) in [("cap", st.dropped.cap), ("age", st.dropped.age)] {
+            for (reason, n) in [
+                ("cap", st.dropped.cap),
+                ("age", st.dropped.age),
+                ("expired", st.dropped.expired),
+            ] {
                 if n > 0 {
                     self.state_dropped
                         .get_or_create(&DroppedLabel {

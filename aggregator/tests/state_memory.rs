@@ -5,8 +5,10 @@
 //! synchronous), and divides by the entries its `/metrics` gauges report.
 //! It prints a table (`cargo test -p credtrail-aggregator --test
 //! state_memory -- --nocapture`) with the bytes at each map's default cap,
-//! and fails when an entry costs more than its budget (the budgets keep the
-//! default caps' total within docs/PERFORMANCE.md's memory figure).
+//! and fails when an entry costs more than its figure in
+//! `policy/budget.rs` (the figures the default caps derive from, so the
+//! caps' total stays within `detection.state.memory_budget_mib`; the table
+//! is in docs/SCALING.md).
 //!
 //! "heap" is what the program asked for; "malloc" adds glibc's per-chunk
 //! overhead (8 bytes, rounded up to 16, at least 32), what RSS pays.
@@ -19,7 +21,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use credtrail_aggregator::audit::{AuditEvent, parse_webhook_body};
 use credtrail_aggregator::detect::{Changes, Detector};
-use credtrail_aggregator::policy::Policy;
+use credtrail_aggregator::policy::{Policy, budget};
 use credtrail_proto::model::{
     ApiConnect, CaptureSource, CredentialIdentity, CredentialKind, CredentialRead, JwtClaims,
     NodeInfo, Observation, ObservationEvent, Process, TokenIdentity, Workload,
@@ -190,7 +192,13 @@ fn obs(i: usize, node: &str, t_ms: i64, event: ObservationEvent) -> Observation 
     }
 }
 
+/// A bound token with `exp` 10 years ahead, read by pod `i`.
 fn token_read(i: usize, t_ms: i64) -> Observation {
+    token_read_exp(i, t_ms, t_ms / 1000 + 10 * 365 * 86_400)
+}
+
+/// Pod `i` reads its bound token, whose `exp` is `exp_s`.
+fn token_read_exp(i: usize, t_ms: i64, exp_s: i64) -> Observation {
     let node = format!("node-{:04}", i % 50);
     let ns = format!("team-{:03}", i % 40);
     let claims = JwtClaims {
@@ -198,6 +206,7 @@ fn token_read(i: usize, t_ms: i64) -> Observation {
         sub: Some(format!("system:serviceaccount:{ns}:app-{i}")),
         aud: vec!["https://kubernetes.default.svc.cluster.local".into()],
         jti: Some(uuid::Uuid::new_v4().to_string()),
+        exp: Some(exp_s),
         namespace: Some(ns),
         service_account_name: Some(format!("app-{i}")),
         ..Default::default()
@@ -252,10 +261,10 @@ fn node_info(i: usize, t_ms: i64) -> Observation {
     let name = format!("node-{i:05}");
     let n = NodeInfo {
         name: name.clone(),
-        addresses: vec![
-            IpAddr::from([10, 0, (i / 250) as u8, (i % 250 + 2) as u8]),
-            IpAddr::from([172, 16, (i / 250) as u8, (i % 250 + 2) as u8]),
-        ],
+        // As many addresses as the address map holds room for per node.
+        addresses: (0..8u8)
+            .map(|a| IpAddr::from([10 + a, 0, (i / 250) as u8, (i % 250 + 2) as u8]))
+            .collect(),
         pod_cidrs: vec![format!("10.{}.{}.0/24", 64 + i / 256, i % 256)],
         agent_version: "0.1.0".into(),
         kernel_release: "6.1.0".into(),
@@ -317,7 +326,7 @@ fn every_map_costs_within_its_budget_per_entry() {
         "tracked JTI (one place)",
         &["jti_places"],
         lim.jti_places.max_entries,
-        350.0,
+        budget::BYTES_JTI as f64,
         |d| judge_all(d, &evs),
     ));
     drop(evs);
@@ -335,7 +344,7 @@ fn every_map_costs_within_its_budget_per_entry() {
         "identity + baseline (one source)",
         &["identities"],
         lim.identities.max_entries,
-        700.0,
+        budget::BYTES_IDENTITY as f64,
         |d| judge_all(d, &evs),
     ));
     drop(evs);
@@ -346,7 +355,7 @@ fn every_map_costs_within_its_budget_per_entry() {
         "credential read (by key, by user, process, container)",
         &["reads_by_key"],
         lim.reads_by_key.max_entries,
-        1500.0,
+        budget::BYTES_READ as f64,
         |d| observe_all(d, &o),
     ));
     drop(o);
@@ -357,21 +366,42 @@ fn every_map_costs_within_its_budget_per_entry() {
         "API connect (pod address + sighting)",
         &["pod_ips"],
         lim.pod_ips.max_entries,
-        1000.0,
+        budget::BYTES_POD_ADDRESS as f64,
         |d| observe_all(d, &o),
     ));
     drop(o);
 
-    // Nodes reporting in (2 addresses, 1 pod range each).
+    // Nodes reporting in (8 addresses, 1 pod range each).
     let o: Vec<Observation> = (0..5000).map(|i| node_info(i, t0 + i as i64)).collect();
     rows.push(measure(
-        "node (2 addresses, 1 pod range)",
+        "node (8 addresses, 1 pod range)",
         &["nodes"],
         lim.nodes.max_entries,
-        1000.0,
+        budget::BYTES_NODE as f64,
         |d| observe_all(d, &o),
     ));
     drop(o);
+
+    // RBAC objects as the API server reports them: roles with two rules,
+    // bindings with two subjects.
+    let evs = rbac_writes(4000, t0, "clusterroles");
+    rows.push(measure(
+        "role (two rules)",
+        &["roles"],
+        lim.roles.max_entries,
+        budget::BYTES_ROLE as f64,
+        |d| judge_all(d, &evs),
+    ));
+    drop(evs);
+    let evs = rbac_writes(4000, t0, "clusterrolebindings");
+    rows.push(measure(
+        "binding (two subjects)",
+        &["bindings"],
+        lim.bindings.max_entries,
+        budget::BYTES_BINDING as f64,
+        |d| judge_all(d, &evs),
+    ));
+    drop(evs);
 
     println!(
         "{:<55} {:>10} {:>12} {:>10} {:>14}",
@@ -397,6 +427,106 @@ fn every_map_costs_within_its_budget_per_entry() {
     }
     println!("{:<55} {:>48.1}", "all of the above at their caps", total);
     assert!(over.is_empty(), "over budget: {over:?}");
+    // The default caps, at what their entries cost, fit in the default
+    // budget (less the fixed-size maps).
+    let room = (budget::DEFAULT_BUDGET_MIB - budget::FIXED_MIB) as f64;
+    assert!(
+        total <= room,
+        "the default caps take {total:.1} MiB, more than the {room} MiB the budget leaves them"
+    );
+}
+
+/// `n` creates of roles (`clusterroles`) or bindings (`clusterrolebindings`)
+/// at the `RequestResponse` level, each with its object in the response.
+fn rbac_writes(n: usize, t0: i64, resource: &str) -> Vec<AuditEvent> {
+    let mut out = Vec::with_capacity(n);
+    for lo in (0..n).step_by(2000) {
+        let items: Vec<String> = (lo..(lo + 2000).min(n))
+            .map(|i| {
+                let (kind, body) = if resource == "clusterroles" {
+                    (
+                        "ClusterRole",
+                        r#""rules":[{"apiGroups":[""],"resources":["pods","pods/log"],"verbs":["get","list","watch"]},{"apiGroups":["apps"],"resources":["deployments"],"verbs":["get","list"]}]"#.to_owned(),
+                    )
+                } else {
+                    (
+                        "ClusterRoleBinding",
+                        format!(
+                            r#""roleRef":{{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"role-{i}"}},"subjects":[{{"kind":"ServiceAccount","name":"app-{i}","namespace":"team-{n:03}"}},{{"kind":"Group","apiGroup":"rbac.authorization.k8s.io","name":"team-{n:03}-devs"}}]"#,
+                            n = i % 40
+                        ),
+                    )
+                };
+                let name = format!("{}-{i:06}", kind.to_lowercase());
+                format!(
+                    r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"RequestResponse","auditID":"{a}","stage":"ResponseComplete","requestURI":"/apis/rbac.authorization.k8s.io/v1/{resource}","verb":"create","user":{{"username":"system:serviceaccount:kube-system:operator"}},"sourceIPs":["10.64.0.9"],"objectRef":{{"resource":"{resource}","name":"{name}","apiGroup":"rbac.authorization.k8s.io","apiVersion":"v1"}},"responseStatus":{{"metadata":{{}},"code":201}},"responseObject":{{"kind":"{kind}","apiVersion":"rbac.authorization.k8s.io/v1","metadata":{{"name":"{name}","uid":"{u}"}},{body}}},"requestReceivedTimestamp":"{t}","stageTimestamp":"{t}"}}"#,
+                    a = uuid::Uuid::new_v4(),
+                    u = uuid::Uuid::new_v4(),
+                    t = ts(t0 + i as i64),
+                )
+            })
+            .collect();
+        let body = format!(
+            r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","metadata":{{}},"items":[{}]}}"#,
+            items.join(",")
+        );
+        out.extend(parse_webhook_body(body.as_bytes()).expect("valid events"));
+    }
+    out
+}
+
+/// Reads of tokens past their `exp` (and the 15-minute grace) leave every
+/// map holding them, and their memory is taken again by the next reads
+/// rather than added to: a second generation of tokens costs next to
+/// nothing more than the first.
+#[test]
+fn reads_leave_with_their_token_and_their_memory_is_reused() {
+    let mut d = Detector::new(Arc::new(Policy::default()));
+    let t0 = start_ms();
+    // exp + grace falls a minute after the first generation's reads (all
+    // in the past: the maps' clock never runs ahead of the wall clock).
+    let exp_s = t0 / 1000 - 15 * 60 + 60;
+    let after_exp = (exp_s + 15 * 60 + 1) * 1000;
+    let maps = &["reads_by_key", "reads_by_user"];
+    let first: Vec<Observation> = (0..N)
+        .map(|i| token_read_exp(i, t0 + i as i64, exp_s))
+        .collect();
+    let second: Vec<Observation> = (0..N)
+        .map(|i| token_read_exp(i, after_exp + i as i64, exp_s + 7200))
+        .collect();
+    let (h0, _) = live();
+    observe_all(&mut d, &first);
+    let (h1, _) = live();
+    assert_eq!(entries(&mut d, &["reads_by_key"]), N);
+    // One more read after exp + grace moves the clock: the first generation goes.
+    observe_all(&mut d, &second[..1]);
+    let stats = d.state_stats();
+    let get = |m: &str| stats.iter().find(|s| s.map == m).unwrap();
+    assert_eq!(get("reads_by_key").entries, 1, "only the new token's read");
+    assert_eq!(get("reads_by_key").dropped.expired, N as u64);
+    assert_eq!(get("reads_by_key").dropped.age, 0);
+    assert_eq!(get("reads_by_user").dropped.expired, N as u64);
+    let (h2, _) = live();
+    observe_all(&mut d, &second[1..]);
+    let (h3, _) = live();
+    assert_eq!(entries(&mut d, maps), 2 * N);
+    let first_gen = (h1 - h0) as f64;
+    let second_gen = (h3 - h2) as f64;
+    println!(
+        "first generation {:.0} B/read, second (after expiry) {:.0} B/read",
+        first_gen / N as f64,
+        second_gen / N as f64
+    );
+    assert!(
+        h2 - h0 < (h1 - h0) / 2,
+        "expired reads still hold {} of {} bytes",
+        h2 - h0,
+        h1 - h0
+    );
+    assert!(
+        second_gen <= first_gen * 1.1,
+        "the second generation took {second_gen} bytes, the first {first_gen}"
+    );
 }
 
 /// Connection sightings are bounded across all nodes (`max_pods`), not only
@@ -418,4 +548,123 @@ fn connect_sightings_stay_within_their_total_cap() {
         "each dropped sighting counted"
     );
     assert!(get("pod_ips").entries <= 100);
+}
+
+/// The maps with fixed caps (token lineage, nodes learned from the audit
+/// stream) are driven past their caps: they stay at them, and what they
+/// hold there fits in the budget's fixed share (`budget::FIXED_MIB`, with
+/// alert activity's estimate).
+#[test]
+fn fixed_size_maps_stay_at_their_caps_within_the_fixed_share() {
+    use credtrail_aggregator::detect::lineage::MAX_MINTED;
+    const LEARNED_NODES: usize = 20_000;
+    let mut rows = Vec::new();
+
+    // Tokens minted through TokenRequest (as `detect/lineage.rs` records
+    // them from the audit stream), past the cap.
+    use credtrail_aggregator::detect::lineage::{Lineage, Minted};
+    let now = Utc::now();
+    let mint = |i: usize| Minted {
+        jti: format!("JTI={}", uuid::Uuid::new_v4()),
+        service_account: format!("system:serviceaccount:ci:deployer-{}", i % 100),
+        minter: "system:serviceaccount:ci:pipeline".into(),
+        minter_credential: Some(format!("JTI={}", uuid::Uuid::new_v4())),
+        source_ip: Some(IpAddr::from([10, 64, 0, 9])),
+        bound_to: Some(format!("Pod/job-{i}")),
+        expiration_seconds: Some(3600),
+        user_agent: Some("pipeline/1.0".into()),
+        time: now,
+        audit_id: uuid::Uuid::new_v4().to_string(),
+        incident: None,
+        minter_nodes: Vec::new(),
+        minter_pod_uids: Vec::new(),
+        minter_cidrs: Vec::new(),
+    };
+    let mut l = Lineage::default();
+    let (h0, m0) = live();
+    // Each record's strings are made here and moved into the map.
+    for i in 0..MAX_MINTED + 100 {
+        l.record(mint(i));
+    }
+    let (h1, m1) = live();
+    let mut st = Vec::new();
+    l.stats(&mut st);
+    let got = st.iter().find(|s| s.map == "minted").unwrap().entries;
+    assert_eq!(got, MAX_MINTED, "minted tokens held at the cap");
+    rows.push((
+        "minted token",
+        (h1 - h0) as f64 / got as f64,
+        (m1 - m0) as f64 / got as f64,
+        MAX_MINTED,
+    ));
+    drop(l);
+
+    // Nodes learned from the audit stream (an address from the kubelet's
+    // requests, a pod range from its Node object), past the cap, as the
+    // start-up load restores them (the learning path's cap is the same
+    // check, `detect/cluster.rs`).
+    use credtrail_aggregator::detect::cluster::{ClusterFacts, LearnedNodeView, Provenance};
+    let prov = |source: &'static str| Provenance {
+        source: source.into(),
+        audit_id: uuid::Uuid::new_v4().to_string(),
+        first: now,
+        last: now,
+    };
+    let mut c = ClusterFacts::default();
+    let (h0, m0) = live();
+    for i in 0..LEARNED_NODES + 100 {
+        c.restore(LearnedNodeView {
+            node: format!("node-{i:05}"),
+            uid: Some(uuid::Uuid::new_v4().to_string()),
+            addresses: vec![(
+                format!("10.{}.{}.{}", 1 + i / 62_500, i / 250 % 250, i % 250 + 2),
+                prov("kubelet request"),
+            )],
+            pod_cidrs: vec![(
+                format!("10.{}.{}.0/24", 64 + i / 256, i % 256),
+                prov("Node spec.podCIDRs"),
+            )],
+        });
+    }
+    let (h1, m1) = live();
+    let mut st = Vec::new();
+    c.stats(&mut st);
+    let got = st
+        .iter()
+        .find(|s| s.map == "learned_nodes")
+        .unwrap()
+        .entries;
+    assert_eq!(got, LEARNED_NODES, "learned nodes held at the cap");
+    rows.push((
+        "learned node (an address, a pod range)",
+        (h1 - h0) as f64 / got as f64,
+        (m1 - m0) as f64 / got as f64,
+        LEARNED_NODES,
+    ));
+    drop(c);
+
+    // Alert activity, at its caps, estimated: 2,048 sources × 8 requests
+    // (~600 B each) and 4,096 open alerts (~2 KiB each).
+    let activity_mib = (2048.0 * 8.0 * 600.0 + 4096.0 * 2048.0) / 1048576.0;
+    let mut total = activity_mib;
+    for (what, heap, malloc, cap) in &rows {
+        let at_cap = malloc * *cap as f64 / 1048576.0;
+        total += at_cap;
+        println!(
+            "{what:<40} {heap:>8.0} heap B {malloc:>8.0} malloc B  cap {cap:>7}  {at_cap:>6.1} MiB"
+        );
+    }
+    println!(
+        "{:<40} {activity_mib:>52.1} MiB (estimated)",
+        "alert activity"
+    );
+    println!(
+        "{:<40} {total:>52.1} MiB of {} MiB",
+        "fixed-size maps",
+        budget::FIXED_MIB
+    );
+    assert!(
+        total <= budget::FIXED_MIB as f64,
+        "the fixed-size maps take {total:.1} MiB, more than budget::FIXED_MIB"
+    );
 }

@@ -59,6 +59,9 @@ pub struct Dropped {
     pub cap: u64,
     /// Expired because unused for longer than the age limit.
     pub age: u64,
+    /// Removed because what it describes can no longer matter (a read of a
+    /// token past its `exp`), before its age limit.
+    pub expired: u64,
 }
 
 /// A hash map bounded by count and age; see the module documentation.
@@ -163,6 +166,22 @@ impl<K: Hash + Eq, V> Bounded<K, V> {
         self.dropped.cap += n;
     }
 
+    /// Counts `n` entries (or parts of entries) the owner removed because
+    /// they expired, under `expired`.
+    pub fn count_expired(&mut self, n: u64) {
+        self.dropped.expired += n;
+    }
+
+    /// A mutable reference to an entry, without touching it (its place in
+    /// the last-used order and its age stay as they were).
+    pub fn peek_mut<Q>(&mut self, k: &Q) -> Option<&mut V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.get_mut(k).map(|s| &mut s.value)
+    }
+
     /// The map's clock (the newest time it was advanced to).
     pub fn now(&self) -> Option<DateTime<Utc>> {
         (self.now_ms != i64::MIN)
@@ -185,6 +204,15 @@ impl<K: Hash + Eq, V> Bounded<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         self.map.get(k).map(|s| &s.value)
+    }
+
+    /// The stored key and value of `k`, without touching it.
+    pub fn get_key_value<Q>(&self, k: &Q) -> Option<(&K, &V)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.map.get_key_value(k).map(|(k, s)| (k, &s.value))
     }
 
     pub fn contains_key<Q>(&self, k: &Q) -> bool
@@ -346,7 +374,13 @@ mod tests {
         *m.entry("e").or_default() += 5;
         assert!(!m.contains_key("c"));
         assert_eq!(m.get("e"), Some(&5));
-        assert_eq!(m.take_dropped(), Dropped { cap: 2, age: 0 });
+        assert_eq!(
+            m.take_dropped(),
+            Dropped {
+                cap: 2,
+                ..Default::default()
+            }
+        );
         assert_eq!(m.take_dropped(), Dropped::default());
     }
 
@@ -364,7 +398,13 @@ mod tests {
         assert!(m.contains_key("old"));
         m.advance(t(111));
         assert!(m.is_empty());
-        assert_eq!(m.take_dropped(), Dropped { cap: 0, age: 2 });
+        assert_eq!(
+            m.take_dropped(),
+            Dropped {
+                age: 2,
+                ..Default::default()
+            }
+        );
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct CredentialReadRow {
     pub time_ms: i64,
     pub reads: u32,
     pub observation_id: String,
+    /// The token's `exp` (ms), when the read expires with it.
+    pub expires_ms: Option<i64>,
 }
 
 /// The latest state of a binding.

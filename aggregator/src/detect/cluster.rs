@@ -232,6 +232,22 @@ pub struct Owners {
 }
 
 impl ClusterFacts {
+    /// The maps' sizes (`learned_nodes`, `deleted_nodes`, `api_endpoints`;
+    /// fixed caps, nothing counted as dropped).
+    pub fn stats(&self, out: &mut Vec<super::limits::MapStat>) {
+        for (map, entries) in [
+            ("learned_nodes", self.nodes.len()),
+            ("deleted_nodes", self.deleted.len()),
+            ("api_endpoints", self.api_endpoints.len()),
+        ] {
+            out.push(super::limits::MapStat {
+                map,
+                entries,
+                dropped: Default::default(),
+            });
+        }
+    }
+
     /// Learns from one (final-stage) event; returns what changed.
     pub fn learn(
         &mut self,

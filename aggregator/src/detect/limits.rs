@@ -16,6 +16,15 @@ pub const BASELINE_IPS_PER_IDENTITY: usize = 64;
 /// Node addresses per node the address map holds room for.
 pub const ADDRESSES_PER_NODE: usize = 8;
 
+/// A read of a token is forgotten this long after the token's `exp`: 5
+/// minutes of clock skew between node and API server, the API server's
+/// 1-minute leeway on `exp`, and up to 9 minutes for a request's audit event
+/// to arrive after later observations moved the maps' clocks (webhook
+/// batching, a lagging log tail). Past that the token is refused (401, and
+/// such an audit event names no user or credential), so its reads can no
+/// longer join anything.
+pub const READ_EXPIRY_GRACE: Duration = Duration::minutes(15);
+
 /// An identity's last sighting is written to the store at most this often.
 pub const IDENTITY_NOTE_INTERVAL: Duration = Duration::minutes(10);
 

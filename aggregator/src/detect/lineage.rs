@@ -28,7 +28,9 @@ const MAX_INCIDENT_KEYS: usize = 50_000;
 const MAX_LIST: usize = 16;
 /// A minted record is kept this long past its expiry (or its minting when the
 /// expiry is unknown).
-const KEEP_AFTER_EXPIRY_H: i64 = 24;
+pub const KEEP_AFTER_EXPIRY: Duration = Duration::hours(24);
+/// Longest lifetime taken from a TokenRequest (longer ones count as this).
+pub const MAX_LIFE_S: i64 = 10 * 365 * 86_400;
 
 /// One TokenRequest.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -164,18 +166,31 @@ impl Lineage {
         if self.minted.len() >= MAX_MINTED {
             let t = m.time;
             self.minted.retain(|_, x| {
-                let life = Duration::seconds(
-                    x.expiration_seconds
-                        .unwrap_or(0)
-                        .clamp(0, 10 * 365 * 86_400),
-                );
-                t <= x.time + life + Duration::hours(KEEP_AFTER_EXPIRY_H)
+                let life =
+                    Duration::seconds(x.expiration_seconds.unwrap_or(0).clamp(0, MAX_LIFE_S));
+                t <= x.time + life + KEEP_AFTER_EXPIRY
             });
             if self.minted.len() >= MAX_MINTED {
                 return;
             }
         }
         self.minted.insert(m.jti.clone(), m);
+    }
+
+    /// The maps' sizes (`minted`, `incident_keys`, `incidents`; fixed caps,
+    /// nothing counted as dropped).
+    pub fn stats(&self, out: &mut Vec<super::limits::MapStat>) {
+        for (map, entries) in [
+            ("minted", self.minted.len()),
+            ("incident_keys", self.incident_of.len()),
+            ("incidents", self.incidents.len()),
+        ] {
+            out.push(super::limits::MapStat {
+                map,
+                entries,
+                dropped: Default::default(),
+            });
+        }
     }
 
     pub fn minted(&self, jti: &str) -> Option<&Minted> {

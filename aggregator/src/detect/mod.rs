@@ -25,6 +25,7 @@ mod node_writes;
 pub mod patch;
 pub mod rbac;
 mod reload;
+mod read_lists;
 pub mod rules;
 pub mod sightings;
 mod suppress;
@@ -296,7 +297,21 @@ impl Detector {
         self.baselines.advance(t);
         self.identities.advance(t);
         self.jti_places.advance(t);
-        self.sight.advance(t);
+        // A token past its `exp` (and the grace) is refused by the API
+        // server: its reads and the places its JTI was used can go. Only
+        // when no place was used after that: claims are not verified on the
+        // node, and a planted file naming a victim's JTI with an `exp` long
+        // past must not wipe the places of the real token (CT1547-003).
+        let jti = &mut self.jti_places;
+        self.sight.advance_with(t, |key, at| {
+            if jti
+                .get(key)
+                .is_some_and(|p| p.iter().all(|p| p.last.timestamp_millis() <= at))
+            {
+                jti.remove(key);
+                jti.count_expired(1);
+            }
+        });
         self.activity.advance(t);
     }
 
@@ -311,6 +326,8 @@ impl Detector {
         ];
         self.sight.state_stats(&mut out);
         self.activity.stats(&mut out);
+        self.cluster.stats(&mut out);
+        self.lineage.stats(&mut out);
         out
     }
 

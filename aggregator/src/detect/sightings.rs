@@ -14,9 +14,8 @@ use ipnet::IpNet;
 use super::bounded::Bounded;
 use super::changes::{CredentialReadRow, NodeNetRow};
 use super::limits::{MapLimits, MapStat};
+use super::read_lists::ReadLists;
 
-/// Bound on read sightings kept per credential key.
-const READS_PER_KEY: usize = 64;
 /// Bound on connections kept per node.
 const CONNECTS_PER_NODE: usize = 8192;
 /// A node's connection queue keeps at most this much spare room once drained
@@ -40,6 +39,11 @@ pub struct ReadSighting {
     pub path: String,
     pub time: DateTime<Utc>,
     pub observation_id: String,
+    /// The token's `exp` (service-account tokens that carry one): the read
+    /// is forgotten [`super::limits::READ_EXPIRY_GRACE`] after it. `None`
+    /// (legacy Secret tokens, kubeconfigs, certificates, files): the age
+    /// limit only.
+    pub expires: Option<DateTime<Utc>>,
 }
 
 /// A process connected to the API server.
@@ -80,8 +84,8 @@ struct NodeNet {
 /// lists and by every judged event that cites it, never copied.
 #[derive(Debug)]
 pub struct Sightings {
-    by_key: Bounded<String, Vec<Arc<ReadSighting>>>,
-    by_user: Bounded<String, Vec<Arc<ReadSighting>>>,
+    by_key: ReadLists,
+    by_user: ReadLists,
     connects: Bounded<String, VecDeque<ConnectSighting>>,
     /// Connection sightings held across all nodes (at most `max_connects`:
     /// the oldest node's oldest go first).
@@ -166,25 +170,22 @@ pub fn credential_keys(c: &CredentialIdentity) -> Vec<String> {
     keys
 }
 
-fn push_bounded(v: &mut Vec<Arc<ReadSighting>>, s: Arc<ReadSighting>) {
-    if let Some(old) = v
-        .iter_mut()
-        .find(|o| o.node == s.node && o.tgid == s.tgid && o.path == s.path)
-    {
-        *old = s;
-        return;
+/// When a read of this credential stops mattering: a service-account
+/// token's `exp`. Legacy Secret tokens (no `exp`), kubeconfigs (their users'
+/// tokens included), certificates and other files: never (age limit only).
+fn token_expiry(c: &CredentialIdentity) -> Option<DateTime<Utc>> {
+    if c.kind != credtrail_proto::model::CredentialKind::ServiceAccountToken {
+        return None;
     }
-    if v.len() >= READS_PER_KEY {
-        v.remove(0);
-    }
-    v.push(s);
+    let exp = c.token.as_ref()?.claims.as_ref()?.exp?;
+    DateTime::from_timestamp(exp, 0)
 }
 
 impl Sightings {
     pub fn with_limits(l: &MapLimits) -> Self {
         Self {
-            by_key: Bounded::new(l.reads_by_key),
-            by_user: Bounded::new(l.reads_by_user),
+            by_key: ReadLists::new(l.reads_by_key),
+            by_user: ReadLists::new(l.reads_by_user),
             connects: Bounded::new(l.connects),
             connects_total: 0,
             max_connects: l.connect_sightings.max(1),
@@ -199,9 +200,17 @@ impl Sightings {
 
     /// Moves every map's clock to `t` and expires what is too old.
     pub fn advance(&mut self, t: DateTime<Utc>) {
+        self.advance_with(t, |_, _| {});
+    }
+
+    /// [`Sightings::advance`], handing `gone` each credential key whose
+    /// reads expired with their token, and when (ms: `exp` plus the grace).
+    pub fn advance_with(&mut self, t: DateTime<Utc>, gone: impl FnMut(&str, i64)) {
         let t = super::limits::clock(t);
-        self.by_key.advance(t);
-        self.by_user.advance(t);
+        self.by_key.map.advance(t);
+        self.by_key.expire(gone);
+        self.by_user.map.advance(t);
+        self.by_user.expire(|_, _| {});
         let total = &mut self.connects_total;
         self.connects
             .advance_with(t, |_, q| *total -= q.len().min(*total));
@@ -216,8 +225,8 @@ impl Sightings {
     pub fn state_stats(&mut self, out: &mut Vec<MapStat>) {
         use super::stat;
         out.extend([
-            stat("reads_by_key", &mut self.by_key),
-            stat("reads_by_user", &mut self.by_user),
+            stat("reads_by_key", &mut self.by_key.map),
+            stat("reads_by_user", &mut self.by_user.map),
             stat("connects", &mut self.connects),
             MapStat {
                 map: "connect_sightings",
@@ -340,6 +349,7 @@ impl Sightings {
             path: r.path.clone(),
             time: obs.time,
             observation_id: obs.id.clone(),
+            expires: token_expiry(&r.credential),
         });
         let users = credential_usernames(&r.credential);
         let keys = credential_keys(&r.credential);
@@ -373,11 +383,12 @@ impl Sightings {
                 time_ms: obs.time.timestamp_millis(),
                 reads: r.reads.max(1),
                 observation_id: obs.id.clone(),
+                expires_ms: s.expires.map(|e| e.timestamp_millis()),
             });
-            push_bounded(self.by_key.entry(key.clone()).or_default(), s.clone());
+            self.by_key.add(key, s.clone());
         }
         for u in users {
-            push_bounded(self.by_user.entry(u).or_default(), s.clone());
+            self.by_user.add(&u, s.clone());
         }
     }
 
@@ -404,9 +415,9 @@ impl Sightings {
         let s = Arc::new(s);
         self.note_reader(&s);
         if let Some(u) = username {
-            push_bounded(self.by_user.entry(u).or_default(), s.clone());
+            self.by_user.add(&u, s.clone());
         }
-        push_bounded(self.by_key.entry(key).or_default(), s);
+        self.by_key.add(&key, s);
     }
 
     fn connect(&mut self, obs: &Observation, c: &ApiConnect) {
@@ -518,12 +529,12 @@ impl Sightings {
 
     /// Reads of a credential, by credential-id / fingerprint key.
     pub fn reads_by_key(&self, key: &str) -> &[Arc<ReadSighting>] {
-        self.by_key.get(key).map_or(&[], Vec::as_slice)
+        self.by_key.get(key)
     }
 
     /// Reads of any credential carrying this identity.
     pub fn reads_by_user(&self, username: &str) -> &[Arc<ReadSighting>] {
-        self.by_user.get(username).map_or(&[], Vec::as_slice)
+        self.by_user.get(username)
     }
 
     /// Connections on `node` from `ip` (when the agent knew the local address)

@@ -129,19 +129,28 @@ pub struct DetectionSpec {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateSpec {
-    /// Identities (first sightings, baselines, reads by identity); default 200000.
+    /// Memory the detection state may take, in MiB (default 448); the caps
+    /// below that are not set take their share of it, and the caps together
+    /// must fit in it (`policy/budget.rs`).
+    #[serde(default)]
+    pub memory_budget_mib: Option<usize>,
+    /// Identities (first sightings, baselines, reads by identity); default
+    /// from the budget (75,497 at 448 MiB).
     #[serde(default)]
     pub max_identities: Option<usize>,
-    /// Credentials (tracked JTIs, reads by credential); default 500000.
+    /// Credentials (tracked JTIs, reads by credential); default from the
+    /// budget (104,744 at 448 MiB).
     #[serde(default)]
     pub max_credentials: Option<usize>,
-    /// Nodes (networks, recent connections; node addresses ×8); default 20000.
+    /// Nodes (networks, recent connections; node addresses ×8); default from
+    /// the budget (10,362 at 448 MiB).
     #[serde(default)]
     pub max_nodes: Option<usize>,
-    /// Pods (pod addresses, reading processes and containers); default 500000.
+    /// Pods (pod addresses, reading processes and containers); default from
+    /// the budget (40,652 at 448 MiB).
     #[serde(default)]
     pub max_pods: Option<usize>,
-    /// Roles and bindings, each; default 100000.
+    /// Roles and bindings, each; default from the budget (14,092 at 448 MiB).
     #[serde(default)]
     pub max_rbac_objects: Option<usize>,
     /// State unused for this long is forgotten (identities, baselines, reads,

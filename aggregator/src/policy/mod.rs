@@ -5,6 +5,7 @@
 //! Loaded from YAML ([`file::PolicyFile`]) and validated into [`Policy`]; every
 //! problem is collected and reported together ([`PolicyError::Invalid`]).
 
+pub mod budget;
 pub mod file;
 pub mod live;
 mod validate;
@@ -153,6 +154,9 @@ pub struct Policy {
 /// Bounds on in-memory detection state (`detection.state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StateLimits {
+    /// What the caps below may take together, in MiB ([`budget`]); caps the
+    /// policy does not set derive from it.
+    pub memory_budget_mib: usize,
     pub max_identities: usize,
     pub max_credentials: usize,
     pub max_nodes: usize,
@@ -161,16 +165,24 @@ pub struct StateLimits {
     pub max_age: Duration,
 }
 
-impl Default for StateLimits {
-    fn default() -> Self {
+impl StateLimits {
+    /// The caps `budget_mib` gives (each family its share, [`budget`]).
+    pub fn from_budget(budget_mib: usize) -> Self {
         Self {
-            max_identities: 200_000,
-            max_credentials: 500_000,
-            max_nodes: 20_000,
-            max_pods: 500_000,
-            max_rbac_objects: 100_000,
+            memory_budget_mib: budget_mib,
+            max_identities: budget::IDENTITIES.default_cap(budget_mib),
+            max_credentials: budget::CREDENTIALS.default_cap(budget_mib),
+            max_nodes: budget::NODES.default_cap(budget_mib),
+            max_pods: budget::PODS.default_cap(budget_mib),
+            max_rbac_objects: budget::RBAC.default_cap(budget_mib),
             max_age: Duration::days(7),
         }
+    }
+}
+
+impl Default for StateLimits {
+    fn default() -> Self {
+        Self::from_budget(budget::DEFAULT_BUDGET_MIB)
     }
 }
 

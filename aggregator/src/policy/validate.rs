@@ -333,7 +333,20 @@ pub fn validate(file: PolicyFile, now: DateTime<Utc>) -> Result<Policy, Vec<Stri
 }
 
 fn state_limits(c: &mut Collector, s: &crate::policy::StateSpec) -> crate::policy::StateLimits {
-    let d = crate::policy::StateLimits::default();
+    use crate::policy::budget;
+    let budget_mib = match s.memory_budget_mib {
+        None => budget::DEFAULT_BUDGET_MIB,
+        Some(b) if (budget::MIN_BUDGET_MIB..=budget::MAX_BUDGET_MIB).contains(&b) => b,
+        Some(b) => {
+            c.problems.push(format!(
+                "detection.state.memory_budget_mib: {b} is outside {}..={}",
+                budget::MIN_BUDGET_MIB,
+                budget::MAX_BUDGET_MIB
+            ));
+            budget::DEFAULT_BUDGET_MIB
+        }
+    };
+    let d = crate::policy::StateLimits::from_budget(budget_mib);
     let mut count = |at: &str, v: Option<usize>, default: usize| match v {
         Some(0) => {
             c.problems
@@ -344,6 +357,7 @@ fn state_limits(c: &mut Collector, s: &crate::policy::StateSpec) -> crate::polic
         None => default,
     };
     let lim = crate::policy::StateLimits {
+        memory_budget_mib: budget_mib,
         max_identities: count("max_identities", s.max_identities, d.max_identities),
         max_credentials: count("max_credentials", s.max_credentials, d.max_credentials),
         max_nodes: count("max_nodes", s.max_nodes, d.max_nodes),
@@ -356,7 +370,52 @@ fn state_limits(c: &mut Collector, s: &crate::policy::StateSpec) -> crate::polic
         c.problems
             .push("detection.state.max_age: must be longer than 0".to_owned());
     }
-    crate::policy::StateLimits { max_age, ..lim }
+    let lim = crate::policy::StateLimits { max_age, ..lim };
+    over_budget(c, s, &lim);
+    lim
+}
+
+/// Refuses caps that together need more memory than the budget, naming the
+/// caps the policy set (largest first) and what each takes.
+fn over_budget(c: &mut Collector, s: &crate::policy::StateSpec, lim: &crate::policy::StateLimits) {
+    use crate::policy::budget;
+    let need = budget::estimate_mib(lim);
+    if need <= lim.memory_budget_mib as u128 {
+        return;
+    }
+    let set = [
+        s.max_credentials,
+        s.max_identities,
+        s.max_pods,
+        s.max_nodes,
+        s.max_rbac_objects,
+    ];
+    let mut named: Vec<(u128, String)> = budget::families(lim)
+        .iter()
+        .zip(set)
+        .filter(|(_, v)| v.is_some())
+        .map(|((f, cap), _)| {
+            let mib = f.bytes_at(*cap).div_ceil(1 << 20);
+            (
+                mib,
+                format!(
+                    "detection.state.{} = {cap} (~{mib} MiB at {} B each)",
+                    f.field, f.bytes
+                ),
+            )
+        })
+        .collect();
+    named.sort_by_key(|n| std::cmp::Reverse(n.0));
+    let names: Vec<String> = named.into_iter().map(|(_, n)| n).collect();
+    c.problems.push(format!(
+        "detection.state: the caps need ~{need} MiB of memory, more than detection.state.memory_budget_mib ({} MiB): lower {} or raise memory_budget_mib",
+        lim.memory_budget_mib,
+        if names.is_empty() {
+            "the caps".to_owned()
+        } else {
+            names.join(", ")
+        }
+    ));
 }
 
 #[cfg(test)]
@@ -404,6 +463,62 @@ mod tests {
         let p = validate(f, Utc::now()).unwrap();
         assert_eq!(p.state.max_credentials, 7);
         assert_eq!(p.state.max_age, Duration::hours(2));
+    }
+
+    #[test]
+    fn caps_over_the_memory_budget_are_refused_naming_the_field() {
+        use crate::policy::budget;
+        // The caps of earlier versions (500,000 credentials and pods) need
+        // more than the default budget: refused, the largest cap named first.
+        let mut f = PolicyFile::default();
+        f.detection.state.max_credentials = Some(500_000);
+        f.detection.state.max_pods = Some(500_000);
+        let problems = validate(f.clone(), Utc::now()).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let p = &problems[0];
+        assert!(
+            p.contains("detection.state.max_credentials = 500000")
+                && p.contains("memory_budget_mib (448 MiB)")
+                && p.find("max_credentials") < p.find("max_pods"),
+            "{p}"
+        );
+        // Raising the budget accepts them; the caps not set grow with it.
+        // (Each cap not set takes its share of the whole budget.)
+        f.detection.state.memory_budget_mib = Some(4096);
+        let p = validate(f, Utc::now()).unwrap();
+        assert_eq!(p.state.max_credentials, 500_000);
+        assert_eq!(p.state.max_identities, budget::IDENTITIES.default_cap(4096));
+        assert!(p.state.max_identities > crate::policy::StateLimits::default().max_identities);
+        assert!(budget::estimate_mib(&p.state) <= 4096);
+        // One cap alone can break the budget too.
+        let mut f = PolicyFile::default();
+        f.detection.state.max_rbac_objects = Some(10_000_000);
+        let problems = validate(f, Utc::now()).unwrap_err();
+        assert!(
+            problems[0].contains("detection.state.max_rbac_objects = 10000000"),
+            "{problems:?}"
+        );
+        // A budget outside its range is refused (a typo must not lift every bound).
+        for b in [
+            0,
+            budget::MIN_BUDGET_MIB - 1,
+            budget::MAX_BUDGET_MIB + 1,
+            usize::MAX,
+        ] {
+            let mut f = PolicyFile::default();
+            f.detection.state.memory_budget_mib = Some(b);
+            let problems = validate(f, Utc::now()).unwrap_err();
+            assert!(
+                problems[0].contains("detection.state.memory_budget_mib"),
+                "{b}: {problems:?}"
+            );
+        }
+        // A smaller budget gives smaller caps, all within it.
+        let mut f = PolicyFile::default();
+        f.detection.state.memory_budget_mib = Some(budget::MIN_BUDGET_MIB);
+        let p = validate(f, Utc::now()).unwrap();
+        assert!(budget::estimate_mib(&p.state) <= budget::MIN_BUDGET_MIB as u128);
+        assert!(p.state.max_credentials < crate::policy::StateLimits::default().max_credentials);
     }
 
     #[test]

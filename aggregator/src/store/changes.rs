@@ -194,11 +194,12 @@ fn write_reads(tx: &Transaction<'_>, reads: &[CredentialReadRow]) -> Result<(), 
     );
     let mut st = tx.prepare_cached(
         "INSERT INTO credential_reads(credential_key, kind, username, fingerprint, node, pod_namespace, pod_name,
-            pod_uid, container_id, tgid, comm, exe, path, first_seen_ms, last_seen_ms, reads, observation_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+            pod_uid, container_id, tgid, comm, exe, path, first_seen_ms, last_seen_ms, reads, observation_id,
+            expires_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
          ON CONFLICT(credential_key, node, tgid, path) DO UPDATE SET reads = reads + excluded.reads,
             last_seen_ms = max(last_seen_ms, excluded.last_seen_ms), observation_id = excluded.observation_id,
-            comm = excluded.comm, exe = excluded.exe",
+            comm = excluded.comm, exe = excluded.exe, expires_ms = excluded.expires_ms",
     )?;
     for a in agg {
         let (f, l) = (a.first, a.last);
@@ -219,7 +220,8 @@ fn write_reads(tx: &Transaction<'_>, reads: &[CredentialReadRow]) -> Result<(), 
             f.time_ms,
             a.last_ms,
             a.reads,
-            l.observation_id
+            l.observation_id,
+            l.expires_ms
         ])?;
     }
     Ok(())

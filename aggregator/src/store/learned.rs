@@ -206,41 +206,55 @@ pub fn load_learned(
     let mut st = c.prepare(
         "SELECT jti, service_account, minter, minter_credential, source_ip, bound_to,
                 expiration_seconds, user_agent, incident, audit_id, time_ms, minter_expected
-         FROM token_lineage ORDER BY time_ms DESC LIMIT ?1",
+         FROM token_lineage
+         WHERE time_ms + min(max(coalesce(expiration_seconds, 0), 0), ?2) * 1000 + ?3
+             >= (SELECT coalesce(max(time_ms), 0) FROM token_lineage)
+         ORDER BY time_ms DESC LIMIT ?1",
     )?;
-    let rows = st.query_map([max_minted], |r| {
-        let exp: serde_json::Value =
-            serde_json::from_str(&r.get::<_, String>(11)?).unwrap_or_default();
-        let strs = |k: &str| -> Vec<String> {
-            exp.get(k)
-                .and_then(|v| v.as_array())
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        Ok(crate::detect::lineage::Minted {
-            jti: r.get(0)?,
-            service_account: r.get(1)?,
-            minter: r.get(2)?,
-            minter_credential: r.get(3)?,
-            source_ip: r.get::<_, Option<String>>(4)?.and_then(|s| s.parse().ok()),
-            bound_to: r.get(5)?,
-            expiration_seconds: r.get(6)?,
-            user_agent: r.get(7)?,
-            incident: r.get(8)?,
-            audit_id: r.get(9)?,
-            time: chrono::DateTime::from_timestamp_millis(r.get(10)?).unwrap_or_default(),
-            minter_nodes: strs("nodes"),
-            minter_pod_uids: strs("pod_uids"),
-            minter_cidrs: strs("cidrs")
-                .iter()
-                .filter_map(|c| c.parse().ok())
-                .collect(),
-        })
-    })?;
+    // Tokens past their expiry (and the day lineage keeps them after it,
+    // `detect/lineage.rs`) by the newest minting stored are not loaded: no
+    // request can use them any more. (The store's clock, not the wall
+    // clock: a log tail catching up after a restart judges older events.)
+    let rows = st.query_map(
+        rusqlite::params![
+            max_minted,
+            crate::detect::lineage::MAX_LIFE_S,
+            crate::detect::lineage::KEEP_AFTER_EXPIRY.num_milliseconds(),
+        ],
+        |r| {
+            let exp: serde_json::Value =
+                serde_json::from_str(&r.get::<_, String>(11)?).unwrap_or_default();
+            let strs = |k: &str| -> Vec<String> {
+                exp.get(k)
+                    .and_then(|v| v.as_array())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            Ok(crate::detect::lineage::Minted {
+                jti: r.get(0)?,
+                service_account: r.get(1)?,
+                minter: r.get(2)?,
+                minter_credential: r.get(3)?,
+                source_ip: r.get::<_, Option<String>>(4)?.and_then(|s| s.parse().ok()),
+                bound_to: r.get(5)?,
+                expiration_seconds: r.get(6)?,
+                user_agent: r.get(7)?,
+                incident: r.get(8)?,
+                audit_id: r.get(9)?,
+                time: chrono::DateTime::from_timestamp_millis(r.get(10)?).unwrap_or_default(),
+                minter_nodes: strs("nodes"),
+                minter_pod_uids: strs("pod_uids"),
+                minter_cidrs: strs("cidrs")
+                    .iter()
+                    .filter_map(|c| c.parse().ok())
+                    .collect(),
+            })
+        },
+    )?;
     for m in rows {
         out.minted.push(m?);
     }

@@ -5,10 +5,11 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use credtrail_proto::model::Observation;
 use ipnet::IpNet;
-use rusqlite::Connection;
+use rusqlite::{Connection, params};
 
 use super::StoreError;
 use crate::detect::changes::{BindingRow, RoleRow};
+use crate::detect::limits::READ_EXPIRY_GRACE;
 use crate::detect::sightings::ReadSighting;
 use crate::policy::{StateLimits, Suppression, SuppressionMatch};
 
@@ -103,10 +104,17 @@ pub fn load_state_capped(c: &Connection, lim: &StateLimits) -> Result<LoadedStat
     {
         let mut st = c.prepare(
             "SELECT * FROM (SELECT credential_key, username, node, tgid, comm, exe, container_id, pod_uid,
-                pod_namespace, pod_name, path, last_seen_ms, observation_id FROM credential_reads
+                pod_namespace, pod_name, path, last_seen_ms, observation_id, expires_ms FROM credential_reads
+                WHERE expires_ms IS NULL
+                    OR expires_ms + ?2 > (SELECT coalesce(max(last_seen_ms), 0) FROM credential_reads)
                 ORDER BY last_seen_ms DESC LIMIT ?1) ORDER BY last_seen_ms",
         )?;
-        let rows = st.query_map([cap(lim.max_credentials)], |r| {
+        // Reads of tokens expired (with the grace) by the newest read stored
+        // stay in the inventory until retention, but are not detection state
+        // any more. (The store's clock, not the wall clock: a log tail
+        // catching up after a restart judges events older than now.)
+        let grace = READ_EXPIRY_GRACE.num_milliseconds();
+        let rows = st.query_map(params![cap(lim.max_credentials), grace], |r| {
             let ns: Option<String> = r.get(8)?;
             let name: Option<String> = r.get(9)?;
             Ok((
@@ -123,6 +131,9 @@ pub fn load_state_capped(c: &Connection, lim: &StateLimits) -> Result<LoadedStat
                     path: r.get(10)?,
                     time: time(r.get(11)?),
                     observation_id: r.get(12)?,
+                    expires: r
+                        .get::<_, Option<i64>>(13)?
+                        .and_then(DateTime::from_timestamp_millis),
                 },
             ))
         })?;

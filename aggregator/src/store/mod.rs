@@ -326,6 +326,15 @@ fn apply_schema(conn: &mut Connection) -> Result<(), StoreError> {
             tx.execute_batch(&format!("ALTER TABLE suppressions ADD COLUMN {col} {decl}"))?;
         }
     }
+    // Credential reads gained their token's expiry (older rows: none).
+    let has_expiry: bool = tx.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('credential_reads') WHERE name = 'expires_ms'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_expiry {
+        tx.execute_batch("ALTER TABLE credential_reads ADD COLUMN expires_ms INTEGER")?;
+    }
     tx.execute_batch(learned::LEARNED_SCHEMA)?;
     triage::migrate(&tx)?;
     tx.execute_batch(activity::ACTIVITY_SCHEMA)?;

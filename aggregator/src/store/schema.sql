@@ -125,6 +125,7 @@ CREATE TABLE IF NOT EXISTS credential_reads (
     last_seen_ms   INTEGER NOT NULL,
     reads          INTEGER NOT NULL,
     observation_id TEXT NOT NULL,            -- latest observation
+    expires_ms     INTEGER,                  -- the token's exp: not loaded into detection past it (NULL: no exp)
     PRIMARY KEY (credential_key, node, tgid, path)
 );
 CREATE INDEX IF NOT EXISTS credential_reads_user ON credential_reads(username);
