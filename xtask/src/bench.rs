@@ -107,7 +107,7 @@ fn cargo_bench(package: &str, bench: &str) -> anyhow::Result<()> {
 
 pub fn run(opts: Options) -> anyhow::Result<()> {
     if opts.cpu_time {
-        CPU_CLOCK.store(true, std::sync::atomic::Ordering::Relaxed);
+        use_cpu_clock();
         println!("bench: batches timed by the thread's CPU time (--cpu-time)");
     }
     if opts.peers {
@@ -199,6 +199,11 @@ pub(crate) fn time_opens(path: &std::ffi::CStr, n: u64) -> anyhow::Result<Durati
 
 /// Whether batches are timed by thread CPU time (`--cpu-time`).
 static CPU_CLOCK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Times batches by the calling thread's CPU time from now on.
+pub(crate) fn use_cpu_clock() {
+    CPU_CLOCK.store(true, std::sync::atomic::Ordering::Relaxed);
+}
 
 /// A start point on the bench's clock: the wall clock, or with `--cpu-time`
 /// the calling thread's CPU time.

@@ -7,8 +7,11 @@
 //! names (`lsm` in the BPF-LSM boot; `fentry` and, for comparison, `raw-tracepoint` where
 //! BPF LSM is off). Rounds are interleaved and the order rotates each round; a ratio is the
 //! median over rounds of (median batch with the agent / the same round's median batch
-//! without). The guest runs under TCG emulation: the ratios compare hooks under the same
-//! emulation, not the cost on real hardware.
+//! without). The guest runs under TCG emulation with `-icount` (one vCPU; the guest's clock
+//! advances by instructions executed) and the loop times each batch by its thread's CPU
+//! time, so the figures count emulated instructions and the host's load does not reach
+//! them; they compare hooks under the same emulation, not the cost on real hardware (no
+//! caches, every instruction the same price).
 //!
 //! The open loop is this xtask binary itself (`xtask open-loop`, hidden), copied into the
 //! initramfs with the shared libraries `ldd` names, like the test binaries.
@@ -29,8 +32,8 @@ pub const GUEST_LOOP: &str = "/bin/ct-openloop";
 /// environment: `CREDTRAIL_BENCH` (hooks, comma-separated), `CREDTRAIL_BENCH_ROUNDS`,
 /// `CREDTRAIL_BENCH_OPENS`.
 pub const SCRIPT: &str = r#"#!/bin/busybox sh
-rounds=${CREDTRAIL_BENCH_ROUNDS:-5}
-opens=${CREDTRAIL_BENCH_OPENS:-40000}
+rounds=${CREDTRAIL_BENCH_ROUNDS:-3}
+opens=${CREDTRAIL_BENCH_OPENS:-5000}
 mkdir -p /tmp/bench
 echo x > /tmp/bench/not-a-credential.txt
 echo x > /tmp/bench/token
@@ -47,7 +50,7 @@ while [ $r -le $rounds ]; do
     i=$(( (r + k) % n + 1 ))
     cond=$(echo $conds | cut -d' ' -f$i)
     if [ "$cond" = without ]; then
-      /bin/ct-openloop open-loop --count $opens --label "round=$r cond=$cond" $work
+      /bin/ct-openloop open-loop --cpu-time --count $opens --batch 1000 --label "round=$r cond=$cond" $work
     else
       rm -f /tmp/bench-agent.jsonl
       credtrail-agent --node-name credtrail-vm --no-scan --hook "$cond" \
@@ -59,7 +62,7 @@ while [ $r -le $rounds ]; do
         sleep 0.25; j=$((j+1))
       done
       if grep -q node_info /tmp/bench-agent.jsonl 2>/dev/null; then
-        /bin/ct-openloop open-loop --count $opens --label "round=$r cond=$cond" $work
+        /bin/ct-openloop open-loop --cpu-time --count $opens --batch 1000 --label "round=$r cond=$cond" $work
       else
         echo "credtrail-vm: bench-error round=$r cond=$cond: the agent did not start: $(tr -d '\033' < /tmp/bench-agent.log | tail -n 3 | tr '\n' ' ' | cut -c1-400)"
       fi
@@ -84,6 +87,10 @@ pub struct LoopOptions {
     /// Printed in each result line (`round=1 cond=lsm`).
     #[arg(long, default_value = "")]
     label: String,
+    /// Time batches by the thread's CPU time (not counting time the guest
+    /// scheduler gave the agent's threads).
+    #[arg(long)]
+    cpu_time: bool,
     /// `NAME=PATH` of existing files to open, in turn.
     #[arg(required = true)]
     work: Vec<String>,
@@ -92,6 +99,9 @@ pub struct LoopOptions {
 /// Times the opens of each path and prints, per path, the median batch's time per call:
 /// `credtrail-vm: bench <label> work=<name> ns=<ns>`.
 pub fn open_loop(o: LoopOptions) -> anyhow::Result<()> {
+    if o.cpu_time {
+        crate::bench::use_cpu_clock();
+    }
     let mut work = Vec::new();
     for w in &o.work {
         let (name, path) = w
@@ -261,8 +271,8 @@ pub fn report(results: &[(String, Vec<Ratio>)]) -> anyhow::Result<()> {
     println!();
     println!(
         "vm bench: openat+close per call with / without the agent, median of interleaved rounds, \
-         measured under TCG emulation (qemu, no KVM): compare hooks with each other, not with \
-         real hardware"
+         measured under TCG emulation (qemu -icount, no KVM: time = instructions executed): \
+         compare hooks with each other, not with real hardware"
     );
     for (release, ratios) in results {
         for r in ratios {
