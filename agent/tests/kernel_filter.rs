@@ -216,6 +216,91 @@ fn syscall_hook_reports_only_watched_paths(mode: HookMode, hooks: &[&str]) {
     assert_eq!(after[Counter::RingbufFull as usize], 0);
 }
 
+/// Opens `name` relative to `dir` (`openat(dirfd, name)`) from a child
+/// process and returns its pid; whether the open succeeded does not matter.
+fn child_openat(dir: &std::path::Path, name: &str) -> u32 {
+    let d = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    // SAFETY: the child makes only raw system calls, then `_exit`s.
+    unsafe {
+        let pid = libc::fork();
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            let dfd = libc::open(d.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY);
+            libc::openat(dfd, n.as_ptr(), libc::O_RDONLY);
+            libc::_exit(0);
+        }
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        pid as u32
+    }
+}
+
+/// The system-call hooks judge a relative path by its last component: one
+/// that fits in the first bytes read (`openat(dirfd, "token")`) is judged on
+/// them, a longer one on the full copy; both are sent with their directory
+/// descriptor, and short unwatched names are dropped in the kernel.
+#[test]
+fn relative_opens_are_judged_by_their_name_short_or_long() {
+    require_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap().to_owned();
+    let deep = dir.path().join("a-long-directory-name/sa");
+    std::fs::create_dir_all(&deep).unwrap();
+    for f in ["token", "notes", "x.pem"] {
+        std::fs::write(dir.path().join(f), "x").unwrap();
+    }
+    std::fs::write(deep.join("token"), "x").unwrap();
+    let patterns = WatchPatterns::new([
+        format!("{root}/token"),
+        format!("{root}/*.pem"),
+        format!("{root}/a-long-directory-name/*/token"),
+    ])
+    .unwrap();
+    for mode in [HookMode::RawTracepoint, HookMode::Tracepoint] {
+        let mut probes = load(mode, &patterns, &[]).unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        let mut ring = probes.take_events().unwrap();
+        // Short: the whole path is in the first 16 bytes read. Longer
+        // than 16 bytes: the full copy is judged.
+        let pids: Vec<u32> = [
+            "token",
+            "./token",
+            "notes",
+            "x.pem",
+            "./notes",
+            "a-long-directory-name/sa/token",
+            "a-long-directory-name/sa/notes",
+        ]
+        .into_iter()
+        .map(|name| child_openat(dir.path(), name))
+        .collect();
+        let wanted = [
+            "token",
+            "./token",
+            "x.pem",
+            "a-long-directory-name/sa/token",
+        ];
+        let opens = collect(
+            &mut ring,
+            wanted.len() + 1,
+            |e| matches!(e, events::KernelEvent::Open(o) if pids.contains(&o.tgid)),
+        );
+        let paths: Vec<(String, Option<i32>)> = opens
+            .iter()
+            .map(|e| match e {
+                events::KernelEvent::Open(o) => (o.path.clone(), o.dirfd),
+                events::KernelEvent::Connect(_) => unreachable!(),
+            })
+            .collect();
+        let names: Vec<&str> = paths.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(names, wanted, "{mode:?}: {paths:?}");
+        assert!(
+            paths.iter().all(|(_, fd)| fd.is_some_and(|fd| fd >= 0)),
+            "{mode:?}: every relative open carries its directory descriptor: {paths:?}"
+        );
+    }
+}
+
 /// Both connect hooks: `tp_btf` (preferred) and the classic tracepoint.
 #[test]
 fn connects_to_watched_endpoints_carry_the_local_port() {

@@ -60,6 +60,11 @@ pub struct Options {
     /// Run only the peer comparison (credtrail, bpftrace, auditd; `bench/peers.rs`).
     #[arg(long)]
     pub peers: bool,
+    /// Time each batch by the calling thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`:
+    /// user + system time, the kernel programs included) instead of the wall
+    /// clock: on a shared machine, time the thread waited for a core is not counted.
+    #[arg(long)]
+    pub cpu_time: bool,
     #[command(flatten)]
     pub scale: crate::scale::ScaleOptions,
 }
@@ -101,6 +106,10 @@ fn cargo_bench(package: &str, bench: &str) -> anyhow::Result<()> {
 }
 
 pub fn run(opts: Options) -> anyhow::Result<()> {
+    if opts.cpu_time {
+        use_cpu_clock();
+        println!("bench: batches timed by the thread's CPU time (--cpu-time)");
+    }
     if opts.peers {
         println!("==> bench: peers");
         return peers::run(&opts).context("bench peers");
@@ -184,17 +193,59 @@ impl Drop for Agent {
     }
 }
 
-fn time_opens(path: &std::ffi::CStr, n: u64) -> anyhow::Result<Duration> {
-    let t = Instant::now();
+pub(crate) fn time_opens(path: &std::ffi::CStr, n: u64) -> anyhow::Result<Duration> {
+    time_opens_at(libc::AT_FDCWD, path, n)
+}
+
+/// Whether batches are timed by thread CPU time (`--cpu-time`).
+static CPU_CLOCK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Times batches by the calling thread's CPU time from now on.
+pub(crate) fn use_cpu_clock() {
+    CPU_CLOCK.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A start point on the bench's clock: the wall clock, or with `--cpu-time`
+/// the calling thread's CPU time.
+#[derive(Clone, Copy)]
+enum Stamp {
+    Wall(Instant),
+    Cpu(Duration),
+}
+
+impl Stamp {
+    fn now() -> Self {
+        if CPU_CLOCK.load(std::sync::atomic::Ordering::Relaxed) {
+            Self::Cpu(thread_cpu_time())
+        } else {
+            Self::Wall(Instant::now())
+        }
+    }
+
+    fn elapsed(self) -> Duration {
+        match self {
+            Self::Wall(t) => t.elapsed(),
+            Self::Cpu(t) => thread_cpu_time().saturating_sub(t),
+        }
+    }
+}
+
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// `openat(dirfd, path)`+`close`, `n` times.
+fn time_opens_at(dirfd: i32, path: &std::ffi::CStr, n: u64) -> anyhow::Result<Duration> {
+    let t = Stamp::now();
     for _ in 0..n {
         // SAFETY: valid NUL-terminated path; the fd is closed at once.
-        let fd = unsafe {
-            libc::openat(
-                libc::AT_FDCWD,
-                path.as_ptr(),
-                libc::O_RDONLY | libc::O_CLOEXEC,
-            )
-        };
+        let fd = unsafe { libc::openat(dirfd, path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
         if fd < 0 {
             bail!("openat failed: {}", std::io::Error::last_os_error());
         }
@@ -209,7 +260,7 @@ fn time_connects(to: SocketAddr, n: u64) -> anyhow::Result<Duration> {
         l_onoff: 1,
         l_linger: 0,
     };
-    let t = Instant::now();
+    let t = Stamp::now();
     for _ in 0..n {
         let s = TcpStream::connect(to).with_context(|| format!("connecting to {to}"))?;
         // Close with RST: no TIME_WAIT, so ephemeral ports never run out.
@@ -234,6 +285,8 @@ struct Samples {
     opens: Vec<f64>,
     /// Opens of the path that shares a head with a watched prefix.
     opens_near: Vec<f64>,
+    /// Relative opens (`openat(dirfd, "notes.txt")`).
+    opens_rel: Vec<f64>,
     connects: Vec<f64>,
 }
 
@@ -376,6 +429,12 @@ fn agent_overhead(opts: &Options) -> anyhow::Result<()> {
     let near = near_dir.join("not-a-credential.txt");
     std::fs::write(&near, b"x").with_context(|| format!("writing {}", near.display()))?;
     let cnear = std::ffi::CString::new(near.as_os_str().as_encoded_bytes())?;
+    // A relative open by directory descriptor (what `find`, `rm -r`, `git`
+    // do): its prefix cannot be judged, so the name test decides.
+    std::fs::write(w.dir.join("notes.txt"), b"x")?;
+    let dir_fd =
+        std::fs::File::open(&w.dir).with_context(|| format!("opening {}", w.dir.display()))?;
+    let rel = c"notes.txt";
 
     let rounds = opts.rounds.max(1);
     let (opens, connects) = (opts.opens / rounds, opts.connects / rounds);
@@ -411,6 +470,9 @@ fn agent_overhead(opts: &Options) -> anyhow::Result<()> {
             let o = batches(opens, OPEN_BATCH, |n| time_opens(cpath, n))?;
             let c = batches(connects, CONNECT_BATCH, |n| time_connects(target, n))?;
             let o_near = batches(opens / 4, OPEN_BATCH, |n| time_opens(&cnear, n))?;
+            let o_rel = batches(opens / 4, OPEN_BATCH, |n| {
+                time_opens_at(dir_fd.as_raw_fd(), rel, n)
+            })?;
             println!(
                 "  round {} {:<13} openat median {:>6.0} ns, connect median {:>7.1} us",
                 r + 1,
@@ -421,6 +483,7 @@ fn agent_overhead(opts: &Options) -> anyhow::Result<()> {
             into.opens.extend(o);
             into.connects.extend(c);
             into.opens_near.extend(o_near);
+            into.opens_rel.extend(o_rel);
             Ok(())
         };
         // Rotate the order so that drift hits every condition alike.
@@ -498,6 +561,14 @@ fn agent_overhead(opts: &Options) -> anyhow::Result<()> {
         opens / 4 * rounds,
         median(&on.opens_near) / median(&off.opens_near),
         median(&on.opens_near) / median(&floor.opens_near)
+    );
+    println!(
+        "openat(dirfd, \"{}\") (relative: the name test decides; {} calls each): \
+         with/without {:.3}, with/floor {:.3}",
+        rel.to_string_lossy(),
+        opens / 4 * rounds,
+        median(&on.opens_rel) / median(&off.opens_rel),
+        median(&on.opens_rel) / median(&floor.opens_rel)
     );
     let _ = std::fs::remove_dir_all(&near_dir);
     Ok(())

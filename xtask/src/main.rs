@@ -48,6 +48,9 @@ enum Command {
     Image(image::Options),
     /// Mutation testing (cargo-mutants, installed if missing) of detection, parsing and identity code.
     Mutants(mutants::Options),
+    /// (internal) The open loop `vm-test --bench` runs inside the guest.
+    #[command(hide = true)]
+    OpenLoop(vm::bench::LoopOptions),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,5 +66,6 @@ fn main() -> anyhow::Result<()> {
         Command::Fuzz(o) => fuzz::run(o),
         Command::Image(o) => image::run(o),
         Command::Mutants(o) => mutants::run(o),
+        Command::OpenLoop(o) => vm::bench::open_loop(o),
     }
 }

@@ -5,7 +5,10 @@
 //! `-accel tcg` once per hook path (BPF LSM on, BPF LSM off, tracepoint forced), reads one
 //! result line per test binary from the serial console, and also runs the same binaries on
 //! the host kernel natively. Prints pass or fail and the hook path used, per kernel and boot.
+//!
+//! `--bench` instead measures what the open hooks cost in the guests (`vm/bench.rs`).
 
+pub(crate) mod bench;
 mod build;
 mod cpio;
 mod host;
@@ -47,6 +50,20 @@ pub struct Options {
     /// Skip the native run on the host kernel.
     #[arg(long)]
     no_host: bool,
+    /// Measure the open hooks' cost instead of running the tests: the same open loop
+    /// without and with the agent on LSM and on fentry, in one boot (BPF LSM on) of each
+    /// kernel, interleaved rounds; default kernels 6.1 and 6.12 (`--boot no-bpf-lsm` adds
+    /// fentry and the raw tracepoint with BPF LSM off). Prints
+    /// `vm <kernel> <hook> openat ratio=<r>x` (under TCG emulation with -icount).
+    #[arg(long)]
+    bench: bool,
+    /// Rounds of the bench (each measures every condition once, the order rotated).
+    #[arg(long, default_value_t = 3)]
+    bench_rounds: u32,
+    /// `openat`+`close` calls per path, condition and round of the bench (timed in
+    /// batches of 1,000; -icount makes the timing deterministic, so few are needed).
+    #[arg(long, default_value_t = 5_000)]
+    bench_opens: u64,
 }
 
 /// One boot of the matrix: the LSM list on the command line, the hook modes the agent is
@@ -58,6 +75,9 @@ struct BootKind {
     expect: &'static str,
     connect_hook: &'static str,
     expect_connect: &'static str,
+    /// Hooks `--bench` measures in this boot (comma-separated agent `--hook` values; empty:
+    /// the boot is not part of the bench).
+    bench: &'static str,
 }
 
 const BOOTS: &[BootKind] = &[
@@ -68,6 +88,7 @@ const BOOTS: &[BootKind] = &[
         expect: "lsm",
         connect_hook: "auto",
         expect_connect: "tp_btf_inet_sock_set_state",
+        bench: "lsm,fentry",
     },
     BootKind {
         name: "no-bpf-lsm",
@@ -76,6 +97,7 @@ const BOOTS: &[BootKind] = &[
         expect: "fentry",
         connect_hook: "auto",
         expect_connect: "tp_btf_inet_sock_set_state",
+        bench: "fentry,raw-tracepoint",
     },
     BootKind {
         name: "raw-tracepoint",
@@ -84,6 +106,7 @@ const BOOTS: &[BootKind] = &[
         expect: "raw_tracepoint",
         connect_hook: "auto",
         expect_connect: "tp_btf_inet_sock_set_state",
+        bench: "",
     },
     BootKind {
         name: "tracepoint",
@@ -92,8 +115,26 @@ const BOOTS: &[BootKind] = &[
         expect: "tracepoint",
         connect_hook: "tracepoint",
         expect_connect: "tracepoint_inet_sock_set_state",
+        bench: "",
     },
 ];
+
+/// The hooks `--bench` measures in a boot on a kernel release: the LSM boot of a kernel
+/// whose agent must fall back to fentry (before 5.11) measures fentry.
+fn bench_hooks(kind: &BootKind, release: &str) -> Vec<&'static str> {
+    let mut hooks: Vec<&'static str> = Vec::new();
+    for h in kind.bench.split(',').filter(|h| !h.is_empty()) {
+        let h = if h == "lsm" && expected_hook(kind, release) == "fentry" {
+            "fentry"
+        } else {
+            h
+        };
+        if !hooks.contains(&h) {
+            hooks.push(h);
+        }
+    }
+    hooks
+}
 
 /// The open hook a boot must end up with on a given kernel release. Before 5.11,
 /// `bpf_d_path` is not available to LSM programs (only to fentry on an allowlist that
@@ -150,7 +191,10 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cache)?;
     ensure_tools()?;
 
-    let tests = if opts.test_binaries.is_empty() {
+    let tests = if opts.bench {
+        // The bench boots run no tests: only the agent binary's check and the bench.
+        Vec::new()
+    } else if opts.test_binaries.is_empty() {
         build::build_agent_tests(&root)?
     } else {
         opts.test_binaries
@@ -165,7 +209,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             })
             .collect()
     };
-    if tests.is_empty() {
+    if tests.is_empty() && !opts.bench {
         bail!("no agent test binaries found (tests/tests/agent_*.rs)");
     }
     let names: Vec<&str> = tests.iter().map(|t| t.name.as_str()).collect();
@@ -180,7 +224,18 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&work)?;
     let initrd = work.join("initramfs.cpio");
-    initramfs::build(&initrd, &work.join("stage"), &tests, Some(&agent))?;
+    let open_loop = if opts.bench {
+        Some(std::env::current_exe().context("locating the xtask binary (the open loop)")?)
+    } else {
+        None
+    };
+    initramfs::build(
+        &initrd,
+        &work.join("stage"),
+        &tests,
+        Some(&agent),
+        open_loop.as_deref(),
+    )?;
     eprintln!(
         "vm-test: initramfs {} ({} MiB)",
         initrd.display(),
@@ -188,15 +243,19 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     );
 
     let wanted: Vec<String> = if opts.kernels.is_empty() {
+        // The bench: 6.1 and 6.12 (the first two).
+        let n = if opts.bench { 2 } else { usize::MAX };
         kernels::DEFAULT_KERNELS
             .iter()
+            .take(n)
             .map(|s| (*s).to_owned())
             .collect()
     } else {
         opts.kernels.clone()
     };
     let mut rows = Vec::new();
-    if !opts.no_host {
+    let mut bench_results = Vec::new();
+    if !opts.no_host && !opts.bench {
         rows.push(host::run_host(&tests, &agent)?);
     }
     for name in &wanted {
@@ -227,9 +286,26 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         for kind in BOOTS
             .iter()
             .filter(|k| opts.boots.is_empty() || opts.boots.iter().any(|b| b == k.name))
+            // The bench boots once per kernel (BPF LSM on: LSM and fentry both load
+            // there); the other bench boots only when named with --boot.
+            .filter(|k| {
+                !opts.bench
+                    || (!k.bench.is_empty() && (!opts.boots.is_empty() || k.name == "bpf-lsm"))
+            })
         {
             let log = work.join(format!("console-{}-{}.log", kernel.release, kind.name));
             let expect = expected_hook(kind, &kernel.release);
+            let hooks = bench_hooks(kind, &kernel.release);
+            let bench_words = if opts.bench {
+                format!(
+                    "CREDTRAIL_BENCH={} CREDTRAIL_BENCH_ROUNDS={} CREDTRAIL_BENCH_OPENS={}",
+                    hooks.join(","),
+                    opts.bench_rounds,
+                    opts.bench_opens
+                )
+            } else {
+                String::new()
+            };
             eprintln!(
                 "vm-test: booting {} from {} ({})",
                 kernel.release, kernel.package, kind.name
@@ -239,20 +315,31 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
                 initramfs: &initrd,
                 cmdline: format!(
                     "console=ttyS0 panic=-1 loglevel=4 lsm={} \
-                     CREDTRAIL_EXPECT_HOOK={} CREDTRAIL_HOOK_MODE={} CREDTRAIL_CONNECT_HOOK={} {}",
+                     CREDTRAIL_EXPECT_HOOK={} CREDTRAIL_HOOK_MODE={} CREDTRAIL_CONNECT_HOOK={} {} {}",
                     kind.lsm,
                     expect,
                     kind.hook_mode,
                     kind.connect_hook,
+                    bench_words,
                     opts.append.join(" ")
                 ),
                 console_log: &log,
                 memory_mib: opts.memory,
                 timeout: Duration::from_secs(opts.timeout),
+                icount: opts.bench,
             })?;
             let verdict = judge::judge_agent(&outcome, expect)
                 .and_then(|()| judge::judge_connect_hook(&outcome, kind.expect_connect))
-                .and_then(|()| judge::judge(&outcome, &tests, expect, Some(kind.lsm)))
+                .and_then(|()| {
+                    if opts.bench {
+                        let text = std::fs::read_to_string(&log).unwrap_or_default();
+                        let ratios = bench::ratios(&bench::parse(&text), &hooks)?;
+                        bench_results.push((kernel.release.clone(), ratios));
+                        Ok(())
+                    } else {
+                        judge::judge(&outcome, &tests, expect, Some(kind.lsm))
+                    }
+                })
                 .map_err(|e| format!("{e} (console: {})", log.display()));
             rows.push(Row {
                 kernel: kernel.release.clone(),
@@ -271,7 +358,11 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(work.join("stage"));
     let _ = std::fs::remove_file(&initrd);
     eprintln!("vm-test: consoles in {}", work.display());
-    report(&rows, started.elapsed())
+    let verdict = report(&rows, started.elapsed());
+    if opts.bench {
+        bench::report(&bench_results)?;
+    }
+    verdict
 }
 
 fn count(results: &[(String, bool)]) -> String {
@@ -369,5 +460,19 @@ mod tests {
         );
         assert_eq!(expected_hook(&BOOTS[3], "5.10.0-46-amd64"), "tracepoint");
         assert!(!kernel_before("garbage", (5, 11)));
+    }
+
+    #[test]
+    fn the_bench_measures_lsm_and_fentry_and_fentry_where_lsm_cannot_load() {
+        assert_eq!(
+            bench_hooks(&BOOTS[0], "6.12.57+deb12-amd64"),
+            vec!["lsm", "fentry"]
+        );
+        assert_eq!(bench_hooks(&BOOTS[0], "5.10.0-46-amd64"), vec!["fentry"]);
+        assert_eq!(
+            bench_hooks(&BOOTS[1], "6.1.0-41-amd64"),
+            vec!["fentry", "raw-tracepoint"]
+        );
+        assert!(bench_hooks(&BOOTS[3], "6.1.0-41-amd64").is_empty());
     }
 }

@@ -31,27 +31,28 @@ pub fn ct_raw_sys_enter(ctx: BtfTracePointContext) -> u32 {
             core::ptr::read_volatile(&raw const (*cfg).nr_openat2),
         )
     };
+    let regs: *const u8 = ctx.arg(0);
+    // The path argument is loaded straight from `regs` (a BTF pointer: the
+    // verifier makes the load fault-tolerant), at an offset that is a
+    // constant in each branch; no helper call. Directory and flags are read
+    // only for a path that is reported.
     // (path argument, flags argument, flags behind a pointer)
-    let (path_arg, flags_arg, how) = if id == i64::from(openat) {
-        (1, 2, false)
+    let (filename, path_arg, flags_arg, how) = if id == i64::from(openat) {
+        (reg(regs, 1), 1, 2, false)
     } else if id == i64::from(open) {
-        (0, 1, false)
+        (reg(regs, 0), 0, 1, false)
     } else if id == i64::from(openat2) {
-        (1, 2, true)
+        (reg(regs, 1), 1, 2, true)
     } else {
         return 0;
     };
     // SAFETY: as above.
-    let (flags, offsets) = unsafe {
-        (
-            core::ptr::read_volatile(&raw const (*cfg).flags),
-            core::ptr::read_volatile(&raw const (*cfg).regs_arg),
-        )
-    };
+    let flags = unsafe { core::ptr::read_volatile(&raw const (*cfg).flags) };
     if flags & CONFIG_SYSCALLS == 0 {
         return 0;
     }
-    let regs: *const u8 = ctx.arg(0);
+    // SAFETY: as above.
+    let offsets = unsafe { core::ptr::read_volatile(&raw const (*cfg).regs_arg) };
     let arg = |n: usize| -> u64 {
         let off = match n {
             0 => offsets[0],
@@ -61,7 +62,6 @@ pub fn ct_raw_sys_enter(ctx: BtfTracePointContext) -> u32 {
         // SAFETY: a probe read of the user registers saved at entry.
         unsafe { bpf_probe_read_kernel(regs.add(off as usize).cast::<u64>()).unwrap_or(0) }
     };
-    let filename = arg(path_arg) as *const u8;
     let dirfd = || {
         if path_arg == 1 {
             arg(0) as i32
@@ -69,18 +69,31 @@ pub fn ct_raw_sys_enter(ctx: BtfTracePointContext) -> u32 {
             credtrail_common::OPEN_DIRFD_CWD
         }
     };
-    let flags_value = arg(flags_arg);
     // SAFETY: `filename` is the call's user-space path pointer; `how` is a
     // user pointer read with bpf_probe_read_user.
     let _ = unsafe {
-        syscall_open::handle(filename, Source::RawSysEnter, dirfd, || {
+        syscall_open::handle(filename as *const u8, Source::RawSysEnter, dirfd, || {
+            let value = arg(flags_arg);
             if how {
-                aya_ebpf::helpers::bpf_probe_read_user(flags_value as *const u64).unwrap_or(0)
-                    as u32
+                aya_ebpf::helpers::bpf_probe_read_user(value as *const u64).unwrap_or(0) as u32
             } else {
-                flags_value as u32
+                value as u32
             }
         })
     };
     0
+}
+
+/// System-call argument `i` (a constant at each call) from the tracepoint's
+/// `struct pt_regs *`: one direct load at the offset user space found in BTF
+/// (a constant to the verifier: the configuration is a frozen read-only map).
+#[inline(always)]
+fn reg(regs: *const u8, i: usize) -> u64 {
+    let cfg: *const KernelConfig = &raw const CT_CONFIG;
+    // SAFETY: a field read of a static; `regs` is the BTF-typed argument,
+    // whose loads the verifier checks against `struct pt_regs`.
+    unsafe {
+        let off = core::ptr::read_volatile(&raw const (*cfg).regs_arg[i]);
+        regs.add(off as usize).cast::<u64>().read()
+    }
 }

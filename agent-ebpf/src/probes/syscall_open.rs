@@ -17,12 +17,12 @@ use aya_ebpf::helpers::{
     generated::bpf_probe_read_user_str,
 };
 use credtrail_common::{
-    Counter, EventKind, NAME_LEN, OPEN_PATH_TRUNCATED, OpenEvent, PATH_LEN, PREFIX_ANY_NAME,
-    PREFIX_LEN, Source,
+    Counter, EventKind, KernelConfig, NAME_LEN, OPEN_PATH_TRUNCATED, OpenEvent, PATH_LEN,
+    PREFIX_ANY_NAME, PREFIX_LEN, Source,
 };
 
 use crate::{
-    config::config,
+    config::{CT_CONFIG, config},
     event::fill_header,
     filter::{head_passes, name_passes, prefix_flags},
     maps::{CT_EVENTS, count},
@@ -62,8 +62,14 @@ pub unsafe fn handle(
             count(Counter::PrefixHit);
             f
         }
-        // Not judged by its prefix: the name test decides.
-        None if odd_head(&head) => 0,
+        // Not judged by its prefix: the name test decides, on the bytes
+        // already read when the whole path fits in them.
+        None if odd_head(&head) => {
+            if short_name_misses(&head) {
+                return Ok(());
+            }
+            0
+        }
         None => return Ok(()),
     };
     let cfg = config();
@@ -120,6 +126,42 @@ pub unsafe fn handle(
     entry.submit(0);
     count(Counter::Emitted);
     Ok(())
+}
+
+/// Whether the path ends inside `head` (its NUL is among the first
+/// `PREFIX_LEN` bytes) and its last component fails the name test: then
+/// nothing more needs reading (the common relative open, `openat(dirfd,
+/// "name")`, costs no ring-buffer reserve and no second read). A longer path
+/// is left to the full read (`false`).
+#[inline(always)]
+fn short_name_misses(head: &[u8; PREFIX_LEN]) -> bool {
+    let mut len = PREFIX_LEN;
+    for (i, &b) in head.iter().enumerate() {
+        if b == 0 {
+            len = i;
+            break;
+        }
+    }
+    if len >= PREFIX_LEN {
+        return false;
+    }
+    let mut start = 0;
+    for (i, &b) in head.iter().enumerate() {
+        if i < len && b == b'/' {
+            start = i + 1;
+        }
+    }
+    let cfg: *const KernelConfig = &raw const CT_CONFIG;
+    // SAFETY: a field read of a static; `name_passes` reads the stack copy
+    // through probe-read helpers, and its NUL is at `len` < PREFIX_LEN.
+    unsafe {
+        let suffix_lens = core::ptr::read_volatile(&raw const (*cfg).suffix_lens);
+        !name_passes(
+            head.as_ptr().add(start & (PREFIX_LEN - 1)),
+            len - start,
+            suffix_lens,
+        )
+    }
 }
 
 /// Whether a path's first bytes say its prefix cannot be judged: it is

@@ -65,9 +65,14 @@ if [ -x /bin/credtrail-agent ]; then
     | cut -c1-400 | tail -n 12 | sed 's/^/credtrail-vm: agent-log /'
   rm -rf /root/.kube
 fi
+# `cargo xtask vm-test --bench`: the open-loop bench (xtask/src/vm/bench.rs).
+if [ -n "$CREDTRAIL_BENCH" ] && [ -x /bench.sh ]; then
+  /bench.sh
+fi
 passed=0
 failed=0
 for t in /tests/*; do
+  [ -e "$t" ] || continue
   name=${t##*/}
   echo "credtrail-vm: START $name"
   # --nocapture: passing tests' output (their credtrail-hook line) must reach the console too.
@@ -102,12 +107,14 @@ pub struct TestBinary {
 }
 
 /// Builds `out` (an uncompressed newc cpio). `stage` is scratch space for stripped copies.
-/// `agent` is the `credtrail-agent` binary, installed as `/bin/credtrail-agent`.
+/// `agent` is the `credtrail-agent` binary, installed as `/bin/credtrail-agent`; `bench`
+/// the open-loop program of `vm-test --bench` (installed with `/bench.sh`).
 pub fn build(
     out: &Path,
     stage: &Path,
     tests: &[TestBinary],
     agent: Option<&Path>,
+    bench: Option<&Path>,
 ) -> anyhow::Result<()> {
     if !Path::new(BUSYBOX).exists() {
         bail!("{BUSYBOX} is missing: apt-get install busybox-static");
@@ -165,6 +172,10 @@ pub fn build(
         .collect();
     if let Some(agent) = agent {
         programs.push(("/bin/credtrail-agent".to_owned(), agent));
+    }
+    if let Some(bench) = bench {
+        programs.push((super::bench::GUEST_LOOP.to_owned(), bench));
+        w.file("/bench.sh", 0o755, super::bench::SCRIPT.as_bytes())?;
     }
     for (guest, host) in programs {
         let stripped = stage.join(guest.trim_start_matches('/').replace('/', "_"));

@@ -40,13 +40,30 @@ pub struct Boot<'a> {
     pub console_log: &'a Path,
     pub memory_mib: u32,
     pub timeout: Duration,
+    /// Deterministic timing for `--bench`: one vCPU, single-threaded TCG and
+    /// `-icount` (the guest's clock advances by instructions executed, so the
+    /// host's load does not reach the guest's timings).
+    pub icount: bool,
 }
 
 pub fn boot(b: &Boot<'_>) -> anyhow::Result<BootOutcome> {
     let _ = std::fs::remove_file(b.console_log);
     let started = Instant::now();
+    let cpu: &[&str] = if b.icount {
+        &[
+            "-accel",
+            "tcg,thread=single",
+            "-icount",
+            "shift=3,sleep=off,align=off",
+            "-smp",
+            "1",
+        ]
+    } else {
+        &["-accel", "tcg,thread=multi", "-smp", "2"]
+    };
     let mut child = Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "2"])
+        .args(cpu)
+        .args(["-cpu", "max"])
         .args(["-m", &b.memory_mib.to_string()])
         .args(["-display", "none", "-monitor", "none", "-no-reboot"])
         .arg("-serial")
