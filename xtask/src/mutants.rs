@@ -135,6 +135,21 @@ fn test_args(pkg: &str) -> (&'static [&'static str], &'static [&'static str]) {
     }
 }
 
+/// What follows cargo-mutants' options for the test binary's arguments:
+/// cargo-mutants hands everything after its `--` to `cargo test`, so the
+/// test binary's arguments need a second `--` (one `--` made `cargo test`
+/// refuse `--test-threads=1`, and every agent mutant counted as caught).
+fn harness_command_tail(harness_args: &[&str]) -> Vec<String> {
+    if harness_args.is_empty() {
+        return Vec::new();
+    }
+    ["--", "--"]
+        .iter()
+        .chain(harness_args)
+        .map(|a| (*a).to_owned())
+        .collect()
+}
+
 /// `(package, file globs)` to run: the given files, else the covered folders.
 fn plan(files: &[String]) -> anyhow::Result<Vec<(&'static str, Vec<String>)>> {
     let mut out: Vec<(&'static str, Vec<String>)> = Vec::new();
@@ -257,7 +272,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             // Every phase (the build too, else it builds the `it` suite and the binary).
             cmd.arg(format!("--cargo-arg={a}"));
         }
-        cmd.arg("--").args(harness_args);
+        cmd.args(harness_command_tail(harness_args));
         println!("mutants: {pkg}: running {cmd:?}");
         // cargo-mutants moves an earlier run's mutants.out aside (to
         // mutants.out.old) and locks the new one: a second run on the same
@@ -521,6 +536,20 @@ mod tests {
         let all = plan(&[]).unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].1.len() + all[1].1.len(), COVERED.len());
+    }
+
+    /// The agent's `--test-threads=1` reaches the test binary (after
+    /// `cargo test --`), never `cargo test` itself.
+    #[test]
+    fn harness_arguments_go_after_a_second_separator() {
+        let (cargo, harness) = test_args("credtrail-agent");
+        assert_eq!(cargo, ["--lib"]);
+        assert_eq!(
+            harness_command_tail(harness),
+            ["--", "--", "--test-threads=1"]
+        );
+        let (_, harness) = test_args("credtrail-aggregator");
+        assert!(harness_command_tail(harness).is_empty());
     }
 
     #[test]

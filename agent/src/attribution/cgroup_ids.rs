@@ -94,6 +94,10 @@ fn walk(dir: &Path, rel: &str, depth: usize, out: &mut HashMap<u64, String>) {
 }
 
 #[cfg(test)]
+#[path = "cgroup_ids_tests.rs"]
+mod cgroup_ids_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

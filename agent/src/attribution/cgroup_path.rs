@@ -17,6 +17,10 @@
 //! (cgroupfs), sometimes with a `/container` leaf below (`--cgroups=split`).
 //! Such a path gives the container id and runtime `podman`, and no pod.
 //!
+//! Folders below the container's cgroup (a container that runs systemd, or
+//! one that may write its cgroup and names a folder like another pod's) are
+//! the container's own: they neither change nor fail the attribution.
+//!
 //! Prefixes before `kubepods` (kind's `/kubelet.slice/kubelet-kubepods.slice`,
 //! a nested `/system.slice/...`) are tolerated: parsing starts at the first
 //! component that names kubepods.
@@ -57,6 +61,13 @@ pub fn parse_cgroup_path(path: &str) -> Result<CgroupInfo, CgroupPathError> {
     };
     let mut info = CgroupInfo::default();
     for comp in &comps[start..] {
+        // Below the container's own cgroup every folder is the container's:
+        // a process that may write its cgroup (systemd in a container, a
+        // privileged pod) can create one named like another pod's slice or
+        // container's scope. It neither changes the attribution nor fails it.
+        if info.container_id.is_some() {
+            break;
+        }
         if let Some(rest) = strip_slice(comp) {
             systemd_component(comp, rest, &mut info)?;
         } else if let Some((slice, scope)) = comp.split_once(':') {
@@ -77,9 +88,10 @@ pub fn parse_cgroup_path(path: &str) -> Result<CgroupInfo, CgroupPathError> {
 }
 
 /// A podman container's scope (`libpod-<id>[.scope]`, `libpod-conmon-<id>`),
-/// the innermost one; anything else is not a container.
+/// the outermost one (folders below it are the container's own, named as it
+/// likes); anything else is not a container.
 fn podman(comps: &[&str]) -> Result<CgroupInfo, CgroupPathError> {
-    for comp in comps.iter().rev() {
+    for comp in comps {
         let scope = comp.strip_suffix(".scope").unwrap_or(comp);
         let id = scope
             .strip_prefix("libpod-conmon-")
@@ -201,6 +213,10 @@ fn container_id(comp: &str, id: &str) -> Result<String, CgroupPathError> {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "cgroup_path_tests.rs"]
+mod cgroup_path_tests;
 
 #[cfg(test)]
 mod tests {

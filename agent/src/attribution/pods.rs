@@ -127,6 +127,10 @@ pub fn hostname_from_etc_hosts(text: &str) -> Option<String> {
 }
 
 #[cfg(test)]
+#[path = "pods_tests.rs"]
+mod pods_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -30,13 +30,11 @@ pub enum StatError {
 /// Parses `pid (comm) state ppid ...`; comm may hold spaces and parentheses,
 /// so the fields after it are found from the last `)`.
 pub fn parse_stat(line: &str) -> Result<(String, u32), StatError> {
-    let open = line.find('(').ok_or(StatError::NoComm)?;
-    let close = line.rfind(')').ok_or(StatError::NoComm)?;
-    if close < open {
-        return Err(StatError::NoComm);
-    }
-    let comm = line[open + 1..close].to_string();
-    let mut fields = line[close + 1..].split_whitespace();
+    // From the first `(` to the last `)` after it.
+    let (_pid, rest) = line.split_once('(').ok_or(StatError::NoComm)?;
+    let (comm, after) = rest.rsplit_once(')').ok_or(StatError::NoComm)?;
+    let comm = comm.to_string();
+    let mut fields = after.split_whitespace();
     let _state = fields.next().ok_or(StatError::NoPpid)?;
     let ppid = fields.next().ok_or(StatError::NoPpid)?;
     let ppid = ppid
@@ -109,6 +107,10 @@ pub fn proc_info(proc_root: &Path, tgid: u32) -> ProcInfo {
 }
 
 #[cfg(test)]
+#[path = "process_tests.rs"]
+mod process_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -161,6 +163,7 @@ mod tests {
             if info.cmdline.len() > 2 || t.elapsed() > std::time::Duration::from_secs(5) {
                 break info;
             }
+            std::thread::sleep(std::time::Duration::from_millis(5));
         };
         let _ = child.kill();
         let _ = child.wait();

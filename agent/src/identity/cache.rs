@@ -76,6 +76,10 @@ impl IdentityCache {
 }
 
 #[cfg(test)]
+#[path = "cache_tests.rs"]
+mod cache_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

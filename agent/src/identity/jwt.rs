@@ -213,6 +213,10 @@ fn split(v: Option<NameUid>) -> (Option<String>, Option<String>) {
 }
 
 #[cfg(test)]
+#[path = "jwt_tests.rs"]
+mod jwt_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;

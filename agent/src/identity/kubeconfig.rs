@@ -150,11 +150,7 @@ pub const MAX_FIELD: usize = 256;
 /// `s` cut at [`MAX_FIELD`] bytes (on a character boundary), marked `…`.
 fn cap(mut s: String) -> String {
     if s.len() > MAX_FIELD {
-        let mut end = MAX_FIELD;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
+        s.truncate(s.floor_char_boundary(MAX_FIELD));
         s.push('…');
     }
     s
@@ -238,6 +234,10 @@ fn user_identity(
         username: u.username,
     })
 }
+
+#[cfg(test)]
+#[path = "kubeconfig_tests.rs"]
+mod kubeconfig_tests;
 
 #[cfg(test)]
 mod tests {

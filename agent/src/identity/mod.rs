@@ -170,6 +170,10 @@ pub fn identify(path: &str, bytes: &[u8], refs: &dyn RefReader) -> CredentialIde
 }
 
 #[cfg(test)]
+#[path = "identity_tests.rs"]
+pub(crate) mod identity_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -57,6 +57,10 @@ pub enum RootError {
     NoOpenat2 { path: String },
 }
 
+/// How every path is resolved: inside the process's root (symlinks and
+/// `..` included), magic links (`/proc/<pid>/root`, `fd/<n>`) refused.
+const RESOLVE_IN_PROCESS_ROOT: u64 = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+
 /// A regular file opened inside a process's root, with its metadata.
 #[derive(Debug)]
 pub struct Opened {
@@ -121,7 +125,8 @@ fn openat2(dir: &File, rel: &str, flags: i32, resolve: u64) -> io::Result<File> 
             std::mem::size_of::<OpenHow>(),
         )
     };
-    if fd < 0 {
+    // The raw system call returns -1 and sets errno on failure.
+    if fd == -1 {
         return Err(io::Error::last_os_error());
     }
     let fd = i32::try_from(fd).map_err(|_| io::Error::other("fd out of range"))?;
@@ -143,7 +148,7 @@ fn open_at_root(dir: &File, path: &str) -> Result<Opened, RootError> {
         dir,
         rel,
         libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK,
-        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+        RESOLVE_IN_PROCESS_ROOT,
     )
     .map_err(|source| match source.raw_os_error() {
         Some(libc::ENOSYS) => RootError::NoOpenat2 {
@@ -227,7 +232,7 @@ pub fn canonical_in_root(root: &Path, path: &str) -> Result<String, RootError> {
         .filter(|c| !c.is_empty())
         .map(str::to_owned)
         .collect();
-    let mut links = 0;
+    let mut links_left = MAX_LINKS;
     let open_err = |source: io::Error| RootError::Open {
         path: path.to_owned(),
         source,
@@ -250,7 +255,7 @@ pub fn canonical_in_root(root: &Path, path: &str) -> Result<String, RootError> {
             &dir,
             &cand,
             libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+            RESOLVE_IN_PROCESS_ROOT,
         )
         .map_err(open_err)?;
         let meta = f.metadata().map_err(open_err)?;
@@ -258,10 +263,9 @@ pub fn canonical_in_root(root: &Path, path: &str) -> Result<String, RootError> {
             out.push(c);
             continue;
         }
-        links += 1;
-        if links > MAX_LINKS {
-            return Err(open_err(io::Error::from_raw_os_error(libc::ELOOP)));
-        }
+        links_left = links_left
+            .checked_sub(1)
+            .ok_or_else(|| open_err(io::Error::from_raw_os_error(libc::ELOOP)))?;
         let mut buf = vec![0u8; libc::PATH_MAX as usize];
         // SAFETY: an O_PATH fd of a symlink, an empty NUL-terminated path
         // (the fd itself), and a buffer of the length passed.
@@ -273,10 +277,9 @@ pub fn canonical_in_root(root: &Path, path: &str) -> Result<String, RootError> {
                 buf.len(),
             )
         };
-        if n < 0 {
-            return Err(open_err(io::Error::last_os_error()));
-        }
-        buf.truncate(n as usize);
+        // -1 (errno set) is the only negative return.
+        let n = usize::try_from(n).map_err(|_| open_err(io::Error::last_os_error()))?;
+        buf.truncate(n);
         let target = String::from_utf8_lossy(&buf).into_owned();
         if target.starts_with('/') {
             out.clear();
@@ -303,6 +306,10 @@ pub fn lexical_normal(path: &str) -> String {
     }
     format!("/{}", out.join("/"))
 }
+
+#[cfg(test)]
+#[path = "rootfs_tests.rs"]
+mod rootfs_tests;
 
 #[cfg(test)]
 mod tests {
@@ -343,15 +350,16 @@ mod tests {
     fn fifos_devices_and_directories_are_not_opened_for_reading() {
         let root = tempfile::tempdir().unwrap();
         let r = root.path();
-        let fifo = CString::new(r.join("token").to_str().unwrap()).unwrap();
-        // SAFETY: valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
-        let t0 = std::time::Instant::now();
-        match open_in_root(r, "/token") {
+        let fifo = r.join("token");
+        crate::identity::identity_tests::mkfifo(&fifo);
+        let owned = r.to_owned();
+        let got = crate::identity::identity_tests::without_blocking_on(&fifo, "open", move || {
+            open_in_root(&owned, "/token")
+        });
+        match got {
             Err(RootError::NotRegular { file_type, .. }) => assert_eq!(file_type, "fifo"),
             other => panic!("a FIFO must be refused: {other:?}"),
         }
-        assert!(t0.elapsed() < std::time::Duration::from_secs(1));
         std::os::unix::fs::symlink("/dev/zero", r.join("zero")).unwrap();
         // Inside the root, /dev/zero does not exist: the symlink stays inside.
         assert!(matches!(

@@ -106,6 +106,10 @@ fn pem_problem(e: &rustls_pemfile::Error) -> &'static str {
 }
 
 #[cfg(test)]
+#[path = "x509_tests.rs"]
+mod x509_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
