@@ -18,6 +18,8 @@ pub mod cluster;
 mod effective;
 mod expect;
 pub mod limits;
+#[cfg(test)]
+mod limits_tests;
 pub mod lineage;
 mod mint;
 mod node_writes;
@@ -26,6 +28,8 @@ pub mod rbac;
 pub mod rules;
 pub mod sightings;
 mod suppress;
+#[cfg(test)]
+mod testkit;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -242,3 +242,6 @@ impl Policy {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
