@@ -248,3 +248,7 @@ impl Detector {
 #[cfg(test)]
 #[path = "expect_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "expect_learned_tests.rs"]
+mod learned_tests;
