@@ -237,15 +237,24 @@ fn without_a_window_a_late_event_from_before_the_first_sighting_learns_nothing()
 
 #[test]
 fn a_baseline_learned_before_learning_was_turned_off_no_longer_applies() {
-    let mut d = detector(POLICY);
-    d.restore_identities(vec![StoredIdentity {
-        username: "alice".into(),
-        first: t(-86_400),
-        last: t(-3600),
-        baselines: vec![(FAR.parse().unwrap(), true)],
-    }]);
-    let (alerts, _) = judge(&mut d, &Req::new("a", 0, "alice", "127.200.0.5"));
-    assert!(alerts.is_empty(), "no expectation: {:?}", rules(&alerts));
+    for (policy, applies) in [
+        (format!("{POLICY}{LEARN}"), true),
+        (POLICY.to_owned(), false),
+    ] {
+        let mut d = detector(&policy);
+        // The maps' clocks at T0 first, as in the pipeline (a restored entry
+        // is as old as the clock it was restored under).
+        judge(&mut d, &Req::new("b", 0, "bob", FAR));
+        d.restore_identities(vec![StoredIdentity {
+            username: "alice".into(),
+            first: t(-86_400),
+            last: t(-3600),
+            baselines: vec![(FAR.parse().unwrap(), true)],
+        }]);
+        let (alerts, _) = judge(&mut d, &Req::new("a", 1, "alice", "127.200.0.5"));
+        let want: &[&str] = if applies { &["CT1547-002"] } else { &[] };
+        assert_eq!(rules(&alerts), want, "learning on: {applies}");
+    }
 }
 
 #[test]
@@ -263,4 +272,37 @@ fn an_identity_sighting_is_noted_first_and_then_every_ten_minutes() {
     assert!(noted(&mut d, 599).is_empty());
     assert_eq!(noted(&mut d, 600).len(), 1);
     assert!(noted(&mut d, 660).is_empty());
+}
+
+#[test]
+fn a_token_read_in_one_pod_is_another_pods_when_a_second_pod_of_that_node_uses_it() {
+    let mut d = nodes(POLICY, 1);
+    let web = Some(("shop", "web-1", "pod-uid-web", "ctr-web"));
+    let other = Some(("shop", "other-1", "pod-uid-other", "ctr-other"));
+    observe(
+        &mut d,
+        &[
+            token_read(
+                "node-1",
+                "node-1/r/w",
+                -60,
+                100,
+                "web",
+                web,
+                "jti-web",
+                ("shop", "web"),
+            ),
+            connect("node-1", "node-1/c/w", -30, 100, "web", "127.1.1.5", web),
+            connect("node-1", "node-1/c/o", -30, 300, "sh", "127.1.1.7", other),
+        ],
+    );
+    // No pod claims in the requests: the read alone places the token in web-1.
+    let req = |id: &str, at: i64, ip: &str| Req::new(id, at, SA, ip).cred("JTI=jti-web");
+    let (alerts, ch) = judge(&mut d, &req("w", 0, "127.1.1.5"));
+    assert!(alerts.is_empty(), "{:?}", rules(&alerts));
+    assert_eq!(ch.credential_uses[0].class, SourceClass::ExpectedPod);
+    // Past the JTI reuse window, from the other pod: not its own node's pod.
+    let (rule, class, _) = verdict(&mut d, &req("o", 700, "127.1.1.7"));
+    assert_eq!(rule.as_deref(), Some("CT1547-001"));
+    assert_eq!(class, Some(SourceClass::OtherPod));
 }
