@@ -402,3 +402,7 @@ fn parse_log_analytics(bytes: &[u8]) -> Parsed {
     }
     out
 }
+
+#[cfg(test)]
+#[path = "parse_tests.rs"]
+mod tests;

@@ -368,3 +368,7 @@ impl Detector {
         ));
     }
 }
+
+#[cfg(test)]
+#[path = "an1547_tests.rs"]
+mod tests;

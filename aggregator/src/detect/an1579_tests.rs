@@ -757,3 +757,6 @@ fn unreadable_rule_fields_of_a_role_write_are_counted() {
     let (_, ch) = judge(&mut d, cluster_role("u2", "fine", rules(VIEW_RULES)));
     assert_eq!(ch.unreadable_fields, 0);
 }
+
+#[path = "an1579_binding_tests.rs"]
+mod binding;

@@ -244,3 +244,11 @@ impl Detector {
         w > chrono::Duration::zero() && first.checked_add_signed(w).is_none_or(|end| t < end)
     }
 }
+
+#[cfg(test)]
+#[path = "expect_tests.rs"]
+mod tests;
+
+#[cfg(test)]
+#[path = "expect_learned_tests.rs"]
+mod learned_tests;

@@ -19,6 +19,8 @@ pub mod cluster;
 mod effective;
 mod expect;
 pub mod limits;
+#[cfg(test)]
+mod limits_tests;
 pub mod lineage;
 mod mint;
 mod node_writes;
@@ -29,6 +31,8 @@ mod read_lists;
 pub mod rules;
 pub mod sightings;
 mod suppress;
+#[cfg(test)]
+mod testkit;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -69,3 +69,7 @@ impl Detector {
         a.details["suppressed_by"] = serde_json::Value::String(by);
     }
 }
+
+#[cfg(test)]
+#[path = "suppress_tests.rs"]
+mod tests;

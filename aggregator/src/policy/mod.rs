@@ -257,3 +257,6 @@ impl Policy {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
