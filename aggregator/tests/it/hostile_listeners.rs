@@ -44,6 +44,21 @@ impl Running {
     }
 
     async fn start_on(dir: tempfile::TempDir, limits: ServeLimits) -> Self {
+        // The ports are picked free, then bound by `serve`: in between, a
+        // client of another test running in parallel can take one as its
+        // own local port. A `serve` that ended before its listeners came up
+        // is retried on new ports; its error is shown if every try fails.
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Self::try_start(&dir, limits.clone()).await {
+                Ok(parts) => return parts.into_running(dir),
+                Err(e) => last = e,
+            }
+        }
+        panic!("serve did not come up in 5 tries: {last}");
+    }
+
+    async fn try_start(dir: &tempfile::TempDir, limits: ServeLimits) -> Result<Started, String> {
         let (pki, tls) = pki(dir.path());
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, "tok-123\n").unwrap();
@@ -82,25 +97,63 @@ impl Running {
         let task = tokio::spawn(serve(cfg, async {
             let _ = rx.await;
         }));
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(15);
         for a in [webhook, agent, api, grpc] {
             while TcpStream::connect(a).await.is_err() {
-                assert!(Instant::now() < deadline, "listener {a} did not come up");
+                if task.is_finished() {
+                    let why = match task.await {
+                        Ok(Err(e)) => format!("{e:#}"),
+                        Ok(Ok(())) => "serve returned".to_owned(),
+                        Err(e) => format!("serve panicked: {e}"),
+                    };
+                    return Err(why);
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "listener {a} did not come up within 15 s (serve still running)"
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        Running {
+        Ok(Started {
             webhook,
             agent,
             api,
             grpc,
             pki,
-            stop: Some(stop),
+            stop,
             task,
+        })
+    }
+}
+
+/// A `serve` whose four listeners answer (before it owns its directory).
+struct Started {
+    webhook: SocketAddr,
+    agent: SocketAddr,
+    api: SocketAddr,
+    grpc: SocketAddr,
+    pki: Pki,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Started {
+    fn into_running(self, dir: tempfile::TempDir) -> Running {
+        Running {
+            webhook: self.webhook,
+            agent: self.agent,
+            api: self.api,
+            grpc: self.grpc,
+            pki: self.pki,
+            stop: Some(self.stop),
+            task: self.task,
             _dir: dir,
         }
     }
+}
 
+impl Running {
     async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         tokio::time::timeout(Duration::from_secs(15), self.task)
