@@ -50,7 +50,7 @@ impl Running {
         // is retried on new ports; its error is shown if every try fails.
         let mut last = String::new();
         for _ in 0..5 {
-            match Self::try_start(&dir, limits.clone()).await {
+            match Self::try_start(&dir, limits).await {
                 Ok(parts) => return parts.into_running(dir),
                 Err(e) => last = e,
             }
