@@ -98,6 +98,30 @@ pub struct AlertParts {
     pub effective_identity: bool,
 }
 
+impl AlertParts {
+    /// The parts of an alert about who made an RBAC write (AN1579): judged
+    /// on the effective identity, with no agent evidence and no audit IDs
+    /// beyond the event's.
+    pub fn actor(
+        severity: Severity,
+        class: SourceClass,
+        expected: Vec<ExpectedLocation>,
+        reason: String,
+        details: serde_json::Value,
+    ) -> Self {
+        Self {
+            severity,
+            class,
+            expected,
+            evidence: Vec::new(),
+            reason,
+            details,
+            more_audit_ids: Vec::new(),
+            effective_identity: true,
+        }
+    }
+}
+
 pub fn build(rule: &RuleDef, ev: &AuditEvent, p: AlertParts) -> Alert {
     let mut audit_ids = p.more_audit_ids;
     audit_ids.push(ev.audit_id.clone());

@@ -340,23 +340,21 @@ impl Detector {
             details["role_ref"] = json!(role);
             details["subjects"] = json!(subjects);
             details["response_code"] = json!(ev.code());
+            let reason = format!(
+                "{user} tried to {} {what} granting {target} from {from}, and was refused (HTTP {}).",
+                ev.verb,
+                ev.code().map_or_else(|| "?".to_owned(), |c| c.to_string())
+            );
             out.push(alerts::build(
                 &rules::FAILED_GRANT,
                 ev,
-                AlertParts {
+                AlertParts::actor(
                     severity,
-                    class: actor_class,
-                    expected: exp.locations.clone(),
-                    evidence: Vec::new(),
-                    reason: format!(
-                        "{user} tried to {} {what} granting {target} from {from}, and was refused (HTTP {}).",
-                        ev.verb,
-                        ev.code().map_or_else(|| "?".to_owned(), |c| c.to_string())
-                    ),
+                    actor_class,
+                    exp.locations.clone(),
+                    reason,
                     details,
-                    more_audit_ids: Vec::new(),
-                    effective_identity: true,
-                },
+                ),
             ));
             return;
         }
@@ -390,23 +388,21 @@ impl Detector {
             } else {
                 Severity::Medium
             };
+            let reason = format!(
+                "{user} did {} on {what} from {from}, but the audit policy logs it at {} level, so the role and subjects it grants could not be seen.",
+                ev.verb,
+                ev.level.as_str()
+            );
             out.push(alerts::build(
                 &rules::BLIND_GRANT,
                 ev,
-                AlertParts {
+                AlertParts::actor(
                     severity,
-                    class: actor_class,
-                    expected: exp.locations.clone(),
-                    evidence: Vec::new(),
-                    reason: format!(
-                        "{user} did {} on {what} from {from}, but the audit policy logs it at {} level, so the role and subjects it grants could not be seen.",
-                        ev.verb,
-                        ev.level.as_str()
-                    ),
+                    actor_class,
+                    exp.locations.clone(),
+                    reason,
                     details,
-                    more_audit_ids: Vec::new(),
-                    effective_identity: true,
-                },
+                ),
             ));
             return;
         }
@@ -532,16 +528,13 @@ impl Detector {
         out.push(alerts::build(
             &rule,
             ev,
-            AlertParts {
+            AlertParts::actor(
                 severity,
-                class: actor_class,
-                expected: exp.locations.clone(),
-                evidence: Vec::new(),
+                actor_class,
+                exp.locations.clone(),
                 reason,
                 details,
-                more_audit_ids: Vec::new(),
-                effective_identity: true,
-            },
+            ),
         ));
     }
 }

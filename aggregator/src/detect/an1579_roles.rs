@@ -258,16 +258,13 @@ impl Detector {
         out.push(alerts::build(
             &rule,
             ev,
-            AlertParts {
+            AlertParts::actor(
                 severity,
-                class: actor_class,
-                expected: exp.locations.clone(),
-                evidence: Vec::new(),
+                actor_class,
+                exp.locations.clone(),
                 reason,
                 details,
-                more_audit_ids: Vec::new(),
-                effective_identity: true,
-            },
+            ),
         ));
     }
 }
