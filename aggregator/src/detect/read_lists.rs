@@ -41,6 +41,12 @@ impl ReadSighting {
 pub struct ReadLists {
     pub map: Bounded<Arc<str>, Vec<Arc<ReadSighting>>>,
     queue: BinaryHeap<Reverse<(i64, Arc<str>)>>,
+    /// The queue's length after the last rebuild: the next rebuild waits
+    /// until it has doubled (a key can hold many expiries, so a rebuilt
+    /// queue can be longer than twice the map; without this every add
+    /// rebuilt it, O(map) per read, and the writer stalled at the cap).
+    rebuilt_len: usize,
+    rebuilds: u64,
 }
 
 impl ReadLists {
@@ -48,6 +54,8 @@ impl ReadLists {
         Self {
             map: Bounded::new(l),
             queue: BinaryHeap::new(),
+            rebuilt_len: 0,
+            rebuilds: 0,
         }
     }
 
@@ -88,7 +96,7 @@ impl ReadLists {
         self.map.count_expired(expired);
         if let Some(at) = s.expires_ms().filter(|_| !queued) {
             self.queue.push(Reverse((at, key)));
-            if self.queue.len() > 2 * self.map.len() + 1024 {
+            if self.queue.len() > 2 * self.map.len().max(self.rebuilt_len) + 1024 {
                 self.rebuild();
             }
         }
@@ -104,6 +112,8 @@ impl ReadLists {
             items.extend(ats.into_iter().map(|at| Reverse((at, k.clone()))));
         }
         self.queue = BinaryHeap::from(items);
+        self.rebuilt_len = self.queue.len();
+        self.rebuilds += 1;
     }
 
     /// Forgets reads of tokens expired by the map's clock; hands `gone` each
@@ -173,6 +183,30 @@ mod tests {
         l.map.advance(t(s));
         l.expire(|k, _| gone.push(k.to_owned()));
         gone
+    }
+
+    #[test]
+    fn a_queue_longer_than_twice_the_map_is_not_rebuilt_on_every_read() {
+        // 100 keys × 64 reads, each with its own expiry: a rebuilt queue
+        // holds 6,400 items, more than twice the map plus 1,024.
+        let mut l = lists(100);
+        let mut tgid = 0;
+        for k in 0..100 {
+            for e in 0..64 {
+                tgid += 1;
+                l.add(&format!("k{k}"), read(tgid, Some(10_000 + k * 64 + e)));
+            }
+        }
+        let before = l.rebuilds;
+        for e in 0..1000 {
+            tgid += 1;
+            l.add(&format!("k{}", e % 100), read(tgid, Some(20_000 + e)));
+        }
+        assert!(
+            l.rebuilds - before <= 1,
+            "{} rebuilds for 1,000 reads",
+            l.rebuilds - before
+        );
     }
 
     #[test]
