@@ -198,6 +198,7 @@ mod tests {
             }
         }
         let before = l.rebuilds;
+        assert!(before >= 1, "filling the queue rebuilt it");
         for e in 0..1000 {
             tgid += 1;
             l.add(&format!("k{}", e % 100), read(tgid, Some(20_000 + e)));
