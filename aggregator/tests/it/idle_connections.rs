@@ -8,6 +8,7 @@
 //! next batch is acknowledged on the same stream).
 
 use crate::api_support::{VIEWER_TOKEN, token_file_text};
+use crate::common::tls::{Pki, client_config, pki_with_client};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,64 +18,14 @@ use credtrail_aggregator::server::{ServeConfig, ServeLimits, serve};
 use credtrail_aggregator::store::Synchronous;
 use credtrail_proto::pb::agent as pb;
 use credtrail_proto::pb::query as qpb;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rcgen::DnType;
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 const IDLE: Duration = Duration::from_secs(1);
 const NODE: &str = "node-a";
-
-struct Pki {
-    ca_pem: String,
-    agent_cert_pem: String,
-    agent_key_pem: String,
-}
-
-fn write_pki(
-    dir: &std::path::Path,
-) -> (
-    Pki,
-    (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf),
-) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "agents CA");
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&server_key, &ca)
-        .unwrap();
-    let agent_key = KeyPair::generate().unwrap();
-    let mut ap = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ap.distinguished_name
-        .push(DnType::OrganizationName, "system:nodes");
-    ap.distinguished_name
-        .push(DnType::CommonName, format!("system:node:{NODE}"));
-    let agent = ap.signed_by(&agent_key, &ca).unwrap();
-    let w = |name: &str, s: &str| {
-        let p = dir.join(name);
-        std::fs::write(&p, s).unwrap();
-        p
-    };
-    let files = (
-        w("server.pem", &server.pem()),
-        w("server.key", &server_key.serialize_pem()),
-        w("ca.pem", &ca.pem()),
-    );
-    (
-        Pki {
-            ca_pem: ca.pem(),
-            agent_cert_pem: agent.pem(),
-            agent_key_pem: agent_key.serialize_pem(),
-        },
-        files,
-    )
-}
 
 fn free_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -123,26 +74,7 @@ where
 }
 
 fn agent_tls(pki: &Pki) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut pki.ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let certs: Vec<CertificateDer<'static>> =
-        rustls_pemfile::certs(&mut pki.agent_cert_pem.as_bytes())
-            .map(Result::unwrap)
-            .collect();
-    let key: PrivateKeyDer<'static> =
-        rustls_pemfile::private_key(&mut pki.agent_key_pem.as_bytes())
-            .unwrap()
-            .unwrap();
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(certs, key)
-    .unwrap();
+    let mut cfg = Arc::unwrap_or_clone(client_config(pki, true));
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     Arc::new(cfg)
 }
@@ -158,7 +90,15 @@ fn agent_msg(payload: pb::agent_message::Payload) -> pb::AgentMessage {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_without_a_stream_are_closed_and_streams_stay_up() {
     let dir = tempfile::tempdir().unwrap();
-    let (pki, (cert, key, ca)) = write_pki(dir.path());
+    let node_cn = format!("system:node:{NODE}");
+    let (pki, paths) = pki_with_client(
+        dir.path(),
+        &[
+            (DnType::OrganizationName, "system:nodes"),
+            (DnType::CommonName, &node_cn),
+        ],
+    );
+    let (cert, key, ca) = (paths.cert, paths.key, paths.client_ca.unwrap());
     let api_tokens = dir.path().join("api-tokens");
     std::fs::write(&api_tokens, token_file_text()).unwrap();
     let (agent, api, grpc) = (free_port(), free_port(), free_port());
@@ -204,7 +144,10 @@ async fn connections_without_a_stream_are_closed_and_streams_stay_up() {
     // 1. The agent stream and a live alert stream, opened first.
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&pki.ca_pem))
-        .identity(Identity::from_pem(&pki.agent_cert_pem, &pki.agent_key_pem));
+        .identity(Identity::from_pem(
+            &pki.client_cert_pem,
+            &pki.client_key_pem,
+        ));
     let channel = Endpoint::from_shared(format!("https://{agent}"))
         .unwrap()
         .tls_config(tls)

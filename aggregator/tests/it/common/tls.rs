@@ -17,6 +17,12 @@ pub struct Pki {
 }
 
 pub fn pki(dir: &Path) -> (Pki, TlsPaths) {
+    pki_with_client(dir, &[(DnType::CommonName, "kube-apiserver")])
+}
+
+/// [`pki`] with the client certificate's subject given (e.g. a node's
+/// `O=system:nodes, CN=system:node:<name>` for an agent).
+pub fn pki_with_client(dir: &Path, subject: &[(DnType, &str)]) -> (Pki, TlsPaths) {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
@@ -30,8 +36,9 @@ pub fn pki(dir: &Path) -> (Pki, TlsPaths) {
         .unwrap();
     let client_key = KeyPair::generate().unwrap();
     let mut cp = CertificateParams::new(Vec::<String>::new()).unwrap();
-    cp.distinguished_name
-        .push(DnType::CommonName, "kube-apiserver");
+    for (t, v) in subject {
+        cp.distinguished_name.push(t.clone(), *v);
+    }
     let client = cp.signed_by(&client_key, &ca).unwrap();
     let w = |name: &str, s: &str| {
         let p = dir.join(name);
