@@ -71,6 +71,9 @@ if [ -n "$CREDTRAIL_BENCH" ] && [ -x /bench.sh ]; then
 fi
 passed=0
 failed=0
+# Under TCG emulation a child test process needs far longer than the host's
+# 20 s default to start and answer (tests/src/fixtures/child.rs).
+export CREDTRAIL_CHILD_TIMEOUT_SECS=180
 for t in /tests/*; do
   [ -e "$t" ] || continue
   name=${t##*/}
