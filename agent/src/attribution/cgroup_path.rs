@@ -24,6 +24,15 @@
 //! Prefixes before `kubepods` (kind's `/kubelet.slice/kubelet-kubepods.slice`,
 //! a nested `/system.slice/...`) are tolerated: parsing starts at the first
 //! component that names kubepods.
+//!
+//! Except a user's own subtree: systemd delegates `user.slice/user-<uid>.slice/
+//! user@<uid>.service` to that user, who may create any folder below it and
+//! move their processes there. A node user without root could otherwise name
+//! a folder `kubepods.slice/…-pod<victim uid>.slice/cri-containerd-<id>.scope`
+//! and have their API requests attributed to that pod. A kubepods hierarchy
+//! below such a component is not a pod (a rootless podman scope there still
+//! gives its container). Rootless Kubernetes seen from the host's cgroup
+//! namespace is therefore not attributed; the agent runs inside its node.
 
 /// What a cgroup path says about the workload.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,6 +68,9 @@ pub fn parse_cgroup_path(path: &str) -> Result<CgroupInfo, CgroupPathError> {
     let Some(start) = comps.iter().position(|c| names_kubepods(c)) else {
         return podman(&comps);
     };
+    if comps[..start].iter().any(|c| delegated_to_a_user(c)) {
+        return podman(&comps);
+    }
     let mut info = CgroupInfo::default();
     for comp in &comps[start..] {
         // Below the container's own cgroup every folder is the container's:
@@ -105,6 +117,14 @@ fn podman(comps: &[&str]) -> Result<CgroupInfo, CgroupPathError> {
         }
     }
     Ok(CgroupInfo::default())
+}
+
+/// A component of the subtree systemd delegates to a user (who may create
+/// folders below it): `user.slice`, `user-<uid>.slice`, `user@<uid>.service`.
+fn delegated_to_a_user(c: &str) -> bool {
+    c == "user.slice"
+        || (c.starts_with("user-") && c.ends_with(".slice"))
+        || (c.starts_with("user@") && c.ends_with(".service"))
 }
 
 fn names_kubepods(c: &str) -> bool {
@@ -284,6 +304,41 @@ mod tests {
             parse_cgroup_path(&p).unwrap(),
             info(UID, "burstable", Some(ID), Some("containerd"))
         );
+    }
+
+    /// A node user's own cgroup subtree cannot pass for a pod: a folder named
+    /// like a victim pod's slice below `user@<uid>.service` attributes nothing
+    /// (the same folders at the root still do).
+    #[test]
+    fn a_pod_hierarchy_in_a_users_subtree_is_not_a_pod() {
+        let forged = format!(
+            "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/cri-containerd-{ID}.scope"
+        );
+        for prefix in [
+            "/user.slice/user-1000.slice/user@1000.service",
+            "/user.slice/user-1000.slice/user@1000.service/app.slice",
+            "/user.slice/user-1000.slice/session-3.scope",
+            "/user.slice",
+        ] {
+            let p = format!("{prefix}/{forged}");
+            assert_eq!(
+                parse_cgroup_path(&p).unwrap(),
+                CgroupInfo::default(),
+                "{p}"
+            );
+        }
+        let p = format!("/user.slice/user-1000.slice/user@1000.service/{}", "kubepods/burstable");
+        assert_eq!(parse_cgroup_path(&p).unwrap(), CgroupInfo::default());
+        // Below the kubepods root, a container's own folder named `user.slice`
+        // changes nothing.
+        let p = format!("/{forged}/user.slice");
+        assert_eq!(
+            parse_cgroup_path(&p).unwrap(),
+            info(UID, "burstable", Some(ID), Some("containerd"))
+        );
+        // A rootless podman container there is still its container.
+        let p = format!("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope/kubepods.slice");
+        assert_eq!(parse_cgroup_path(&p).unwrap().container_id.as_deref(), Some(ID));
     }
 
     #[test]
