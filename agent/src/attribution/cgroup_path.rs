@@ -321,13 +321,12 @@ mod tests {
             "/user.slice",
         ] {
             let p = format!("{prefix}/{forged}");
-            assert_eq!(
-                parse_cgroup_path(&p).unwrap(),
-                CgroupInfo::default(),
-                "{p}"
-            );
+            assert_eq!(parse_cgroup_path(&p).unwrap(), CgroupInfo::default(), "{p}");
         }
-        let p = format!("/user.slice/user-1000.slice/user@1000.service/{}", "kubepods/burstable");
+        let p = format!(
+            "/user.slice/user-1000.slice/user@1000.service/{}",
+            "kubepods/burstable"
+        );
         assert_eq!(parse_cgroup_path(&p).unwrap(), CgroupInfo::default());
         // Below the kubepods root, a container's own folder named `user.slice`
         // changes nothing.
@@ -337,8 +336,13 @@ mod tests {
             info(UID, "burstable", Some(ID), Some("containerd"))
         );
         // A rootless podman container there is still its container.
-        let p = format!("/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope/kubepods.slice");
-        assert_eq!(parse_cgroup_path(&p).unwrap().container_id.as_deref(), Some(ID));
+        let p = format!(
+            "/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope/kubepods.slice"
+        );
+        assert_eq!(
+            parse_cgroup_path(&p).unwrap().container_id.as_deref(),
+            Some(ID)
+        );
     }
 
     #[test]

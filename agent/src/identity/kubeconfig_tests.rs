@@ -158,3 +158,36 @@ fn yaml_errors_say_the_kind_of_problem_and_where() {
         yaml("syntax error at line 1 column 21")
     );
 }
+
+/// A pod-written nesting bomb (the YAML scanner's cost is depth × length) is
+/// refused before parsing, by its count of flow brackets, quoted or not; a
+/// kubeconfig with up to the cap of them in flow style still parses.
+#[test]
+fn a_nesting_bomb_is_refused_unparsed_and_flow_style_within_the_cap_parses() {
+    for bomb in [
+        format!("contexts: {}\n", "[".repeat(100_000)),
+        format!(
+            "users:\n- name: \"{}\"\n  user: {{}}\n",
+            "{".repeat(MAX_FLOW_OPENERS)
+        ),
+    ] {
+        let e = kubeconfig_identity(&bomb, &NoRefs).unwrap_err();
+        assert!(
+            matches!(e, KubeconfigError::FlowBrackets(n) if n > MAX_FLOW_OPENERS),
+            "{e}"
+        );
+        assert!(e.to_string().contains("more than 512"), "{e}");
+    }
+    // MAX_FLOW_OPENERS brackets in all: 255 users `{name: uN, user: {}}` plus
+    // the list's own `[` and one `{}`.
+    let users: Vec<String> = (0..255)
+        .map(|i| format!("{{name: u{i}, user: {{}}}}"))
+        .collect();
+    let text = format!("preferences: {{}}\nusers: [{}]\n", users.join(", "));
+    assert_eq!(
+        text.bytes().filter(|b| matches!(b, b'[' | b'{')).count(),
+        MAX_FLOW_OPENERS
+    );
+    let k = kubeconfig_identity(&text, &NoRefs).unwrap();
+    assert_eq!(k.users.len(), MAX_ENTRIES);
+}

@@ -47,6 +47,10 @@ fn skeleton(text: &str, at: &str, unreadable: &mut Vec<String>, top: bool) -> Op
             if serde_json::from_str::<IgnoredAny>(&s).is_ok() {
                 return skeleton(&s, at, unreadable, true);
             }
+            if let Some(why) = yaml_too_costly(&s) {
+                unreadable.push(format!("{at}: {why}"));
+                return None;
+            }
             match serde_norway::from_str::<Value>(&s) {
                 Ok(v) => skeleton(&v.to_string(), at, unreadable, true),
                 Err(e) => {
@@ -63,6 +67,33 @@ fn skeleton(text: &str, at: &str, unreadable: &mut Vec<String>, top: bool) -> Op
             }
         },
     }
+}
+
+/// Largest YAML text read (an RBAC object in YAML is a few KiB; JSON is not
+/// limited by this, it parses in linear time).
+pub const MAX_YAML_BYTES: usize = 256 << 10;
+/// Most `[` and `{` in a YAML text read. The YAML scanner (libyaml's, in
+/// serde_norway) rechecks every open flow level on each token, so nested
+/// brackets cost their depth times the text's length: 30,000 levels took
+/// 2.3 s, a few MiB minutes, all on the writer's thread. Their count bounds
+/// the depth whatever quoting hides; with both limits one text costs at most
+/// about a tenth of a second.
+pub const MAX_YAML_FLOW_OPENERS: usize = 512;
+
+/// Why `text` is not handed to the YAML parser, if it is not.
+fn yaml_too_costly(text: &str) -> Option<String> {
+    if text.len() > MAX_YAML_BYTES {
+        return Some(format!(
+            "a YAML string larger than {MAX_YAML_BYTES} bytes ({}): not read",
+            text.len()
+        ));
+    }
+    let openers = text.bytes().filter(|b| matches!(b, b'[' | b'{')).count();
+    (openers > MAX_YAML_FLOW_OPENERS).then(|| {
+        format!(
+            "a YAML string with {openers} flow brackets ('[' or '{{'), more than {MAX_YAML_FLOW_OPENERS}: not read"
+        )
+    })
 }
 
 fn parse_value(text: &str, at: &str, unreadable: &mut Vec<String>) -> Option<Value> {
@@ -552,6 +583,52 @@ mod tests {
         let mut u = Vec::new();
         assert!(object_value(&raw, "requestObject", &mut u).is_none());
         assert!(u[0].contains("larger than"), "{u:?}");
+    }
+
+    #[test]
+    /// A YAML string an attacker nests to stall the scanner (its cost is
+    /// depth × length) is named unreadable, not parsed; JSON of any nesting
+    /// is not affected by the YAML limits.
+    #[test]
+    fn a_yaml_nesting_bomb_is_named_not_parsed() {
+        for (text, says) in [
+            (
+                format!("rules: {}", "[".repeat(100_000)),
+                "100000 flow brackets",
+            ),
+            (
+                format!("kind: Role\nx: \"{}\"\n", "a".repeat(MAX_YAML_BYTES)),
+                "larger than 262144 bytes",
+            ),
+        ] {
+            let mut unreadable = Vec::new();
+            let raw = RawObject::from_value(&json!(text));
+            assert_eq!(object_value(&raw, "requestObject", &mut unreadable), None);
+            assert_eq!(unreadable.len(), 1, "{unreadable:?}");
+            assert!(
+                unreadable[0].starts_with("requestObject: a YAML string"),
+                "{unreadable:?}"
+            );
+            assert!(unreadable[0].contains(says), "{unreadable:?}");
+        }
+        let within = format!(
+            "kind: Role\nrules: [{}]\n",
+            vec!["{verbs: [get], resources: [pods]}"; 170].join(", ")
+        );
+        let mut unreadable = Vec::new();
+        let v = object_value(
+            &RawObject::from_value(&json!(within)),
+            "requestObject",
+            &mut unreadable,
+        );
+        assert!(unreadable.is_empty(), "{unreadable:?}");
+        assert_eq!(
+            read_object(&v.unwrap(), "requestObject")
+                .rules
+                .unwrap()
+                .len(),
+            170
+        );
     }
 
     #[test]
