@@ -222,3 +222,42 @@ fn a_grant_made_by_impersonation_names_the_impersonated_user_and_the_impersonato
         Some(("ops".to_owned(), "admin".to_owned()))
     );
 }
+
+#[test]
+fn the_processes_that_connected_from_the_source_are_evidence_with_their_pid() {
+    let mut d = cluster();
+    observe(
+        &mut d,
+        &[connect(
+            "node-b",
+            "node-b/c/1",
+            -5,
+            300,
+            "curl",
+            NODE_B,
+            None,
+        )],
+    );
+    let (alerts, _) = judge(
+        &mut d,
+        &Req::new("c", 0, SA, NODE_B).bound("jti-web", "node-a", "web-1", "pod-uid-web"),
+    );
+    assert_eq!(rules(&alerts), ["CT1547-001"]);
+    let c: Vec<_> = alerts[0]
+        .evidence
+        .iter()
+        .filter(|e| e.kind == "api_connect")
+        .collect();
+    assert_eq!(c.len(), 1, "{:?}", alerts[0].evidence);
+    assert_eq!(
+        (
+            c[0].node.as_str(),
+            c[0].pid,
+            c[0].comm.as_deref(),
+            c[0].path.as_deref()
+        ),
+        ("node-b", Some(300), Some("curl"), None)
+    );
+    assert_eq!(c[0].observation_id, "node-b/c/1");
+    assert!(alerts[0].observation_ids.contains(&"node-b/c/1".to_owned()));
+}

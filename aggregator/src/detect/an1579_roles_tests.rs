@@ -632,3 +632,37 @@ fn the_holders_in_an_alert_are_bounded_and_everyone_comes_first() {
     assert!(a[0].reason.contains("20 more"), "{}", a[0].reason);
     assert!(a[0].reason.len() < 2000, "{}", a[0].reason.len());
 }
+
+#[test]
+fn only_the_api_servers_own_reconcile_is_exempt_not_every_cluster_admin() {
+    // A cluster admin (system:masters) widening a built-in role is judged.
+    let mut t = T::new();
+    let r = cluster_role("system:basic-user", json!([rule(&["secrets"], &["get"])]));
+    let a = t.send(
+        "kubernetes-admin",
+        &["system:masters", "system:authenticated"],
+        OUTSIDE,
+        "update",
+        "clusterroles",
+        None,
+        "system:basic-user",
+        "",
+        r,
+        None,
+        200,
+    );
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0].rule, "CT1579-002");
+}
+
+#[test]
+fn rewriting_a_built_in_cluster_role_with_its_own_rules_widens_nothing() {
+    let mut t = T::new();
+    let r = cluster_role(
+        "cluster-admin",
+        json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+               {"nonResourceURLs": ["*"], "verbs": ["*"]}]),
+    );
+    let a = t.alice(OUTSIDE, "update", "clusterroles", None, "cluster-admin", r);
+    assert!(a.is_empty(), "{a:?}");
+}
