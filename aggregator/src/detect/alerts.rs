@@ -184,3 +184,7 @@ pub fn connect_evidence(c: &ConnectSighting) -> Evidence {
         time: c.time,
     }
 }
+
+#[cfg(test)]
+#[path = "alerts_tests.rs"]
+mod tests;

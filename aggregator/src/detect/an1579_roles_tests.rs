@@ -632,3 +632,129 @@ fn the_holders_in_an_alert_are_bounded_and_everyone_comes_first() {
     assert!(a[0].reason.contains("20 more"), "{}", a[0].reason);
     assert!(a[0].reason.len() < 2000, "{}", a[0].reason.len());
 }
+
+#[test]
+fn only_the_api_servers_own_reconcile_is_exempt_not_every_cluster_admin() {
+    // A cluster admin (system:masters) widening a built-in role is judged.
+    let mut t = T::new();
+    let r = cluster_role("system:basic-user", json!([rule(&["secrets"], &["get"])]));
+    let a = t.send(
+        "kubernetes-admin",
+        &["system:masters", "system:authenticated"],
+        OUTSIDE,
+        "update",
+        "clusterroles",
+        None,
+        "system:basic-user",
+        "",
+        r,
+        None,
+        200,
+    );
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0].rule, "CT1579-002");
+}
+
+#[test]
+fn rewriting_a_built_in_cluster_role_with_its_own_rules_widens_nothing() {
+    let mut t = T::new();
+    let r = cluster_role(
+        "cluster-admin",
+        json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+               {"nonResourceURLs": ["*"], "verbs": ["*"]}]),
+    );
+    let a = t.alice(OUTSIDE, "update", "clusterroles", None, "cluster-admin", r);
+    assert!(a.is_empty(), "{a:?}");
+}
+
+#[test]
+fn a_known_role_widened_is_not_first_seen_and_names_what_it_held() {
+    let mut t = T::new();
+    let low = cluster_role("ops-reader", json!([rule(&["pods"], &["get"])]));
+    assert!(
+        t.alice(VPN, "create", "clusterroles", None, "ops-reader", low)
+            .is_empty()
+    );
+    let b = crb("ops-reader", "ops-reader", group("ops"));
+    assert!(
+        t.alice(VPN, "create", "clusterrolebindings", None, "ops-reader", b)
+            .is_empty()
+    );
+    let wide = cluster_role(
+        "ops-reader",
+        json!([rule(&["pods"], &["get"]), rule(&["pods/exec"], &["create"])]),
+    );
+    let a = t.alice(VPN, "update", "clusterroles", None, "ops-reader", wide);
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a[0].details["role_first_seen"], false, "{}", a[0].details);
+    assert_eq!(a[0].details["powers_before"], json!([]));
+    assert!(!a[0].reason.contains("first seen"), "{}", a[0].reason);
+}
+
+#[test]
+fn a_namespaced_role_is_held_only_by_bindings_of_its_namespace() {
+    let mut t = T::new();
+    for (ns, who) in [("dev", "devs"), ("shop", "shoppers")] {
+        let role = json!({"apiVersion": format!("{G}/v1"), "kind": "Role",
+            "metadata": {"name": "editor", "namespace": ns},
+            "rules": [rule(&["pods"], &["get"])]});
+        assert!(
+            t.alice(VPN, "create", "roles", Some(ns), "editor", role)
+                .is_empty()
+        );
+        let b = json!({"apiVersion": format!("{G}/v1"), "kind": "RoleBinding",
+            "metadata": {"name": "app-edit", "namespace": ns},
+            "roleRef": {"apiGroup": G, "kind": "Role", "name": "editor"},
+            "subjects": group(who)});
+        assert!(
+            t.alice(VPN, "create", "rolebindings", Some(ns), "app-edit", b)
+                .is_empty()
+        );
+    }
+    let wide = json!({"apiVersion": format!("{G}/v1"), "kind": "Role",
+        "metadata": {"name": "editor", "namespace": "shop"},
+        "rules": [rule(&["pods"], &["get"]), rule(&["pods/exec"], &["create"])]});
+    let a = t.alice(VPN, "update", "roles", Some("shop"), "editor", wide);
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert!(a[0].reason.contains("Group shoppers"), "{}", a[0].reason);
+    assert!(!a[0].reason.contains("devs"), "{}", a[0].reason);
+}
+
+#[test]
+fn exactly_five_holders_and_subjects_are_all_named_with_no_more() {
+    let mut t = T::new();
+    let r = cluster_role("shared", json!([rule(&["pods"], &["get"])]));
+    assert!(
+        t.alice(VPN, "create", "clusterroles", None, "shared", r)
+            .is_empty()
+    );
+    for i in 0..5 {
+        let subjects: Vec<Value> = (0..5)
+            .map(|j| json!({"apiGroup": G, "kind": "User", "name": format!("u{i}-{j}")}))
+            .collect();
+        let b = crb(&format!("b{i}"), "shared", json!(subjects));
+        assert!(
+            t.alice(
+                VPN,
+                "create",
+                "clusterrolebindings",
+                None,
+                &format!("b{i}"),
+                b
+            )
+            .is_empty()
+        );
+    }
+    let r = cluster_role(
+        "shared",
+        json!([rule(&["pods"], &["get"]), rule(&["pods/exec"], &["create"])]),
+    );
+    let a = t.alice(VPN, "update", "clusterroles", None, "shared", r);
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert!(
+        a[0].reason.contains("User u4-4 (ClusterRoleBinding b4)"),
+        "{}",
+        a[0].reason
+    );
+    assert!(!a[0].reason.contains("more"), "{}", a[0].reason);
+}

@@ -93,4 +93,34 @@ mod tests {
         assert!(!x.stale());
         assert!(x.lookup(ip("10.9.3.1"), |_| true).is_none());
     }
+
+    #[test]
+    fn the_first_name_wins_whichever_prefix_length_finds_it() {
+        let mut x = CidrIndex::default();
+        x.insert("10.1.0.0/16".parse().unwrap(), "node-b");
+        x.insert("10.1.2.0/24".parse().unwrap(), "node-a");
+        let ip = "10.1.2.9".parse().unwrap();
+        assert_eq!(x.lookup(ip, |_| true).unwrap(), "node-a");
+        // A v6 range of the same length never answers for a v4 address.
+        x.insert("fd00::/16".parse().unwrap(), "node-0");
+        assert_eq!(x.lookup(ip, |_| true).unwrap(), "node-a");
+    }
+
+    #[test]
+    fn a_rebuild_is_due_past_twice_the_live_entries_and_64() {
+        let mut x = CidrIndex::default();
+        let live: Vec<(IpNet, String)> = (0..10)
+            .map(|i| (format!("10.0.{i}.0/24").parse().unwrap(), format!("n{i}")))
+            .collect();
+        x.rebuild(live.iter().map(|(n, s)| (n, s.as_str())));
+        // The same pair again is no new entry.
+        x.insert("10.0.0.0/24".parse().unwrap(), "n0");
+        for i in 0..74 {
+            assert!(!x.stale(), "{} entries", 10 + i);
+            x.insert(format!("10.9.{i}.0/24").parse().unwrap(), "moved");
+        }
+        assert!(!x.stale(), "84 entries: 2 x 10 + 64");
+        x.insert("10.8.0.0/24".parse().unwrap(), "moved");
+        assert!(x.stale(), "85 entries");
+    }
 }

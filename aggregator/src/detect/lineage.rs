@@ -141,15 +141,34 @@ fn add(v: &mut Vec<String>, s: String) {
 }
 
 /// Lineage and incident state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Lineage {
     minted: HashMap<String, Minted>,
     /// credential key → incident id.
     incident_of: HashMap<String, (String, DateTime<Utc>)>,
     incidents: HashMap<String, Incident>,
+    /// [`MAX_MINTED`] and [`MAX_INCIDENT_KEYS`] (smaller in tests).
+    max_minted: usize,
+    max_incident_keys: usize,
+}
+
+impl Default for Lineage {
+    fn default() -> Self {
+        Self::with_caps(MAX_MINTED, MAX_INCIDENT_KEYS)
+    }
 }
 
 impl Lineage {
+    fn with_caps(max_minted: usize, max_incident_keys: usize) -> Self {
+        Self {
+            minted: HashMap::new(),
+            incident_of: HashMap::new(),
+            incidents: HashMap::new(),
+            max_minted,
+            max_incident_keys,
+        }
+    }
+
     /// Records a TokenRequest (bounded: old records go first).
     pub fn record(&mut self, mut m: Minted) {
         if m.incident.is_some() {
@@ -163,14 +182,14 @@ impl Lineage {
                 .get(&format!("user:{}", m.minter))
                 .map(|(i, _)| i.clone());
         }
-        if self.minted.len() >= MAX_MINTED {
+        if self.minted.len() >= self.max_minted {
             let t = m.time;
             self.minted.retain(|_, x| {
                 let life =
                     Duration::seconds(x.expiration_seconds.unwrap_or(0).clamp(0, MAX_LIFE_S));
                 t <= x.time + life + KEEP_AFTER_EXPIRY
             });
-            if self.minted.len() >= MAX_MINTED {
+            if self.minted.len() >= self.max_minted {
                 return;
             }
         }
@@ -207,14 +226,15 @@ impl Lineage {
             .map(|(i, _)| i.clone())
             .or_else(|| self.minted.get(key).and_then(|m| m.incident.clone()));
         let id = inherited.unwrap_or_else(|| a.id.clone());
-        if self.incident_of.len() >= MAX_INCIDENT_KEYS && !self.incident_of.contains_key(key) {
+        let cap = self.max_incident_keys;
+        if self.incident_of.len() >= cap && !self.incident_of.contains_key(key) {
             let cut = a.time - Duration::days(7);
             self.incident_of.retain(|_, (_, t)| *t >= cut);
             let live: std::collections::HashSet<&String> =
                 self.incident_of.values().map(|(i, _)| i).collect();
             self.incidents.retain(|k, _| live.contains(k));
         }
-        if self.incident_of.len() < MAX_INCIDENT_KEYS || self.incident_of.contains_key(key) {
+        if self.incident_of.len() < cap || self.incident_of.contains_key(key) {
             self.incident_of
                 .insert(key.to_owned(), (id.clone(), a.time));
         }
@@ -262,3 +282,7 @@ impl Lineage {
         a.details["incident"] = serde_json::to_value(&*inc).unwrap_or(Value::Null);
     }
 }
+
+#[cfg(test)]
+#[path = "lineage_tests.rs"]
+mod tests;

@@ -104,3 +104,7 @@ impl Detector {
         e.hard = true;
     }
 }
+
+#[cfg(test)]
+#[path = "mint_tests.rs"]
+mod tests;

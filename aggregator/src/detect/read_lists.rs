@@ -150,6 +150,10 @@ impl ReadLists {
 }
 
 #[cfg(test)]
+#[path = "read_lists_tests.rs"]
+mod bookkeeping_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use chrono::{DateTime, Duration, Utc};

@@ -209,4 +209,49 @@ mod runbook_tests {
         assert!(DEFAULT_RUNBOOK_BASE.starts_with("https://"));
         assert!(check_runbook_base(DEFAULT_RUNBOOK_BASE).is_ok());
     }
+
+    #[test]
+    fn a_space_a_control_character_or_a_byte_too_many_is_refused() {
+        for bad in ["https://a/b c", "https://a/b\u{7f}c", "https://a/b\u{85}c"] {
+            assert_eq!(
+                check_runbook_base(bad),
+                Err(RunbookBaseError::Characters),
+                "{bad:?}"
+            );
+        }
+        let at = |n: usize| format!("https://a/{}", "x".repeat(n - "https://a/".len()));
+        assert_eq!(check_runbook_base(&at(MAX_RUNBOOK_BASE)), Ok(()));
+        assert_eq!(
+            check_runbook_base(&at(MAX_RUNBOOK_BASE + 1)),
+            Err(RunbookBaseError::TooLong)
+        );
+        // Refused at start-up, before anything is set.
+        assert_eq!(
+            set_runbook_base("ftp://wiki/rb"),
+            Err(RunbookBaseError::Scheme)
+        );
+    }
+
+    #[test]
+    fn an_alerts_runbook_is_its_rules_section_of_the_runbooks() {
+        let url = runbook_url("CT1547-002");
+        assert!(url.starts_with("http"), "{url}");
+        assert!(url.ends_with("#ct1547-002"), "{url}");
+        assert_eq!(
+            runbook_url("CT0000-000"),
+            url.trim_end_matches("#ct1547-002")
+        );
+    }
+
+    #[test]
+    fn a_client_certificate_credential_adds_its_techniques_and_a_token_keeps_the_rules() {
+        let x509 = credential_techniques(&OFF_NODE, Some("X509SHA256=ab"));
+        assert_eq!(x509, ["T1552.004", "T1078"]);
+        for c in [Some("JTI=ab"), None] {
+            assert_eq!(
+                credential_techniques(&LONG_LIVED_MINT, c),
+                ["T1528", "T1098.001"]
+            );
+        }
+    }
 }
