@@ -448,3 +448,7 @@ mod tests {
         assert_eq!(m.take_dropped().cap, 999_000);
     }
 }
+
+#[cfg(test)]
+#[path = "bounded_tests.rs"]
+mod owner_tests;

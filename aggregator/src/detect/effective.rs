@@ -134,3 +134,7 @@ impl Detector {
         });
     }
 }
+
+#[cfg(test)]
+#[path = "effective_tests.rs"]
+mod tests;

@@ -348,3 +348,7 @@ mod tests {
         assert_eq!(requested_addresses(&big).len(), 8);
     }
 }
+
+#[cfg(test)]
+#[path = "node_writes_tests.rs"]
+mod detector_tests;

@@ -585,3 +585,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "patch_tests.rs"]
+mod more_tests;
