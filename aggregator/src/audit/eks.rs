@@ -160,4 +160,55 @@ mod tests {
         let p = parse(br#"{"messageType":"OTHER","logEvents":[]}"#);
         assert!(p.errors[0].reason.contains("OTHER"));
     }
+
+    fn gz(b: &[u8]) -> Vec<u8> {
+        use std::io::Write as _;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn a_gzip_record_and_a_json_array_of_payloads_are_read() {
+        // What a Kinesis or Firehose record holds: one gzip-compressed payload.
+        let one = payload("kube-apiserver-audit-abc", &[EV]);
+        let p = parse(&gz(one.as_bytes()));
+        assert_eq!(p.events.len(), 1, "{:?}", p.errors);
+        assert_eq!(p.events[0].audit_id, "a1");
+        // What Firehose writes to S3 or an export holds: a JSON array.
+        let doc = format!(
+            " \n[{},{}]",
+            payload("kube-apiserver-audit-abc", &[EV]),
+            payload("kube-apiserver-audit-def", &[EV, EV])
+        );
+        let p = parse(doc.as_bytes());
+        assert_eq!((p.events.len(), p.errors.len()), (3, 0), "{:?}", p.errors);
+        // A broken array is one error for the document.
+        let p = parse(b"[{\"messageType\":\"DATA_MESSAGE\"},");
+        assert_eq!(p.events.len(), 0);
+        assert_eq!(p.errors.len(), 1, "{:?}", p.errors);
+        assert_eq!(p.errors[0].location, "payload 0");
+    }
+
+    #[test]
+    fn empty_corrupt_and_unframed_documents_are_named() {
+        let p = parse(b" \n");
+        assert_eq!(
+            p.errors[0].to_string(),
+            "document: empty: no CloudWatch Logs subscription payload"
+        );
+        let mut bad = gz(payload("kube-apiserver-audit-abc", &[EV]).as_bytes());
+        bad.truncate(bad.len() - 4);
+        let p = parse(&bad);
+        assert_eq!(p.errors[0].label(), "bad_gzip", "{:?}", p.errors);
+        // A framing error keeps what was read before it.
+        let doc = format!(
+            "{}\n{{\"messageType\":",
+            payload("kube-apiserver-audit-abc", &[EV])
+        );
+        let p = parse(doc.as_bytes());
+        assert_eq!(p.events.len(), 1);
+        assert_eq!(p.errors.len(), 1, "{:?}", p.errors);
+        assert_eq!(p.errors[0].location, "payload 1");
+    }
 }

@@ -476,3 +476,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "gke_tests.rs"]
+mod documents_tests;

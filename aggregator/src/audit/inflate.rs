@@ -89,4 +89,11 @@ mod tests {
             Err(InflateError::Corrupt(_))
         ));
     }
+
+    #[test]
+    fn output_of_exactly_the_limit_is_read() {
+        let g = gz(b"0123456789");
+        assert_eq!(gunzip(&g, 10).unwrap(), b"0123456789");
+        assert_eq!(gunzip(&g, 9), Err(InflateError::TooLarge { limit: 9 }));
+    }
 }

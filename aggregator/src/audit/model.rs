@@ -465,4 +465,130 @@ mod tests {
         assert_eq!((e.level, e.stage), (Level::Other, Stage::Other));
         assert!(!e.stage.is_final());
     }
+
+    /// A v1 event with every field detection reads, as kube-apiserver writes it.
+    const FULL: &str = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"RequestResponse","auditID":"9f1c","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/shop/serviceaccounts/web/token","verb":"create","user":{"username":"system:serviceaccount:shop:web","uid":"u-1","groups":["system:serviceaccounts"],"extra":{"authentication.kubernetes.io/credential-id":["JTI=7d2e"],"authentication.kubernetes.io/node-name":["node-a"],"authentication.kubernetes.io/pod-name":["web-0"]}},"sourceIPs":["198.51.100.9","10.0.1.11"],"userAgent":"kubectl/v1.31.0","objectRef":{"resource":"serviceaccounts","namespace":"shop","name":"web","apiGroup":"","apiVersion":"v1","subresource":"token"},"responseStatus":{"metadata":{},"code":201},"requestObject":{"kind":"TokenRequest"},"responseObject":{"kind":"TokenRequest","status":{}},"requestReceivedTimestamp":"2026-03-01T10:00:00.000001Z","stageTimestamp":"2026-03-01T10:00:00.002Z","annotations":{"authorization.k8s.io/decision":"allow","authorization.k8s.io/reason":"RBAC: allowed"}}"#;
+
+    #[test]
+    fn every_field_detection_reads_is_read() {
+        let e: AuditEvent = serde_json::from_str(FULL).unwrap();
+        assert_eq!(
+            (e.level.as_str(), e.stage.as_str()),
+            ("RequestResponse", "ResponseComplete")
+        );
+        assert!(e.stage.is_final());
+        assert_eq!(e.credential_id(), Some("JTI=7d2e"));
+        assert_eq!(e.user.extra.node_name, ["node-a"]);
+        assert_eq!(
+            (
+                e.api_group(),
+                e.resource(),
+                e.namespace(),
+                e.name(),
+                e.subresource()
+            ),
+            (
+                Some(""),
+                Some("serviceaccounts"),
+                Some("shop"),
+                Some("web"),
+                Some("token")
+            )
+        );
+        assert_eq!(
+            (e.code(), e.allowed(), e.succeeded()),
+            (Some(201), true, true)
+        );
+        assert_eq!(e.source_ip(), Some("10.0.1.11".parse().unwrap()));
+        assert_eq!(e.claimed_source_ips(), ["198.51.100.9"]);
+        assert_eq!(e.time().to_rfc3339(), "2026-03-01T10:00:00.000001+00:00");
+        assert_eq!(
+            e.request_object.as_ref().unwrap().value().unwrap()["kind"],
+            "TokenRequest"
+        );
+        // No objectRef: none of its fields.
+        let bare = ev("");
+        assert_eq!(
+            (
+                bare.api_group(),
+                bare.resource(),
+                bare.namespace(),
+                bare.name(),
+                bare.subresource()
+            ),
+            (None, None, None, None, None)
+        );
+        assert_eq!((bare.credential_id(), bare.code()), (None, None));
+        assert!(bare.claimed_source_ips().is_empty());
+    }
+
+    #[test]
+    fn the_time_falls_back_to_the_v1beta1_timestamp_then_the_stage_time() {
+        let base = r#"{"level":"Metadata","auditID":"a","stage":"ResponseComplete","verb":"get","user":{"username":"u"}"#;
+        let at = |extra: &str| {
+            serde_json::from_str::<AuditEvent>(&format!("{base}{extra}}}"))
+                .unwrap()
+                .time()
+                .to_rfc3339()
+        };
+        assert_eq!(
+            at(r#","timestamp":"2018-10-26T13:38:34Z","stageTimestamp":"2018-10-26T13:38:35Z""#),
+            "2018-10-26T13:38:34+00:00"
+        );
+        assert_eq!(
+            at(r#","stageTimestamp":"2018-10-26T13:38:35Z""#),
+            "2018-10-26T13:38:35+00:00"
+        );
+        assert_eq!(at(""), "1970-01-01T00:00:00+00:00");
+    }
+
+    #[test]
+    fn levels_and_stages_read_as_the_api_server_spells_them() {
+        for (text, level) in [
+            ("None", Level::None),
+            ("Metadata", Level::Metadata),
+            ("Request", Level::Request),
+            ("RequestResponse", Level::RequestResponse),
+        ] {
+            assert_eq!(serde_json::from_value::<Level>(text.into()).unwrap(), level);
+            assert_eq!(level.as_str(), text);
+        }
+        assert_eq!(Level::Other.as_str(), "Other");
+        for (text, stage, fin) in [
+            ("RequestReceived", Stage::RequestReceived, false),
+            ("ResponseStarted", Stage::ResponseStarted, false),
+            ("ResponseComplete", Stage::ResponseComplete, true),
+            ("Panic", Stage::Panic, true),
+        ] {
+            assert_eq!(serde_json::from_value::<Stage>(text.into()).unwrap(), stage);
+            assert_eq!((stage.as_str(), stage.is_final()), (text, fin));
+        }
+        assert_eq!(Stage::Other.as_str(), "Other");
+    }
+
+    #[test]
+    fn events_are_equal_only_with_the_same_objects() {
+        let a = ev(r#","requestObject":{"kind":"Role"}"#);
+        assert_eq!(a, ev(r#","requestObject":{"kind":"Role"}"#));
+        assert_ne!(a, ev(r#","requestObject":{"kind":"ClusterRole"}"#));
+        assert_eq!(
+            RawObject::from_value(&serde_json::json!({"a": [1]})).json(),
+            r#"{"a":[1]}"#
+        );
+    }
+
+    #[test]
+    fn an_allow_decision_with_a_refusal_code_is_not_allowed() {
+        let allow = |code: i32| {
+            ev(&format!(
+                r#","annotations":{{"authorization.k8s.io/decision":"allow"}},"responseStatus":{{"code":{code}}}"#
+            ))
+        };
+        assert!(allow(200).allowed() && allow(200).succeeded());
+        assert!(!allow(401).allowed() && !allow(403).allowed());
+        // No code logged: the decision says.
+        let no_code = ev(r#","annotations":{"authorization.k8s.io/decision":"forbid"}"#);
+        assert!(!no_code.allowed() && !no_code.succeeded());
+        assert!(ev("").succeeded(), "allowed, no code");
+    }
 }

@@ -161,4 +161,27 @@ mod tests {
         assert!(s.max_credentials >= 100_000, "{s:?}");
         assert!(s.max_pods >= 15_000 && s.max_nodes >= 5_000, "{s:?}");
     }
+
+    /// The caps a budget gives are the ones docs/SCALING.md's sizing table
+    /// and its `memory_budget_mib: 2048` example promise operators.
+    #[test]
+    fn the_caps_of_a_budget_are_the_documented_ones() {
+        let caps = |b: usize| {
+            let s = super::super::StateLimits::from_budget(b);
+            [
+                s.max_credentials,
+                s.max_identities,
+                s.max_pods,
+                s.max_nodes,
+                s.max_rbac_objects,
+            ]
+        };
+        assert_eq!(
+            caps(DEFAULT_BUDGET_MIB),
+            [104_744, 75_497, 40_652, 10_362, 14_092]
+        );
+        assert_eq!(caps(2048), [603_526, 435_009, 234_235, 59_707, 81_201]);
+        // Below the fixed maps' share every cap is one entry, never zero.
+        assert_eq!(caps(FIXED_MIB), [1; 5]);
+    }
 }

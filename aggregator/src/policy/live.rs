@@ -95,5 +95,10 @@ mod tests {
             "held copies stay as they were"
         );
         assert_eq!(live.sha256(), "07".repeat(32));
+        assert_eq!(live.generation(), 1, "the reload is counted");
+        // A second reload is the second generation; back to the default file.
+        assert_eq!(live.set(Arc::new(Policy::default()), None), 2);
+        assert_eq!((live.generation(), live.sha256().as_str()), (2, "default"));
+        assert!(live.current().high_privilege_roles.is_empty());
     }
 }

@@ -244,3 +244,26 @@ fn a_listed_role_matches_by_name_by_kind_and_name_or_by_kind_namespace_and_name(
     assert!(!listed("ClusterRole", "", "editor"));
     assert!(!listed("ClusterRole", "", "view"));
 }
+
+/// Caps over the memory budget are refused with what each cap the policy set
+/// costs: the count, its MiB and the bytes one entry takes (the per-entry
+/// figures of docs/SCALING.md's "Memory" section), largest first.
+#[test]
+fn an_over_budget_refusal_prices_each_cap_set_per_entry() {
+    let yaml = "detection:\n  state:\n    max_credentials: 1000000\n    max_identities: 1000000\n    max_pods: 1000000\n    max_nodes: 1000000\n    max_rbac_objects: 1000000\n";
+    refused(
+        yaml,
+        "detection.state: the caps need ~7790 MiB of memory, more than \
+         detection.state.memory_budget_mib (448 MiB): lower \
+         detection.state.max_rbac_objects = 1000000 (~2385 MiB at 2500 B each), \
+         detection.state.max_credentials = 1000000 (~1765 MiB at 1850 B each), \
+         detection.state.max_nodes = 1000000 (~1622 MiB at 1700 B each), \
+         detection.state.max_pods = 1000000 (~1240 MiB at 1300 B each), \
+         detection.state.max_identities = 1000000 (~668 MiB at 700 B each) \
+         or raise memory_budget_mib",
+    );
+    // The same caps fit a budget of that size.
+    let p = check(&format!("{yaml}    memory_budget_mib: 7790\n")).unwrap();
+    assert_eq!(p.state.max_pods, 1_000_000);
+    assert!(check(&format!("{yaml}    memory_budget_mib: 7789\n")).is_err());
+}

@@ -329,11 +329,178 @@ mod tests {
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        let started = std::time::Instant::now();
+        // Should the open wait for a writer, one comes after 2 s (so the test
+        // fails instead of hanging) and says so.
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let writer_path = fifo.clone();
+        let writer = std::thread::spawn(move || {
+            if finished.recv_timeout(Duration::from_secs(2)).is_ok() {
+                return false;
+            }
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true);
+            {
+                use std::os::unix::fs::OpenOptionsExt as _;
+                opts.custom_flags(libc::O_NONBLOCK);
+            }
+            let _w = opts.open(&writer_path);
+            true
+        });
         let e = load(&fifo).unwrap_err().to_string();
+        done.send(()).ok();
+        assert!(
+            !writer.join().unwrap(),
+            "opening the FIFO waited for a writer"
+        );
         assert!(e.contains("not a regular file"), "{e}");
-        assert!(started.elapsed() < Duration::from_secs(2), "it blocked");
         let e = load(Path::new("/dev/zero")).unwrap_err().to_string();
         assert!(e.contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn a_file_of_exactly_the_largest_size_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.yaml");
+        let mut text = A.to_owned().into_bytes();
+        text.resize(MAX_POLICY_BYTES as usize - 1, b' ');
+        text.push(b'\n');
+        std::fs::write(&path, &text).unwrap();
+        let (p, sha) = load(&path).unwrap();
+        assert_eq!(p.learning_window, chrono::Duration::hours(1));
+        assert_eq!(sha, sha256(&text));
+    }
+
+    /// A file whose content differs between the two reads is not taken; the
+    /// kernel's UUID file is a regular file that reads differently each time.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn content_changing_between_the_two_reads_is_left_for_later() {
+        let path = PathBuf::from("/proc/sys/kernel/random/uuid");
+        let mut w = PolicyWatch::new(path.clone(), [0; 32]);
+        assert_eq!(w.path(), path);
+        for _ in 0..3 {
+            assert!(matches!(w.check(), Check::Unsettled));
+        }
+    }
+
+    /// After a valid policy could not be put in force, the next look takes
+    /// the same file again instead of calling it unchanged.
+    #[test]
+    fn a_retry_takes_the_same_file_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(&path, B).unwrap();
+        let mut w = PolicyWatch::new(path.clone(), [0; 32]);
+        assert_eq!(w.path(), path);
+        assert!(matches!(w.check(), Check::Changed { .. }));
+        assert!(matches!(w.check(), Check::Unchanged));
+        w.retry();
+        match w.check() {
+            Check::Changed { policy, sha256: s } => {
+                assert_eq!(policy.learning_window, chrono::Duration::hours(2));
+                assert_eq!(s, load(&path).unwrap().1);
+            }
+            other => panic!("not taken again: {other:?}"),
+        }
+    }
+
+    /// `run`: each valid change put in force through the pipeline and counted,
+    /// an invalid one counted and the previous policy kept; a zero interval
+    /// turns the watch off. (The interval is process-wide: one test sets it.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_watch_puts_a_changed_file_in_force_until_stopped() {
+        use std::sync::Arc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(&path, A).unwrap();
+        let (policy, sha) = load(&path).unwrap();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let store = crate::store::Store::open_in_memory().unwrap();
+        let pipeline = crate::pipeline::Pipeline::with_live_policy(
+            store,
+            crate::policy::LivePolicy::new(Arc::new(policy), Some(sha)),
+            metrics.clone(),
+        )
+        .unwrap();
+        let reloads = |result: &str| {
+            let line = format!("credtrail_policy_reloads_total{{result=\"{result}\"}} ");
+            metrics
+                .encode()
+                .lines()
+                .find_map(|l| l.strip_prefix(&line).map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let within = |what: &'static str, ok: Box<dyn Fn() -> bool + Send>| async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while !ok() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "waited 5 s for {what}"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+
+        set_check_interval(Duration::ZERO);
+        assert!(check_interval().is_zero());
+        let off = run(
+            PolicyWatch::new(path.clone(), sha),
+            pipeline.clone(),
+            metrics.clone(),
+            std::future::pending(),
+        );
+        tokio::time::timeout(Duration::from_secs(5), off)
+            .await
+            .expect("a zero interval ends the watch");
+
+        set_check_interval(Duration::from_millis(10));
+        assert_eq!(check_interval(), Duration::from_millis(10));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(run(
+            PolicyWatch::new(path.clone(), sha),
+            pipeline.clone(),
+            metrics.clone(),
+            async move {
+                stopped.await.ok();
+            },
+        ));
+        let live = pipeline.live_policy().clone();
+        std::fs::write(&path, B).unwrap();
+        let l = live.clone();
+        within(
+            "the new file in force",
+            Box::new(move || l.generation() == 1),
+        )
+        .await;
+        assert_eq!(
+            pipeline.policy().learning_window,
+            chrono::Duration::hours(2)
+        );
+        assert_eq!(live.sha256(), hex::encode(sha256(B.as_bytes())));
+        assert_eq!(reloads("ok"), "1");
+
+        std::fs::write(&path, "detection:\n  learning_window: 5x\n").unwrap();
+        let m = metrics.clone();
+        within(
+            "the invalid file counted",
+            Box::new(move || {
+                m.encode()
+                    .contains("credtrail_policy_reloads_total{result=\"invalid\"} 1")
+            }),
+        )
+        .await;
+        assert_eq!(live.generation(), 1, "the previous policy stays");
+        assert_eq!(
+            pipeline.policy().learning_window,
+            chrono::Duration::hours(2)
+        );
+
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the watch stops when told")
+            .unwrap();
+        set_check_interval(DEFAULT_CHECK);
     }
 }
