@@ -32,6 +32,12 @@ pub mod rules;
 pub mod sightings;
 mod suppress;
 #[cfg(test)]
+#[path = "restore_tests.rs"]
+mod restore_tests;
+#[cfg(test)]
+#[path = "expiry_tests.rs"]
+mod expiry_tests;
+#[cfg(test)]
 mod testkit;
 
 use std::net::IpAddr;
