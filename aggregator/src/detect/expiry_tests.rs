@@ -63,7 +63,13 @@ fn a_tokens_places_are_forgotten_once_it_has_expired() {
     // Its `exp` plus the grace falls 100 s after T0.
     observe(
         &mut d,
-        &[token_file("node-a", "node-a/r/1", -60, "jti-old", 100 - GRACE)],
+        &[token_file(
+            "node-a",
+            "node-a/r/1",
+            -60,
+            "jti-old",
+            100 - GRACE,
+        )],
     );
     let (alerts, _) = judge(&mut d, &token("jti-old", "a", 0, NODE_A));
     assert!(alerts.is_empty(), "{:?}", rules(&alerts));

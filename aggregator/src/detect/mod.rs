@@ -18,6 +18,9 @@ mod cidr_index;
 pub mod cluster;
 mod effective;
 mod expect;
+#[cfg(test)]
+#[path = "expiry_tests.rs"]
+mod expiry_tests;
 pub mod limits;
 #[cfg(test)]
 mod limits_tests;
@@ -28,15 +31,12 @@ pub mod patch;
 pub mod rbac;
 mod read_lists;
 mod reload;
-pub mod rules;
-pub mod sightings;
-mod suppress;
 #[cfg(test)]
 #[path = "restore_tests.rs"]
 mod restore_tests;
-#[cfg(test)]
-#[path = "expiry_tests.rs"]
-mod expiry_tests;
+pub mod rules;
+pub mod sightings;
+mod suppress;
 #[cfg(test)]
 mod testkit;
 
