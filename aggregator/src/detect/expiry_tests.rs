@@ -102,3 +102,42 @@ fn a_planted_expired_copy_of_a_jti_does_not_wipe_the_real_tokens_places() {
     let (alerts, _) = judge(&mut d, &token("jti-victim", "b", 20, NODE_B));
     assert_eq!(rules(&alerts), ["CT1547-003", "CT1547-001"]);
 }
+
+#[test]
+fn state_stats_report_each_maps_entries_and_what_expiry_removed() {
+    let mut d = nodes();
+    observe(
+        &mut d,
+        &[token_file(
+            "node-a",
+            "node-a/r/1",
+            -60,
+            "jti-old",
+            100 - GRACE,
+        )],
+    );
+    judge(&mut d, &token("jti-old", "a", 0, NODE_A));
+    // One report: each call reports what was removed since the last.
+    let report = |d: &mut Detector| {
+        let s = d.state_stats();
+        move |map: &str| {
+            let m = s
+                .iter()
+                .find(|s| s.map == map)
+                .unwrap_or_else(|| panic!("{map} in {s:?}"));
+            (m.entries, m.dropped.expired)
+        }
+    };
+    let r = report(&mut d);
+    assert_eq!(r("jti_places"), (1, 0));
+    assert_eq!(r("identities"), (1, 0));
+    assert_eq!(r("nodes"), (2, 0));
+    assert_eq!(r("reads_by_key"), (1, 0));
+    // Past the token's end: its reads and places expired, counted.
+    judge(&mut d, &Req::new("b", 200, "alice", NODE_B));
+    let r = report(&mut d);
+    assert_eq!(r("jti_places"), (0, 1));
+    assert_eq!(r("reads_by_key"), (0, 1));
+    assert_eq!(r("identities"), (2, 0));
+    assert_eq!(report(&mut d)("jti_places"), (0, 0), "reported once");
+}

@@ -26,6 +26,9 @@ pub mod limits;
 mod limits_tests;
 pub mod lineage;
 mod mint;
+#[cfg(test)]
+#[path = "node_write_tests.rs"]
+mod node_write_tests;
 mod node_writes;
 pub mod patch;
 pub mod rbac;
