@@ -70,7 +70,9 @@ fn write(d: &mut Detector, ev: &AuditEvent) -> Vec<Alert> {
 fn a_new_address_written_into_a_nodes_status_by_a_person_is_alerted() {
     let mut d = nodes();
     let ev = status_patch("w", 0, ALICE, "node-a", &["127.0.1.77"], "127.0.1.9");
-    let alerts = write(&mut d, &ev);
+    let mut ch = crate::detect::Changes::default();
+    let alerts = d.judge(&ev, &mut ch);
+    assert_eq!(ch.node_writes_refused, 1, "the address is not learned");
     assert_eq!(rules(&alerts), ["CT1547-006"]);
     let a = &alerts[0];
     assert_eq!(a.severity, Severity::High);
