@@ -21,6 +21,9 @@ mod expect;
 #[cfg(test)]
 #[path = "expiry_tests.rs"]
 mod expiry_tests;
+#[cfg(test)]
+#[path = "judge_tests.rs"]
+mod judge_tests;
 pub mod limits;
 #[cfg(test)]
 mod limits_tests;
