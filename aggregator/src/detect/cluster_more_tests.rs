@@ -533,3 +533,126 @@ fn refused_writes_are_counted_once() {
     assert_eq!(f.take_refused(), 0);
     assert!(f.view("n1").is_none());
 }
+
+/// `user` in `groups` patches `nodes/n1/status` with `addrs` (InternalIP) and `cidrs`, from `ip`.
+fn status_write(
+    user: &str,
+    groups: &[&str],
+    ip: &str,
+    addrs: &[&str],
+    cidrs: &[&str],
+) -> AuditEvent {
+    let a: Vec<Value> = addrs
+        .iter()
+        .map(|a| json!({"type": "InternalIP", "address": a}))
+        .collect();
+    let mut e = ev(
+        "w",
+        0,
+        user,
+        ip,
+        "patch",
+        json!({"objectRef": {"resource": "nodes", "name": "n1", "subresource": "status"},
+               "responseObject": {"kind": "Node", "metadata": {"name": "n1"},
+                   "spec": {"podCIDRs": cidrs},
+                   "status": {"addresses": a, "conditions": [{"type": "Ready"}]}}}),
+    );
+    e.user.groups = groups.iter().map(|g| (*g).to_owned()).collect();
+    e
+}
+
+#[test]
+fn only_writes_that_carry_facts_their_writer_may_not_set_are_counted() {
+    let p = no_policy();
+    let nodes = ["system:nodes"];
+    for (who, groups, addrs, cidrs, refused) in [
+        // A condition-only status patch (node-problem-detector) sets nothing.
+        (
+            "system:serviceaccount:kube-system:npd",
+            &[][..],
+            &[][..],
+            &[][..],
+            0,
+        ),
+        ("alice", &[], &["10.0.1.5"], &[], 1),
+        ("alice", &[], &[], &["10.244.0.0/24"], 1),
+        // The node itself, the cloud controller, kube-controller-manager
+        // (whose pod-range writes echo the addresses): never counted.
+        (
+            "system:node:n1",
+            &nodes[..],
+            &["10.0.1.5"],
+            &["10.244.0.0/24"],
+            0,
+        ),
+        (
+            "system:cloud-controller-manager",
+            &[],
+            &["10.0.1.5"],
+            &[],
+            0,
+        ),
+        (
+            "system:kube-controller-manager",
+            &[],
+            &["10.0.1.5"],
+            &["10.244.0.0/24"],
+            0,
+        ),
+    ] {
+        let mut f = ClusterFacts::default();
+        learn(
+            &mut f,
+            &p,
+            &status_write(who, groups, "10.0.1.5", addrs, cidrs),
+        );
+        assert_eq!(f.take_refused(), refused, "{who} {addrs:?} {cidrs:?}");
+    }
+}
+
+#[test]
+fn a_node_name_without_the_nodes_group_is_no_kubelet() {
+    let p = no_policy();
+    let mut f = ClusterFacts::default();
+    let mut e = ev(
+        "1",
+        0,
+        "system:node:n9",
+        "10.0.1.90",
+        "update",
+        json!({"objectRef": {"resource": "leases"}}),
+    );
+    e.user.groups = vec!["system:authenticated".into()];
+    learn(&mut f, &p, &e);
+    assert_eq!(at(&f, "10.0.1.90", 1), None);
+    e.user.groups.push("system:nodes".into());
+    learn(&mut f, &p, &e);
+    assert_eq!(
+        at(&f, "10.0.1.90", 1).as_deref(),
+        Some("n9 via node address (learned)")
+    );
+}
+
+#[test]
+fn a_node_whose_agent_reports_is_not_taught_by_its_kubelets_requests() {
+    let p = no_policy();
+    let mut f = ClusterFacts::default();
+    let e = ev(
+        "1",
+        0,
+        "system:node:n9",
+        "10.0.1.90",
+        "update",
+        json!({"objectRef": {"resource": "leases"}}),
+    );
+    let with_agent = |_: IpAddr, _: &str| Owners {
+        agent: None,
+        node_has_agent: true,
+    };
+    f.learn(&e, TTL, &p, &with_agent);
+    assert_eq!(
+        at(&f, "10.0.1.90", 1),
+        None,
+        "the agent says where its node is"
+    );
+}
