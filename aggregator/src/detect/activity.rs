@@ -74,13 +74,9 @@ fn cap(s: Option<&str>) -> Option<String> {
 }
 
 fn cap_to(s: Option<&str>, max: usize) -> Option<String> {
-    s.map(|s| {
-        let mut end = s.len().min(max);
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s[..end].to_owned()
-    })
+    // The standard library's cut (no hand-written loop that a slip could
+    // turn into an endless one).
+    s.map(|s| s[..s.floor_char_boundary(max)].to_owned())
 }
 
 impl ActivityEntry {

@@ -1005,3 +1005,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "cluster_more_tests.rs"]
+mod more_tests;

@@ -18,16 +18,28 @@ mod cidr_index;
 pub mod cluster;
 mod effective;
 mod expect;
+#[cfg(test)]
+#[path = "expiry_tests.rs"]
+mod expiry_tests;
+#[cfg(test)]
+#[path = "judge_tests.rs"]
+mod judge_tests;
 pub mod limits;
 #[cfg(test)]
 mod limits_tests;
 pub mod lineage;
 mod mint;
+#[cfg(test)]
+#[path = "node_write_tests.rs"]
+mod node_write_tests;
 mod node_writes;
 pub mod patch;
 pub mod rbac;
 mod read_lists;
 mod reload;
+#[cfg(test)]
+#[path = "restore_tests.rs"]
+mod restore_tests;
 pub mod rules;
 pub mod sightings;
 mod suppress;

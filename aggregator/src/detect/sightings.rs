@@ -560,3 +560,7 @@ impl Sightings {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "sightings_tests.rs"]
+mod tests;
