@@ -319,6 +319,9 @@ mod tests {
             "/user.slice/user-1000.slice/user@1000.service/app.slice",
             "/user.slice/user-1000.slice/session-3.scope",
             "/user.slice",
+            // Each delegated component alone (a nested or moved hierarchy).
+            "/machine.slice/user-1000.slice",
+            "/machine.slice/user@1000.service",
         ] {
             let p = format!("{prefix}/{forged}");
             assert_eq!(parse_cgroup_path(&p).unwrap(), CgroupInfo::default(), "{p}");

@@ -301,9 +301,15 @@ fn a_yaml_nesting_bomb_is_named_not_parsed() {
         );
         assert!(unreadable[0].contains(says), "{unreadable:?}");
     }
+    // Exactly MAX_YAML_FLOW_OPENERS brackets: 170 rules of 3, the list's `[`
+    // and `metadata: {}`.
     let within = format!(
-        "kind: Role\nrules: [{}]\n",
+        "kind: Role\nmetadata: {{}}\nrules: [{}]\n",
         vec!["{verbs: [get], resources: [pods]}"; 170].join(", ")
+    );
+    assert_eq!(
+        within.bytes().filter(|b| matches!(b, b'[' | b'{')).count(),
+        MAX_YAML_FLOW_OPENERS
     );
     let mut unreadable = Vec::new();
     let v = object_value(
@@ -318,5 +324,38 @@ fn a_yaml_nesting_bomb_is_named_not_parsed() {
             .unwrap()
             .len(),
         170
+    );
+}
+
+/// A YAML string of exactly MAX_YAML_BYTES is read; one byte more is not.
+#[test]
+fn a_yaml_string_of_exactly_the_largest_size_is_read() {
+    let head = "kind: RoleBinding\nsubjects:\n- kind: User\n  name: eve\n#";
+    let exact = format!("{head}{}", "a".repeat(MAX_YAML_BYTES - head.len()));
+    assert_eq!(exact.len(), MAX_YAML_BYTES);
+    let mut unreadable = Vec::new();
+    let v = object_value(
+        &RawObject::from_value(&json!(exact)),
+        "requestObject",
+        &mut unreadable,
+    );
+    assert!(unreadable.is_empty(), "{unreadable:?}");
+    assert_eq!(
+        read_object(&v.unwrap(), "requestObject").subjects.unwrap()[0].name,
+        "eve"
+    );
+    let over = format!("{exact}a");
+    let v = object_value(
+        &RawObject::from_value(&json!(over)),
+        "requestObject",
+        &mut unreadable,
+    );
+    assert_eq!(v, None);
+    assert_eq!(
+        unreadable,
+        [format!(
+            "requestObject: a YAML string larger than {MAX_YAML_BYTES} bytes ({}): not read",
+            MAX_YAML_BYTES + 1
+        )]
     );
 }
