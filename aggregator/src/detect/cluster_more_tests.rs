@@ -656,3 +656,98 @@ fn a_node_whose_agent_reports_is_not_taught_by_its_kubelets_requests() {
         "the agent says where its node is"
     );
 }
+
+/// A kubelet teaches a new address only while its Node is being created: a
+/// known node's kubelet creating an Event, or patching its Node, from another
+/// internal address teaches nothing.
+#[test]
+fn a_known_nodes_other_requests_from_a_new_address_teach_nothing() {
+    let (mut f, p) = (ClusterFacts::default(), no_policy());
+    learn(
+        &mut f,
+        &p,
+        &node_write("n", 0, "node-1", "u1", &[("InternalIP", "10.0.1.11")], &[]),
+    );
+    assert_eq!(
+        at(&f, "10.0.1.11", 1).as_deref(),
+        Some("node-1 via node address (learned)")
+    );
+    let kubelet = |id: &str, verb: &str, resource: &str| {
+        ev(
+            id,
+            2,
+            "system:node:node-1",
+            "10.0.1.99",
+            verb,
+            json!({"objectRef": {"resource": resource, "namespace": "default", "name": "x"}}),
+        )
+    };
+    for e in [
+        kubelet("e1", "create", "events"),
+        kubelet("e2", "patch", "nodes"),
+        kubelet("e3", "create", "pods"),
+    ] {
+        assert!(learn(&mut f, &p, &e).is_empty(), "{}", e.audit_id);
+        assert_eq!(at(&f, "10.0.1.99", 3), None, "{}", e.audit_id);
+    }
+    // Registering its Node (create nodes) from there does.
+    learn(&mut f, &p, &kubelet("e4", "create", "nodes"));
+    assert_eq!(
+        at(&f, "10.0.1.99", 3).as_deref(),
+        Some("node-1 via node address (learned)")
+    );
+}
+
+/// `release` forgets the node: its address and ranges place nothing after.
+#[test]
+fn a_released_node_places_nothing() {
+    let (mut f, p) = (ClusterFacts::default(), no_policy());
+    learn(
+        &mut f,
+        &p,
+        &node_write(
+            "n",
+            0,
+            "node-1",
+            "u1",
+            &[("InternalIP", "10.0.1.11")],
+            &["10.244.1.0/24"],
+        ),
+    );
+    assert!(at(&f, "10.244.1.7", 1).is_some());
+    f.release("node-1");
+    assert_eq!(at(&f, "10.0.1.11", 1), None);
+    assert_eq!(at(&f, "10.244.1.7", 1), None);
+    assert!(f.view("node-1").is_none());
+}
+
+/// Facts taken back from an older store can put one address or range on
+/// several nodes: the smallest node name wins, whatever the map's order.
+#[test]
+fn a_tie_goes_to_the_smallest_node_name() {
+    let mut f = ClusterFacts::default();
+    let p = Provenance {
+        source: "kubelet request".into(),
+        audit_id: "a".into(),
+        first: time(0),
+        last: time(0),
+    };
+    for i in (0..12).rev() {
+        f.nodes.insert(
+            format!("node-{i:02}"),
+            LearnedNode {
+                uid: None,
+                addresses: vec![("10.0.1.11".parse().unwrap(), p.clone())],
+                pod_cidrs: vec![("10.244.0.0/16".parse().unwrap(), p.clone())],
+            },
+        );
+    }
+    assert_eq!(
+        at(&f, "10.0.1.11", 1).as_deref(),
+        Some("node-00 via node address (learned)")
+    );
+    assert_eq!(
+        at(&f, "10.244.3.3", 1).as_deref(),
+        Some("node-00 via node pod CIDR (learned)")
+    );
+}
