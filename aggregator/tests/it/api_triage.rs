@@ -651,8 +651,11 @@ async fn concurrent_changes_are_all_recorded_and_the_history_stays_bounded() {
     let notes: std::collections::HashSet<&str> =
         h.iter().map(|c| c["note"].as_str().unwrap()).collect();
     assert_eq!(notes.len(), 200);
-    let times: Vec<&str> = h.iter().map(|c| c["at"].as_str().unwrap()).collect();
-    let mut sorted = times.clone();
-    sorted.sort();
-    assert_eq!(times, sorted, "oldest first");
+    // Compared as times, not strings: RFC 3339 leaves the fraction out of a
+    // whole second (`…:52Z` sorts after `…:52.005Z` as text).
+    let times: Vec<chrono::DateTime<chrono::FixedOffset>> = h
+        .iter()
+        .map(|c| chrono::DateTime::parse_from_rfc3339(c["at"].as_str().unwrap()).unwrap())
+        .collect();
+    assert!(times.is_sorted(), "oldest first: {times:?}");
 }
