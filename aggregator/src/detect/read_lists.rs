@@ -158,11 +158,12 @@ mod tests {
     use super::*;
     use chrono::{DateTime, Duration, Utc};
 
-    fn t(s: i64) -> DateTime<Utc> {
+    /// Shared with `read_lists_tests.rs`.
+    pub(super) fn t(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
     }
 
-    fn read(tgid: u32, exp: Option<i64>) -> Arc<ReadSighting> {
+    pub(super) fn read(tgid: u32, exp: Option<i64>) -> Arc<ReadSighting> {
         Arc::new(ReadSighting {
             node: "n1".into(),
             tgid,

@@ -3,29 +3,10 @@
 //! expiry, the queue rebuilt exactly past its bound, and a list's memory
 //! given back when most of its reads expire.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 
+use super::tests::{read, t};
 use super::*;
-
-fn t(s: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
-}
-
-fn read(tgid: u32, exp: Option<i64>) -> Arc<ReadSighting> {
-    Arc::new(ReadSighting {
-        node: "n1".into(),
-        tgid,
-        comm: None,
-        exe: None,
-        container_id: None,
-        pod_uid: None,
-        pod: None,
-        path: "/token".into(),
-        time: t(0),
-        observation_id: format!("o{tgid}"),
-        expires: exp.map(t),
-    })
-}
 
 fn lists() -> ReadLists {
     let mut l = ReadLists::new(Limits::new(100, Some(Duration::days(7))));
