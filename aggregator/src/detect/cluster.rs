@@ -325,13 +325,8 @@ impl ClusterFacts {
                     self.deleted.remove(&name);
                 }
                 // kube-controller-manager's own Node writes (pod range
-                // assignment) echo the addresses: ignored, not counted.
-                if !w.may_set_addresses()
-                    && !addrs.is_empty()
-                    && w != super::node_writes::Writer::Component
-                {
-                    self.refused += 1;
-                }
+                // assignment) echo the addresses: ignored below, not counted
+                // (every other writer that gets here may set addresses).
                 for (_, ip) in addrs.into_iter().filter(|_| w.may_set_addresses()) {
                     // A node may only vouch for internal addresses; public ones
                     // need the cloud node controller.

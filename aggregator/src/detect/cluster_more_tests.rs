@@ -751,3 +751,74 @@ fn a_tie_goes_to_the_smallest_node_name() {
         Some("node-00 via node pod CIDR (learned)")
     );
 }
+
+/// A node re-created (new uid) while the table is full is still reset: its
+/// old addresses do not survive under the new object.
+#[test]
+fn a_node_recreated_while_the_table_is_full_forgets_its_old_addresses() {
+    let (mut f, p) = (ClusterFacts::default(), no_policy());
+    for i in 0..MAX_NODES - 1 {
+        f.nodes.insert(format!("x{i}"), LearnedNode::default());
+    }
+    learn(
+        &mut f,
+        &p,
+        &node_write("1", 0, "n1", "u1", &[("InternalIP", "10.0.1.5")], &[]),
+    );
+    assert_eq!(f.nodes.len(), MAX_NODES);
+    assert_eq!(
+        at(&f, "10.0.1.5", 1).as_deref(),
+        Some("n1 via node address (learned)")
+    );
+    learn(
+        &mut f,
+        &p,
+        &node_write("2", 10, "n1", "u2", &[("InternalIP", "10.0.1.6")], &[]),
+    );
+    assert_eq!(
+        at(&f, "10.0.1.5", 11),
+        None,
+        "the old object's address went"
+    );
+    assert_eq!(
+        at(&f, "10.0.1.6", 11).as_deref(),
+        Some("n1 via node address (learned)")
+    );
+    assert_eq!(f.view("n1").unwrap().uid.as_deref(), Some("u2"));
+}
+
+/// Where an agent on this very node places the address decides: as the
+/// node's own address it may be taught; inside the node's pod range (a pod's
+/// address, pod unknown) or as a pod's it may not, nor anything another
+/// node's agent places.
+#[test]
+fn an_agent_on_the_same_node_allows_its_node_address_only() {
+    let p = no_policy();
+    let placed = |node: &'static str, pod_uid: Option<&'static str>, via: &'static str| {
+        move |_: IpAddr, _: &str| Owners {
+            agent: Some(Location {
+                node: node.into(),
+                pod_uid: pod_uid.map(Into::into),
+                pod: None,
+                via,
+            }),
+            node_has_agent: true,
+        }
+    };
+    let write = node_write("1", 0, "n1", "u1", &[("InternalIP", "10.0.1.5")], &[]);
+    let cases: [(&str, Option<&str>, &str, bool); 4] = [
+        ("n1", None, "node address", true),
+        ("n1", None, "node pod CIDR", false),
+        ("n1", Some("pod-uid"), "pod address", false),
+        ("n2", None, "node address", false),
+    ];
+    for (node, pod_uid, via, taught) in cases {
+        let mut f = ClusterFacts::default();
+        f.learn(&write, TTL, &p, &placed(node, pod_uid, via));
+        assert_eq!(
+            at(&f, "10.0.1.5", 1).is_some(),
+            taught,
+            "agent on {node} placing it via {via} (pod {pod_uid:?})"
+        );
+    }
+}
