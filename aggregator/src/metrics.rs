@@ -137,6 +137,8 @@ pub struct Metrics {
     pub connections_dropped: Family<ListenerDropLabel, Counter>,
     /// Queries interrupted because they ran past the query timeout.
     pub query_timeouts: Counter,
+    /// The store's writer thread: wait, group time and size.
+    pub store_writer: crate::store::WriterMetrics,
     /// Entries in each detection-state map.
     pub state_entries: Family<MapLabel, Gauge>,
     /// Detection-state entries removed by a map's count (`cap`) or age (`age`) limit.
@@ -317,6 +319,26 @@ impl Metrics {
             "Queries interrupted because they ran past the query timeout",
             query_timeouts.clone(),
         );
+        let store_writer = crate::store::WriterMetrics {
+            wait: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            group: Histogram::new(exponential_buckets(0.0005, 2.0, 14)),
+            jobs: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
+        };
+        registry.register(
+            "store_write_wait_seconds",
+            "Time a write (webhook batch, agent batch) waited for the store's writer thread",
+            store_writer.wait.clone(),
+        );
+        registry.register(
+            "store_write_group_seconds",
+            "Time of one group commit on the writer thread: its writes, then the commit and its sync",
+            store_writer.group.clone(),
+        );
+        registry.register(
+            "store_write_group_jobs",
+            "Writes committed together in one group",
+            store_writer.jobs.clone(),
+        );
         let state_entries = Family::<MapLabel, Gauge>::default();
         registry.register(
             "detector_state_entries",
@@ -393,6 +415,7 @@ impl Metrics {
             connections,
             connections_dropped,
             query_timeouts,
+            store_writer,
             registry,
             api_auth_refused,
             suppression_hits,

@@ -42,6 +42,7 @@ impl AppState {
         metrics: Arc<Metrics>,
     ) -> Result<Self, PipelineError> {
         store.count_query_timeouts(metrics.query_timeouts.clone());
+        store.instrument_writer(metrics.store_writer.clone());
         let pipeline = Pipeline::with_live_policy(store.clone(), policy.clone(), metrics.clone())?;
         Ok(Self {
             store,

@@ -9,8 +9,22 @@
 //! for it. Durability is unchanged: every commit still syncs the WAL
 //! (`synchronous=FULL`) before the webhook answers, and a WAL not yet
 //! checkpointed is replayed at the next open.
+//!
+//! A passive checkpoint alone never lets the WAL start over under sustained
+//! load: SQLite rewinds the WAL only when a write transaction begins with
+//! every frame already copied back, and with the writer committing every
+//! few milliseconds a pass on another connection never catches up. The WAL
+//! then grew without end (11.7 GB in 90 s of the scale bench,
+//! docs/SCALING.md), and every commit paid for extending the file (the
+//! kernel zeroing new pages: 27 % of the writer's time). So once the WAL
+//! holds [`RESTART_FRAMES`] frames this thread raises a flag, and the writer
+//! thread, after answering its group, finishes the copy itself (only the
+//! frames this thread has not copied yet): its next transaction then writes
+//! from the start of the WAL file again, over pages already allocated.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -23,17 +37,26 @@ use super::StoreError;
 pub const INTERVAL: Duration = Duration::from_millis(500);
 /// The WAL file is truncated back to this size after it was reset.
 const JOURNAL_SIZE_LIMIT: i64 = 64 << 20;
+/// WAL frames (a page and a 24-byte header each: 32 MiB of 4 KiB pages)
+/// after which the writer is asked to finish a checkpoint so the WAL starts
+/// over.
+pub const RESTART_FRAMES: i64 = 8192;
 
 /// The running checkpointer; stops (and is joined) when dropped.
 pub(super) struct Checkpointer {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    long: Arc<AtomicBool>,
 }
 
 impl Checkpointer {
     /// Turns `writer`'s automatic checkpoint off and starts the thread on a
-    /// connection of its own to `path`.
-    pub(super) fn start(writer: &Connection, path: &Path) -> Result<Self, StoreError> {
+    /// connection of its own to `path`; the WAL is long at `restart_frames`.
+    pub(super) fn start(
+        writer: &Connection,
+        path: &Path,
+        restart_frames: i64,
+    ) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(|source| StoreError::Open {
             path: path.to_path_buf(),
             source,
@@ -43,18 +66,27 @@ impl Checkpointer {
         writer.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
         writer.pragma_update(None, "wal_autocheckpoint", 0)?;
         let (tx, rx) = mpsc::channel::<()>();
+        let long = Arc::new(AtomicBool::new(false));
+        let flag = long.clone();
         let thread = std::thread::Builder::new()
             .name("credtrail-checkpoint".into())
-            .spawn(move || run(&conn, &rx))
+            .spawn(move || run(&conn, &rx, &flag, restart_frames))
             .map_err(|e| StoreError::Task(format!("starting the checkpoint thread: {e}")))?;
         Ok(Self {
             stop: Some(tx),
             thread: Some(thread),
+            long,
         })
+    }
+
+    /// Raised while the WAL is long; the writer finishes the checkpoint
+    /// ([`finish`]) and lowers it.
+    pub(super) fn long_wal(&self) -> Arc<AtomicBool> {
+        self.long.clone()
     }
 }
 
-fn run(conn: &Connection, stop: &mpsc::Receiver<()>) {
+fn run(conn: &Connection, stop: &mpsc::Receiver<()>, long: &AtomicBool, restart_frames: i64) {
     loop {
         match stop.recv_timeout(INTERVAL) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -64,15 +96,50 @@ fn run(conn: &Connection, stop: &mpsc::Receiver<()>) {
                 return;
             }
         }
-        if let Err(e) = checkpoint(conn) {
-            tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+        match checkpoint(conn) {
+            Ok(p) if p.log >= restart_frames => long.store(true, Ordering::Relaxed),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; retrying"),
         }
     }
 }
 
+/// What one checkpoint did (`PRAGMA wal_checkpoint`'s row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Pass {
+    /// Another checkpoint was running, or a writer or reader was in the way.
+    pub busy: bool,
+    /// Frames in the WAL.
+    pub log: i64,
+    /// Of those, frames copied into the database file.
+    pub copied: i64,
+}
+
 /// One `PASSIVE` checkpoint: copies what no reader still needs, never waits.
-fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+fn checkpoint(conn: &Connection) -> rusqlite::Result<Pass> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok(Pass {
+            busy: r.get::<_, i64>(0)? != 0,
+            log: r.get(1)?,
+            copied: r.get(2)?,
+        })
+    })
+}
+
+/// On the writer's connection, between groups, while `long` is raised:
+/// copies the frames the checkpoint thread has not; once every frame is
+/// copied the flag is lowered and the next write transaction rewinds the
+/// WAL. Busy (the checkpoint thread is mid-pass, or a reader still needs old
+/// frames): the next group tries again.
+pub(super) fn finish(writer: &Connection, long: &AtomicBool) {
+    if !long.load(Ordering::Relaxed) {
+        return;
+    }
+    match checkpoint(writer) {
+        Ok(p) if !p.busy && p.copied >= p.log => long.store(false, Ordering::Relaxed),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "WAL checkpoint on the writer failed; retrying"),
+    }
 }
 
 impl Drop for Checkpointer {

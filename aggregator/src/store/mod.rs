@@ -19,6 +19,7 @@ pub mod backup;
 mod changes;
 mod checkpoint;
 mod group;
+pub use group::WriterMetrics;
 mod ingest;
 pub mod inventory_ctx;
 pub mod learned;
@@ -126,6 +127,17 @@ impl Store {
         sync: Synchronous,
         opts: StoreOptions,
     ) -> Result<Self, StoreError> {
+        Self::open_restarting_at(path, sync, opts, checkpoint::RESTART_FRAMES)
+    }
+
+    /// [`Self::open_with`], the writer finishing a checkpoint once the WAL
+    /// holds `restart_frames` frames ([`checkpoint`]).
+    fn open_restarting_at(
+        path: &Path,
+        sync: Synchronous,
+        opts: StoreOptions,
+        restart_frames: i64,
+    ) -> Result<Self, StoreError> {
         let open = |p: &Path| {
             Connection::open(p).map_err(|source| StoreError::Open {
                 path: p.to_path_buf(),
@@ -170,11 +182,11 @@ impl Store {
             .map(|_| open_ro(path))
             .collect::<Result<Vec<_>, _>>()?;
         let health = open_ro(path)?;
-        let checkpointer = checkpoint::Checkpointer::start(&writer, path)?;
+        let checkpointer = checkpoint::Checkpointer::start(&writer, path, restart_frames)?;
         let writer = Arc::new(Mutex::new(writer));
         Ok(Self {
             inner: Arc::new(Inner {
-                group: group::GroupWriter::start(writer.clone())?,
+                group: group::GroupWriter::start(writer.clone(), Some(checkpointer.long_wal()))?,
                 writer,
                 readers: Arc::new(pool::ReadPool::new(readers, health, opts.query_timeout)),
                 path: Some(path.to_path_buf()),
@@ -191,7 +203,7 @@ impl Store {
         let readers = pool::ReadPool::new(vec![conn.clone()], conn.clone(), DEFAULT_QUERY_TIMEOUT);
         Ok(Self {
             inner: Arc::new(Inner {
-                group: group::GroupWriter::start(conn.clone())?,
+                group: group::GroupWriter::start(conn.clone(), None)?,
                 writer: conn,
                 readers: Arc::new(readers),
                 path: None,
@@ -223,6 +235,12 @@ impl Store {
     /// Counts interrupted queries into `c` (`credtrail_query_timeouts_total`).
     pub fn count_query_timeouts(&self, c: prometheus_client::metrics::counter::Counter) {
         self.inner.readers.count_timeouts(c);
+    }
+
+    /// Reports the writer thread's figures (wait, group time and size) into
+    /// `m` (`credtrail_store_write_*`).
+    pub fn instrument_writer(&self, m: group::WriterMetrics) {
+        self.inner.group.instrument(m);
     }
 
     /// Runs `f` on the writer thread inside a transaction it may share with

@@ -150,6 +150,38 @@ pub fn percentile(v: &[f64], q: f64) -> f64 {
     s[rank - 1]
 }
 
+/// A Prometheus histogram's figures in `/metrics` text: the upper bound of
+/// the bucket holding each quantile of `qs` (`+Inf` as infinity) and the
+/// mean; None when the family is missing or empty.
+pub fn histogram_figures(text: &str, name: &str, qs: &[f64]) -> Option<(Vec<f64>, f64)> {
+    let bucket = format!("{name}_bucket{{le=\"");
+    let mut buckets: Vec<(f64, f64)> = Vec::new();
+    let (mut sum, mut count) = (None, None);
+    for l in text.lines() {
+        if let Some(rest) = l.strip_prefix(&bucket) {
+            let (le, n) = rest.split_once("\"}")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            buckets.push((le, n.trim().parse().ok()?));
+        } else if let Some(v) = l.strip_prefix(&format!("{name}_sum ")) {
+            sum = v.trim().parse::<f64>().ok();
+        } else if let Some(v) = l.strip_prefix(&format!("{name}_count ")) {
+            count = v.trim().parse::<f64>().ok();
+        }
+    }
+    let (sum, count) = (sum?, count.filter(|c| *c > 0.0)?);
+    let at = |q: f64| {
+        buckets
+            .iter()
+            .find(|(_, n)| *n >= q * count)
+            .map_or(f64::INFINITY, |(le, _)| *le)
+    };
+    Some((qs.iter().map(|q| at(*q)).collect(), sum / count))
+}
+
 /// `GET /metrics` of the aggregator's HTTP API on loopback.
 pub async fn fetch_metrics(port: u16) -> anyhow::Result<String> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
@@ -168,6 +200,19 @@ pub async fn fetch_metrics(port: u16) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histogram_quantiles_are_bucket_bounds() {
+        let text = "# TYPE w histogram\nw_sum 3.0\nw_count 10\nw_bucket{le=\"0.001\"} 5\nw_bucket{le=\"0.002\"} 9\nw_bucket{le=\"+Inf\"} 10\nx_sum 1\n";
+        let (q, mean) = histogram_figures(text, "w", &[0.5, 0.9, 0.99]).unwrap();
+        assert_eq!(q, vec![0.001, 0.002, f64::INFINITY]);
+        assert!((mean - 0.3).abs() < 1e-9);
+        assert!(
+            histogram_figures(text, "x", &[0.5]).is_none(),
+            "no buckets, no count"
+        );
+        assert!(histogram_figures("w_sum 0\nw_count 0\n", "w", &[0.5]).is_none());
+    }
 
     #[test]
     fn slope_and_percentile() {

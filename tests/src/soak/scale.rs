@@ -433,6 +433,23 @@ pub async fn run(o: ScaleOptions) -> anyhow::Result<ScaleFigures> {
         }) {
             eprintln!("scale: {l}");
         }
+        // Where a POST's time goes on the aggregator: waiting for the
+        // writer thread, then its group (every write in it, and the commit).
+        for (name, unit) in [
+            ("credtrail_store_write_wait_seconds", 1000.0),
+            ("credtrail_store_write_group_seconds", 1000.0),
+            ("credtrail_store_write_group_jobs", 1.0),
+        ] {
+            if let Some((q, mean)) = super::report::histogram_figures(&m, name, &[0.5, 0.9, 0.99]) {
+                eprintln!(
+                    "scale: {name} (×{unit}) p50<={} p90<={} p99<={} mean={:.2}",
+                    q[0] * unit,
+                    q[1] * unit,
+                    q[2] * unit,
+                    mean * unit
+                );
+            }
+        }
     }
     for a in agents {
         drop(a.input);
