@@ -194,3 +194,57 @@ fn a_full_map_of_recent_incident_keys_notes_no_new_key() {
     let mut c = alert("c", now + 2, "127.200.0.9");
     assert_eq!(incident_of(&mut l, "k1", &mut c), "inc-1");
 }
+
+/// A TokenRequest (`create serviceaccounts/token`, succeeded, the issued
+/// credential id annotated) is recorded with who minted it and for what;
+/// a service account's own creation, a failed request or another
+/// subresource is no TokenRequest.
+#[test]
+fn a_token_request_is_recognised_by_its_subresource_and_success() {
+    let ev = |sub: Option<&str>, code: i32| {
+        let mut r = serde_json::json!({
+            "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Request",
+            "auditID": "tr1", "stage": "ResponseComplete",
+            "requestURI": "/api/v1/namespaces/ci/serviceaccounts/deployer/token", "verb": "create",
+            "user": {"username": "alice", "groups": ["system:authenticated"]},
+            "sourceIPs": ["127.0.9.9"], "userAgent": "kubectl/v1.32.0",
+            "objectRef": {"resource": "serviceaccounts", "namespace": "ci", "name": "deployer", "apiVersion": "v1"},
+            "responseStatus": {"metadata": {}, "code": code},
+            "requestObject": {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+                "spec": {"expirationSeconds": 3600, "boundObjectRef": {"kind": "Pod", "name": "web-1"}}},
+            "requestReceivedTimestamp": "2026-03-01T10:00:00.000000Z",
+            "stageTimestamp": "2026-03-01T10:00:00.100000Z",
+            "annotations": {"authentication.kubernetes.io/issued-credential-id": "JTI=abc"},
+        });
+        if let Some(s) = sub {
+            r["objectRef"]["subresource"] = s.into();
+        }
+        crate::audit::parse_event(r.to_string().as_bytes()).unwrap()
+    };
+    let m = token_request(&ev(Some("token"), 201)).expect("a TokenRequest");
+    assert_eq!(m.jti, "JTI=abc");
+    assert_eq!(m.service_account, "system:serviceaccount:ci:deployer");
+    assert_eq!(m.minter, "alice");
+    assert_eq!(m.expiration_seconds, Some(3600));
+    assert_eq!(m.bound_to.as_deref(), Some("Pod/web-1"));
+    assert!(
+        token_request(&ev(None, 201)).is_none(),
+        "creating the account"
+    );
+    assert!(token_request(&ev(Some("status"), 201)).is_none());
+    assert!(token_request(&ev(Some("token"), 403)).is_none(), "refused");
+}
+
+/// The minted map's size is reported with the incident maps'.
+#[test]
+fn the_lineage_maps_are_reported_with_their_sizes() {
+    let mut l = Lineage::default();
+    l.record(minted("JTI=a", t(0), Some(3600)));
+    l.record(minted("JTI=b", t(0), Some(3600)));
+    let mut out = Vec::new();
+    l.stats(&mut out);
+    let size = |m: &str| out.iter().find(|s| s.map == m).map(|s| s.entries);
+    assert_eq!(size("minted"), Some(2));
+    assert_eq!(size("incident_keys"), Some(0));
+    assert_eq!(size("incidents"), Some(0));
+}

@@ -163,3 +163,34 @@ fn the_node_itself_teaches_its_addresses_and_a_repeat_by_someone_else_is_no_news
         assert!(node_write_alerts(&a).is_empty(), "{user}: {a:#?}");
     }
 }
+
+/// `judge` itself raises only for `Writer::Other`: the node, the cloud node
+/// controller, another node and control-plane components are judged
+/// elsewhere (NodeRestriction, the learning rules), whatever the caller.
+#[test]
+fn only_a_writer_of_no_standing_is_judged() {
+    use crate::detect::node_writes::{Writer, judge};
+    let v = json!({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Request",
+        "auditID": "w1", "stage": "ResponseComplete",
+        "requestURI": "/api/v1/nodes/node-a/status", "verb": "patch",
+        "user": {"username": "mallory", "groups": PEOPLE},
+        "sourceIPs": ["127.0.1.9"],
+        "objectRef": {"resource": "nodes", "name": "node-a", "subresource": "status", "apiVersion": "v1"},
+        "responseStatus": {"metadata": {}, "code": 200},
+        "requestObject": {"status": {"addresses": [{"type": "InternalIP", "address": "127.0.1.77"}]}},
+        "requestReceivedTimestamp": "2026-03-01T10:00:00.000000Z",
+        "stageTimestamp": "2026-03-01T10:00:00.100000Z",
+    });
+    let ev = parse_event(v.to_string().as_bytes()).unwrap();
+    let a = judge(&ev, "node-a", Writer::Other).expect("someone else writing a node's addresses");
+    assert_eq!(a.rule, "CT1547-006");
+    for w in [
+        Writer::SelfNode,
+        Writer::CloudController,
+        Writer::OtherNode,
+        Writer::Component,
+    ] {
+        assert!(judge(&ev, "node-a", w).is_none(), "{w:?}");
+    }
+}

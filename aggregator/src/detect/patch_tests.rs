@@ -150,3 +150,42 @@ fn a_strategic_merge_stops_merging_at_depth_32_and_drops_what_is_deeper() {
     }
     assert_eq!(doc, expect);
 }
+
+/// A response object is the written state only when it is the RBAC object:
+/// a `Status`, or an object with neither roleRef, subjects nor rules (a
+/// trimmed response), leaves the request to say what was written.
+#[test]
+fn a_response_without_the_rbac_fields_or_a_status_is_not_the_written_state() {
+    let create = |resp: Value| {
+        let mut e: AuditEvent = serde_json::from_value(json!({
+            "level": "RequestResponse", "auditID": "c", "stage": "ResponseComplete",
+            "requestURI": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+            "verb": "create", "user": {"username": "u"},
+        }))
+        .unwrap();
+        e.request_object = Some(RawObject::from_value(&json!({
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "b"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "User", "name": "mallory"}],
+        })));
+        e.response_object = Some(RawObject::from_value(&resp));
+        written(&e, None)
+    };
+    for resp in [
+        json!({"kind": "ClusterRoleBinding", "metadata": {"name": "b"}}),
+        json!({"kind": "Status", "status": "Success", "rules": []}),
+    ] {
+        let w = create(resp.clone());
+        assert_eq!(w.from, StateFrom::RequestObject, "{resp}");
+        assert_eq!(
+            w.object.role_ref.as_ref().map(|r| r.name.as_str()),
+            Some("cluster-admin")
+        );
+    }
+    let full = create(json!({
+        "kind": "ClusterRoleBinding", "metadata": {"name": "b"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+    }));
+    assert_eq!(full.from, StateFrom::ResponseObject);
+}
