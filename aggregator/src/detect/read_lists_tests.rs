@@ -82,3 +82,26 @@ fn a_list_gives_its_memory_back_when_most_of_its_reads_expire_and_keeps_it_other
     assert_eq!(l.get("user").len(), 1);
     assert!(cap(&l) < 4, "capacity {} for one read", cap(&l));
 }
+
+/// An expiry pass that finds a list's reads already gone (dropped when the
+/// list was last touched) leaves the list alone: no reallocation for
+/// nothing removed, whatever room the list has spare.
+#[test]
+fn an_expiry_that_removes_nothing_does_not_reallocate() {
+    let mut l = lists();
+    for tgid in 0..READS_PER_KEY as u32 {
+        let exp = if tgid < 48 { 100 } else { 200 };
+        l.add("user", read(tgid, Some(exp)));
+    }
+    let cap = |l: &ReadLists| l.map.get("user").map(Vec::capacity).unwrap();
+    let full = cap(&l);
+    l.map.advance(t(100 + GRACE));
+    // Touching the list drops the 48 expired reads (and keeps the room).
+    l.add("user", read(1_000, None));
+    assert_eq!(l.get("user").len(), 17);
+    assert_eq!(cap(&l), full);
+    // The queued expiry at 100 now finds nothing to remove.
+    l.expire(|_, _| panic!("the list is not empty"));
+    assert_eq!(l.get("user").len(), 17);
+    assert_eq!(cap(&l), full, "nothing removed, nothing reallocated");
+}
