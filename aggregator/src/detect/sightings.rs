@@ -468,7 +468,11 @@ impl Sightings {
             .time
             .checked_sub_signed(Duration::minutes(CONNECT_HORIZON_MIN))
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        while q.len() > CONNECTS_PER_NODE || q.front().is_some_and(|f| f.time < horizon) {
+        // Ends on an empty queue whatever the condition says.
+        while q
+            .front()
+            .is_some_and(|f| q.len() > CONNECTS_PER_NODE || f.time < horizon)
+        {
             q.pop_front();
         }
         if q.capacity() > q.len().max(CONNECTS_SPARE) * 4 {

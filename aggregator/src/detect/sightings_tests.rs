@@ -766,3 +766,73 @@ fn node_reports_are_returned_for_the_inventory_under_the_observations_node() {
     assert!(s.has_agent("node-a", t(3), Duration::zero()));
     assert!(!s.has_agent("node-a", t(4), Duration::zero()));
 }
+
+/// Removing a node takes exactly its connections out of the total (one
+/// here, two left on the other node).
+#[test]
+fn a_removed_nodes_connections_leave_the_total_and_no_more() {
+    let mut s = two_nodes();
+    feed(
+        &mut s,
+        &[
+            conn("node-a", "a1", 1, 5, None, None, Value::Null),
+            conn("node-b", "b1", 2, 5, None, None, Value::Null),
+            conn("node-b", "b2", 3, 5, None, None, Value::Null),
+        ],
+    );
+    assert_eq!(total(&mut s), 3);
+    s.remove_node("node-a");
+    assert_eq!(total(&mut s), 2);
+}
+
+/// A node's queue dropped to make room for a new node takes exactly its
+/// connections out of the total (the least recently reporting node, one
+/// connection, goes; the other keeps its two).
+#[test]
+fn a_queue_dropped_for_a_new_node_leaves_the_total_with_its_own_count() {
+    let l = MapLimits {
+        connects: crate::detect::bounded::Limits::new(2, None),
+        ..MapLimits::default()
+    };
+    let mut s = Sightings::with_limits(&l);
+    feed(
+        &mut s,
+        &[
+            conn("node-a", "a1", 1, 5, None, None, Value::Null),
+            conn("node-b", "b1", 2, 5, None, None, Value::Null),
+            conn("node-b", "b2", 3, 5, None, None, Value::Null),
+        ],
+    );
+    assert_eq!(total(&mut s), 3);
+    feed(
+        &mut s,
+        &[conn("node-c", "c1", 4, 5, None, None, Value::Null)],
+    );
+    assert_eq!(total(&mut s), 3, "node-a's one went, node-c's one came");
+    assert!(
+        s.connects_near("node-a", ip("10.0.0.1"), t(1), Duration::seconds(10))
+            .is_empty()
+    );
+}
+
+/// A queue whose room is exactly four times the spare is kept as it is:
+/// only more than that is given back.
+#[test]
+fn a_queue_with_exactly_four_times_the_spare_keeps_its_room() {
+    let mut s = two_nodes();
+    let q = s.connects.entry("node-a".to_owned()).or_default();
+    *q = std::collections::VecDeque::with_capacity(4 * CONNECTS_SPARE);
+    let room = q.capacity();
+    assert_eq!(
+        room,
+        4 * CONNECTS_SPARE,
+        "the set-up needs an exact capacity"
+    );
+    feed(
+        &mut s,
+        &[conn("node-a", "a1", 1, 5, None, None, Value::Null)],
+    );
+    let q = s.connects.get("node-a").unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q.capacity(), room);
+}
