@@ -492,13 +492,17 @@ fn connections_are_bounded_per_node_and_in_all() {
     assert_eq!(stats(&mut s, "connect_sightings").0, 3);
 }
 
-#[test]
-fn connection_queues_are_bounded_by_node_count_and_the_total_follows() {
-    let l = MapLimits {
+/// Sightings holding the connections of two nodes at most.
+fn two_queues() -> Sightings {
+    Sightings::with_limits(&MapLimits {
         connects: crate::detect::bounded::Limits::new(2, None),
         ..MapLimits::default()
-    };
-    let mut s = Sightings::with_limits(&l);
+    })
+}
+
+#[test]
+fn connection_queues_are_bounded_by_node_count_and_the_total_follows() {
+    let mut s = two_queues();
     feed(
         &mut s,
         &[
@@ -767,20 +771,25 @@ fn node_reports_are_returned_for_the_inventory_under_the_observations_node() {
     assert!(!s.has_agent("node-a", t(4), Duration::zero()));
 }
 
-/// Removing a node takes exactly its connections out of the total (one
-/// here, two left on the other node).
-#[test]
-fn a_removed_nodes_connections_leave_the_total_and_no_more() {
-    let mut s = two_nodes();
+/// One connection on node-a, then two on node-b: three in all.
+fn one_and_two(s: &mut Sightings) {
     feed(
-        &mut s,
+        s,
         &[
             conn("node-a", "a1", 1, 5, None, None, Value::Null),
             conn("node-b", "b1", 2, 5, None, None, Value::Null),
             conn("node-b", "b2", 3, 5, None, None, Value::Null),
         ],
     );
-    assert_eq!(total(&mut s), 3);
+    assert_eq!(total(s), 3);
+}
+
+/// Removing a node takes exactly its connections out of the total (one
+/// here, two left on the other node).
+#[test]
+fn a_removed_nodes_connections_leave_the_total_and_no_more() {
+    let mut s = two_nodes();
+    one_and_two(&mut s);
     s.remove_node("node-a");
     assert_eq!(total(&mut s), 2);
 }
@@ -790,20 +799,8 @@ fn a_removed_nodes_connections_leave_the_total_and_no_more() {
 /// connection, goes; the other keeps its two).
 #[test]
 fn a_queue_dropped_for_a_new_node_leaves_the_total_with_its_own_count() {
-    let l = MapLimits {
-        connects: crate::detect::bounded::Limits::new(2, None),
-        ..MapLimits::default()
-    };
-    let mut s = Sightings::with_limits(&l);
-    feed(
-        &mut s,
-        &[
-            conn("node-a", "a1", 1, 5, None, None, Value::Null),
-            conn("node-b", "b1", 2, 5, None, None, Value::Null),
-            conn("node-b", "b2", 3, 5, None, None, Value::Null),
-        ],
-    );
-    assert_eq!(total(&mut s), 3);
+    let mut s = two_queues();
+    one_and_two(&mut s);
     feed(
         &mut s,
         &[conn("node-c", "c1", 4, 5, None, None, Value::Null)],

@@ -204,10 +204,9 @@ mod tests {
 
     use super::*;
 
-    /// Every write is counted once in the wait histogram, and every group in
-    /// the group histograms, its size summed.
-    #[test]
-    fn the_writer_reports_each_write_and_each_group() {
+    /// A writer on an in-memory database, its figures (not yet reported)
+    /// and a registry holding them as `wait`, `group` and `jobs`.
+    fn writer() -> (GroupWriter, WriterMetrics, Registry) {
         let conn = Arc::new(Mutex::new(Connection::open_in_memory().unwrap()));
         let w = GroupWriter::start(conn, None).unwrap();
         let m = WriterMetrics {
@@ -219,6 +218,14 @@ mod tests {
         reg.register("wait", "", m.wait.clone());
         reg.register("group", "", m.group.clone());
         reg.register("jobs", "", m.jobs.clone());
+        (w, m, reg)
+    }
+
+    /// Every write is counted once in the wait histogram, and every group in
+    /// the group histograms, its size summed.
+    #[test]
+    fn the_writer_reports_each_write_and_each_group() {
+        let (w, m, reg) = writer();
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -247,15 +254,7 @@ mod tests {
     /// `GROUP_TIME`: six 10 ms jobs sent at once are six groups, not two.
     #[test]
     fn a_group_takes_no_job_after_its_time() {
-        let conn = Arc::new(Mutex::new(Connection::open_in_memory().unwrap()));
-        let w = GroupWriter::start(conn, None).unwrap();
-        let m = WriterMetrics {
-            wait: Histogram::new(exponential_buckets(0.0005, 2.0, 4)),
-            group: Histogram::new(exponential_buckets(0.0005, 2.0, 4)),
-            jobs: Histogram::new(exponential_buckets(1.0, 2.0, 4)),
-        };
-        let mut reg = Registry::default();
-        reg.register("jobs", "", m.jobs.clone());
+        let (w, m, reg) = writer();
         w.instrument(m);
         let slow = || {
             w.write(|_| {
