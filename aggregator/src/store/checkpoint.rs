@@ -97,48 +97,32 @@ fn run(conn: &Connection, stop: &mpsc::Receiver<()>, long: &AtomicBool, restart_
             }
         }
         match checkpoint(conn) {
-            Ok(p) if p.log >= restart_frames => long.store(true, Ordering::Relaxed),
+            Ok(log) if log >= restart_frames => long.store(true, Ordering::Relaxed),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; retrying"),
         }
     }
 }
 
-/// What one checkpoint did (`PRAGMA wal_checkpoint`'s row).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Pass {
-    /// Another checkpoint was running, or a writer or reader was in the way.
-    pub busy: bool,
-    /// Frames in the WAL.
-    pub log: i64,
-    /// Of those, frames copied into the database file.
-    pub copied: i64,
+/// One `PASSIVE` checkpoint: copies what no reader still needs, never
+/// waits; returns the frames in the WAL (`PRAGMA wal_checkpoint`'s `log`).
+fn checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
 }
 
-/// One `PASSIVE` checkpoint: copies what no reader still needs, never waits.
-fn checkpoint(conn: &Connection) -> rusqlite::Result<Pass> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-        Ok(Pass {
-            busy: r.get::<_, i64>(0)? != 0,
-            log: r.get(1)?,
-            copied: r.get(2)?,
-        })
-    })
-}
-
-/// On the writer's connection, between groups, while `long` is raised:
-/// copies the frames the checkpoint thread has not; once every frame is
-/// copied the flag is lowered and the next write transaction rewinds the
-/// WAL. Busy (the checkpoint thread is mid-pass, or a reader still needs old
-/// frames): the next group tries again.
+/// On the writer's connection, between groups, once per raising of `long`:
+/// copies the frames the checkpoint thread has not; when every frame is
+/// copied the next write transaction rewinds the WAL. A pass that could not
+/// finish (the checkpoint thread mid-pass, or a query still reading old
+/// frames) is not retried after every group: the checkpoint thread raises
+/// the flag again at its next pass while the WAL is still long, so a long
+/// query costs the writer at most one extra pass per [`INTERVAL`].
 pub(super) fn finish(writer: &Connection, long: &AtomicBool) {
-    if !long.load(Ordering::Relaxed) {
+    if !long.swap(false, Ordering::Relaxed) {
         return;
     }
-    match checkpoint(writer) {
-        Ok(p) if !p.busy && p.copied >= p.log => long.store(false, Ordering::Relaxed),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "WAL checkpoint on the writer failed; retrying"),
+    if let Err(e) = checkpoint(writer) {
+        tracing::warn!(error = %e, "WAL checkpoint on the writer failed; retrying");
     }
 }
 
